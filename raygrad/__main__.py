@@ -1,0 +1,5 @@
+import sys
+
+from raygrad.cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""The `raygrad` command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from raygrad.config import ConfigError, RunConfig, load_config
+from raygrad.data import DatasetError, load_split
+
+
+def _config(path: str | None) -> RunConfig:
+    return load_config(path) if path else RunConfig()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from raygrad.evaluate import evaluate
+    from raygrad.llm.endpoints import role_clients
+    from raygrad.workflows import build_workflow
+
+    config = _config(args.config)
+    examples = load_split(config.data, args.split)  # bad data fails here, before any call
+    workflow, eval_fn = build_workflow(config.workflow)
+    with role_clients(config, roles=("task",)) as clients:
+        client = clients["task"]
+        report = asyncio.run(evaluate(workflow, examples, client, eval_fn, split=args.split))
+    output = Path(args.output) if args.output else config.run_dir / f"eval_{args.split}.parquet"
+    report.write_parquet(output)
+    usage = client.usage
+    cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for this model)"
+    print(f"workflow {config.workflow.name} on split {args.split!r} ({len(examples)} samples, model {client.config.model})")
+    print(f"  score          {report.score:.3f} over {report.completed} completed samples")
+    print(f"  failed samples {report.failed}" + (" (calls that never succeeded; not scored)" if report.failed else ""))
+    print(f"  calls          {usage.calls} made, {usage.cached_calls} from the journal, {usage.retries} retries "
+          f"({usage.rate_limited} rate-limited)")
+    print(f"  tokens         {usage.prompt_tokens} prompt + {usage.completion_tokens} completion")
+    print(f"  cost           {cost}")
+    print(f"  wall time      {report.wall_time_s:.1f} s")
+    print(f"  per-sample results: {output}")
+    return 0
+
+
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    from raygrad.llm.local import LOCAL_MODEL_NAME, LocalModelServer
+
+    with LocalModelServer(port=args.port) as server:
+        print(f"SmolLM2-135M-Instruct serving an OpenAI-compatible API at {server.api_base}")
+        print(f"  litellm model: openai/{LOCAL_MODEL_NAME}   api_base: {server.api_base}   (Ctrl-C stops it)")
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raygrad", description="Optimize the prompts of LLM workflows "
+                                     "with textual gradients, on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ev = commands.add_parser("eval", help="run a workflow over a data split and score it")
+    ev.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--output", help="Parquet file for per-sample results")
+    ev.set_defaults(run=cmd_eval)
+    serve = commands.add_parser("serve-local", help="serve the embedded local model in the foreground")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=cmd_serve_local)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, DatasetError) as err:
+        print(f"raygrad: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

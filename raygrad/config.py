@@ -1,0 +1,157 @@
+"""Run configuration: pydantic models loaded from YAML, with errors that name the bad field."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROLES = ("task", "backward", "optimizer")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message names the place."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """One LLM endpoint for one role. `model=None` means the embedded local model."""
+
+    model: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
+    rpm: float | None = Field(None, gt=0, description="requests per minute allowed by the provider")
+    tpm: float | None = Field(None, gt=0, description="tokens per minute allowed by the provider")
+    max_in_flight: int = Field(32, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    timeout_s: float = Field(60.0, gt=0, description="one HTTP attempt")
+    retry_deadline_s: float = Field(300.0, gt=0, description="give up retrying a call after this long")
+    extra: dict[str, Any] = Field(default_factory=dict, description="further litellm sampling params")
+    structured_output: Literal["json_schema", "json_object"] = Field(
+        "json_schema", description="how to ask for JSON: OpenAI's json_schema, or json_object with a schema "
+                                   "(llama.cpp, some OpenAI-compatible servers)")
+
+    @field_validator("model")
+    @classmethod
+    def _known_provider(cls, model: str | None) -> str | None:
+        if model is None:
+            return None
+        from raygrad.llm import import_litellm  # deferred: litellm is slow to import
+
+        litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(model)
+        except Exception as err:  # litellm raises BadRequestError with a long text
+            raise ValueError(f"litellm does not know the provider of {model!r}; "
+                             "write it as 'provider/model', e.g. 'openai/gpt-4o-mini'") from err
+        return model
+
+    @property
+    def is_local(self) -> bool:
+        return self.model is None
+
+    def api_key(self) -> str | None:
+        """The key, read from the environment at call time; never stored."""
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(f"environment variable {self.api_key_env} (api_key_env) is not set")
+        return value
+
+    def sampling_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"temperature": self.temperature}
+        for name in ("max_tokens", "top_p", "seed"):
+            if getattr(self, name) is not None:
+                params[name] = getattr(self, name)
+        params.update(self.extra)
+        return params
+
+
+class GeneratorConfig(_Strict):
+    name: Literal["object_count"] = "object_count"
+    size: int = Field(250, ge=1)
+    seed: int = 0
+
+
+class DataConfig(_Strict):
+    """A dataset file (JSON/JSONL/CSV/Parquet) or a seeded generator, and its splits."""
+
+    path: str | None = None
+    format: Literal["json", "jsonl", "csv", "parquet"] | None = None
+    input_field: str = "input"
+    target_field: str = "target"
+    generator: GeneratorConfig | None = None
+    splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if self.path is None and self.generator is None:
+            self.generator = GeneratorConfig()
+        if self.path is not None and self.generator is not None:
+            raise ValueError("give either data.path or data.generator, not both")
+        return self
+
+
+class WorkflowConfig(_Strict):
+    name: Literal["generic", "object_count"] = "object_count"
+    instruction: str | None = None
+    output_format: str | None = None
+    eval: Literal["exact", "number", "contains", "f1"] | None = None
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: dict[Literal["task", "backward", "optimizer"], ModelConfig] = Field(default_factory=dict)
+    output_dir: str = "runs"
+    journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
+
+    def model_for(self, role: str) -> ModelConfig:
+        """The endpoint of a role; roles left out use the embedded local model."""
+        return self.models.get(role) or ModelConfig()  # type: ignore[call-overload]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    @property
+    def journal_path(self) -> Path:
+        return Path(self.journal) if self.journal else self.run_dir / "journal.sqlite"
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML run config; raise ConfigError naming the file and field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    if config.data.path is not None and not Path(config.data.path).is_absolute():
+        # Data paths are relative to the config file, so a config travels with its data.
+        config.data.path = str((path.parent / config.data.path).resolve())
+    return config

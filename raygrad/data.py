@@ -1,0 +1,120 @@
+"""Datasets: JSON (BIG-Bench Hard style), JSONL, CSV and Parquet files, or the seeded generator."""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from raygrad.config import DataConfig
+from raygrad.objectcount import generate_object_counting
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the file and row."""
+
+
+class Example(BaseModel):
+    id: str
+    input: str
+    target: str
+
+
+_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _read_rows(path: Path, fmt: str) -> Iterable[Any]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+        return
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            if fmt == "csv":
+                yield from csv.DictReader(handle)
+            elif fmt == "jsonl":
+                for number, line in enumerate(handle):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError as err:
+                            raise DatasetError(f"{path}: row {number}: not valid JSON ({err.msg})") from None
+            else:
+                try:
+                    data = json.load(handle)
+                except json.JSONDecodeError as err:
+                    raise DatasetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+                rows = data.get("examples") if isinstance(data, dict) else data
+                if not isinstance(rows, list):
+                    raise DatasetError(f"{path}: expected a list of rows or {{\"examples\": [...]}}")
+                yield from rows
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
+def _text(value: Any, path: Path, row: int, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DatasetError(f"{path}: row {row}: field {field!r} must be text or a number, "
+                           f"not {type(value).__name__}")
+    return str(value)
+
+
+def load_examples(path: str | Path, input_field: str = "input", target_field: str = "target",
+                  fmt: str | None = None) -> list[Example]:
+    """Read every row of a dataset file; the first bad row raises DatasetError naming file and row."""
+    path = Path(path)
+    fmt = fmt or _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DatasetError(f"{path}: unknown dataset format; use .json, .jsonl, .csv or .parquet, or set data.format")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such dataset file")
+    examples = []
+    for row_number, row in enumerate(_read_rows(path, fmt)):
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}: row {row_number}: expected an object with fields, got {type(row).__name__}")
+        for field in (input_field, target_field):
+            if field not in row or row[field] is None:
+                raise DatasetError(f"{path}: row {row_number}: missing field {field!r}")
+        examples.append(Example(id=str(row_number), input=_text(row[input_field], path, row_number, input_field),
+                                target=_text(row[target_field], path, row_number, target_field)))
+    return examples
+
+
+def parse_range(spec: str, size: int) -> slice:
+    """'0:50', '150:', ':100' -> a slice; raise ValueError on anything else."""
+    parts = spec.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"split {spec!r} is not a range like '0:50'")
+    try:
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else size
+    except ValueError:
+        raise ValueError(f"split {spec!r} is not a range like '0:50'") from None
+    return slice(start, stop)
+
+
+def load_split(config: DataConfig, split: str) -> list[Example]:
+    """The examples of one named split; an unknown or empty split is an error."""
+    if split not in config.splits:
+        raise DatasetError(f"no split {split!r} in data.splits (have: {', '.join(config.splits)})")
+    if config.path is not None:
+        examples = load_examples(config.path, config.input_field, config.target_field, config.format)
+        source = config.path
+    else:
+        generator = config.generator
+        assert generator is not None
+        rows = generate_object_counting(generator.size, generator.seed)
+        examples = [Example(id=str(i), **row) for i, row in enumerate(rows)]
+        source = f"generator {generator.name} (seed {generator.seed})"
+    try:
+        chosen = examples[parse_range(config.splits[split], len(examples))]
+    except ValueError as err:
+        raise DatasetError(f"data.splits.{split}: {err}") from None
+    if not chosen:
+        raise DatasetError(f"data.splits.{split} = {config.splits[split]!r} selects no rows of {source} "
+                           f"({len(examples)} rows)")
+    return chosen

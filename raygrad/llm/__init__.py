@@ -1,0 +1,15 @@
+"""The LLM layer: one async client over litellm, limits, journal, and the embedded local model."""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+
+def import_litellm() -> ModuleType:
+    """Import litellm for offline use: its bundled price map, no network fetch, no debug banners."""
+    # Without this, litellm fetches its price map from the network at first use and stalls offline.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm

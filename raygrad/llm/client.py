@@ -1,0 +1,202 @@
+"""One async LLM client over litellm: limits, bounded retries, journal, usage, structured output."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from raygrad.config import ModelConfig
+from raygrad.llm import import_litellm
+from raygrad.llm.journal import Journal, call_key
+from raygrad.llm.limits import EndpointLimiter, parse_duration
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class LLMCallFailed(RuntimeError):
+    """A call that could not be completed (after retries). The sample is *failed*, not wrong."""
+
+
+class InvalidReply(ValueError):
+    """A reply that does not parse into the requested schema."""
+
+    def __init__(self, message: str, text: str):
+        super().__init__(message)
+        self.text = text
+
+
+class Completion(BaseModel):
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    latency_s: float = 0.0
+    cached: bool = False
+    attempts: int = 1
+
+
+class Usage(BaseModel):
+    """Counters of one client; `calls` are requests that reached the provider and succeeded."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def add(self, other: "Usage") -> "Usage":
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
+
+
+class LLMClient:
+    """Calls one endpoint. Create it inside the process (and event loop) that uses it."""
+
+    def __init__(self, config: ModelConfig, *, journal: Journal | None = None, endpoint_id: str | None = None,
+                 limiter: EndpointLimiter | None = None):
+        if config.model is None:
+            raise ValueError("resolve the embedded local model first (raygrad.llm.local.resolve_model)")
+        self.config = config
+        self.journal = journal
+        # Identity of the endpoint in journal keys: the api_base, or a stable name for a server on a random port.
+        self.endpoint_id = endpoint_id or config.api_base
+        self.limiter = limiter or EndpointLimiter(config.rpm, config.tpm, config.max_in_flight)
+        self.usage = Usage()
+        self._litellm = import_litellm()
+
+    def _api_key(self) -> str | None:
+        key = self.config.api_key()
+        if key is None and self.config.api_base:
+            return "no-key"  # keyless servers (local, simulated); the SDK refuses an empty key
+        return key  # None: litellm reads the provider's usual variable itself
+
+    async def complete(self, messages: list[dict[str, str]], *, journal_tag: str | None = None,
+                       response_schema: dict | None = None, **params: Any) -> Completion:
+        """One chat completion. Served from the journal when deterministic (temperature 0) or tagged."""
+        sampling = {**self.config.sampling_params(), **params}
+        key = call_key(self.config.model, self.endpoint_id, messages, sampling, response_schema, journal_tag)
+        replayable = journal_tag is not None or sampling.get("temperature", 0) == 0
+        if self.journal is not None and replayable:
+            stored = self.journal.get(key)
+            if stored is not None:
+                self.usage.cached_calls += 1
+                return Completion(**{**stored, "cached": True, "latency_s": 0.0})
+        completion = await self._call_with_retries(messages, sampling, response_schema)
+        if self.journal is not None:
+            self.journal.put(key, self.config.model, completion.model_dump(exclude={"cached"}))
+        return completion
+
+    async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], *,
+                                  journal_tag: str | None = None, **params: Any) -> T:
+        """Ask for JSON matching a pydantic model and validate it; raise InvalidReply otherwise."""
+        json_schema = schema.model_json_schema()
+        if self.config.structured_output == "json_object":
+            response_format = {"type": "json_object", "schema": json_schema}
+        else:
+            response_format = {"type": "json_schema",
+                               "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True}}
+        completion = await self.complete(messages, journal_tag=journal_tag, response_schema=json_schema,
+                                         response_format=response_format, **params)
+        return parse_structured(completion.text, schema)
+
+    async def _call_with_retries(self, messages: list[dict], sampling: dict, schema: dict | None) -> Completion:
+        litellm = self._litellm
+        cfg = self.config
+        fatal = (litellm.AuthenticationError, litellm.BadRequestError, litellm.NotFoundError,
+                 litellm.PermissionDeniedError)
+        estimated_tokens = sum(len(m.get("content") or "") for m in messages) // 4 + (cfg.max_tokens or 256)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.limiter.slot(estimated_tokens) as slot:
+                    response = await litellm.acompletion(
+                        model=cfg.model, messages=messages, api_base=cfg.api_base, api_key=self._api_key(),
+                        timeout=cfg.timeout_s, num_retries=0, max_retries=0, **sampling)
+                    latency = time.monotonic() - slot.admitted
+                    self.limiter.settle(slot, latency)
+            except fatal as err:
+                self.usage.failed_calls += 1
+                raise LLMCallFailed(f"{cfg.model}: {type(err).__name__}: {_short(err)}") from err
+            except Exception as err:  # 429, 5xx, timeouts, broken connections or bodies: retry within the deadline
+                wait = _retry_after(err)
+                if isinstance(err, litellm.RateLimitError):
+                    self.usage.rate_limited += 1
+                    if wait is not None:
+                        self.limiter.pause_until(time.monotonic() + wait)
+                if wait is None:
+                    wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                if time.monotonic() + wait - started > cfg.retry_deadline_s:
+                    self.usage.failed_calls += 1
+                    raise LLMCallFailed(f"{cfg.model}: gave up after {attempt} attempts in "
+                                        f"{time.monotonic() - started:.1f}s: {type(err).__name__}: {_short(err)}"
+                                        ) from err
+                self.usage.retries += 1
+                await asyncio.sleep(wait)
+                continue
+            break
+        headers = (getattr(response, "_hidden_params", None) or {}).get("additional_headers") or {}
+        self.limiter.observe_headers(headers, slot.admitted + slot.delay)
+        usage = getattr(response, "usage", None)
+        text = response.choices[0].message.content or ""
+        completion = Completion(
+            text=text, model=cfg.model, attempts=attempt, latency_s=latency,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            cost=_cost(response))
+        self.usage.calls += 1
+        self.usage.prompt_tokens += completion.prompt_tokens
+        self.usage.completion_tokens += completion.completion_tokens
+        self.usage.cost += completion.cost or 0.0
+        return completion
+
+
+def parse_structured(text: str, schema: type[T]) -> T:
+    """Validate a JSON reply, tolerating code fences and prose around one JSON object."""
+    candidate = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", candidate, re.S)
+    if fenced:
+        candidate = fenced.group(1).strip()
+    if not candidate.startswith("{"):
+        start, end = candidate.find("{"), candidate.rfind("}")
+        if start < 0 or end <= start:
+            raise InvalidReply(f"no JSON object in the reply for {schema.__name__}", text)
+        candidate = candidate[start:end + 1]
+    try:
+        return schema.model_validate(json.loads(candidate))
+    except (json.JSONDecodeError, ValidationError) as err:
+        raise InvalidReply(f"reply does not match {schema.__name__}: {_short(err)}", text) from None
+
+
+def _retry_after(err: Exception) -> float | None:
+    for headers in (getattr(getattr(err, "response", None), "headers", None),
+                    getattr(err, "litellm_response_headers", None)):
+        if headers:
+            try:
+                value = headers.get("retry-after") or headers.get("Retry-After")
+            except AttributeError:
+                continue
+            seconds = parse_duration(value)
+            if seconds is not None:
+                return seconds
+    return None
+
+
+def _cost(response: Any) -> float | None:
+    """The price litellm computed for the call where it knows the model's price; None means unknown, not free."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    return float(cost) if cost else None
+
+
+def _short(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."

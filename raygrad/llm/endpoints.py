@@ -1,0 +1,39 @@
+"""Clients for the roles of a run (task, backward, optimizer), with one limiter per endpoint."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from raygrad.config import ROLES, RunConfig
+from raygrad.llm.client import LLMClient
+from raygrad.llm.journal import Journal
+from raygrad.llm.limits import EndpointLimiter
+from raygrad.llm.local import LOCAL_ENDPOINT_ID, LocalModelServer
+
+
+@contextmanager
+def role_clients(config: RunConfig, roles: tuple[str, ...] = ROLES) -> Iterator[dict[str, LLMClient]]:
+    """One client per role; roles on the same endpoint share its limits. Starts the local model if needed.
+
+    Every API key variable is checked before any call is made.
+    """
+    for role in roles:
+        config.model_for(role).api_key()  # raises ConfigError naming a missing variable
+    journal = Journal(config.journal_path)
+    limiters: dict[tuple, EndpointLimiter] = {}
+    clients: dict[str, LLMClient] = {}
+    with ExitStack() as stack:
+        local: LocalModelServer | None = None
+        for role in roles:
+            model_config, endpoint_id = config.model_for(role), None
+            if model_config.is_local:
+                if local is None:
+                    local = stack.enter_context(LocalModelServer())
+                model_config, endpoint_id = local.model_config(model_config), LOCAL_ENDPOINT_ID
+            endpoint = (model_config.model, model_config.api_base)
+            if endpoint not in limiters:
+                limiters[endpoint] = EndpointLimiter(model_config.rpm, model_config.tpm, model_config.max_in_flight)
+            clients[role] = LLMClient(model_config, journal=journal, endpoint_id=endpoint_id,
+                                      limiter=limiters[endpoint])
+        stack.callback(journal.close)
+        yield clients

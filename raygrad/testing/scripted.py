@@ -1,0 +1,40 @@
+"""A scripted in-process LLM for unit tests of the algorithm (no HTTP, no litellm)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from raygrad.llm.client import Completion, LLMCallFailed, Usage, parse_structured
+from raygrad.testing.responders import RESPONDERS, Responder
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ScriptedLLM:
+    """Answers with a responder; records every call. `fail_when(messages)` makes a call fail."""
+
+    def __init__(self, responder: Responder | str = "echo", *, fail_when=None, delay_s: float = 0.0,
+                 model: str = "scripted"):
+        self.responder = RESPONDERS[responder] if isinstance(responder, str) else responder
+        self.fail_when = fail_when
+        self.delay_s = delay_s
+        self.model = model
+        self.calls: list[list[dict[str, str]]] = []
+        self.usage = Usage()
+
+    async def complete(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        self.calls.append(messages)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_when is not None and self.fail_when(messages):
+            self.usage.failed_calls += 1
+            raise LLMCallFailed("scripted failure")
+        text = self.responder(messages, kwargs)
+        self.usage.calls += 1
+        return Completion(text=text, model=self.model)
+
+    async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], **kwargs: Any) -> T:
+        completion = await self.complete(messages, response_schema=schema.model_json_schema(), **kwargs)
+        return parse_structured(completion.text, schema)

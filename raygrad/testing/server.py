@@ -1,0 +1,218 @@
+"""A simulated OpenAI-compatible chat server on loopback, for tests and benchmarks.
+
+It has latency with jitter, a per-model request budget enforced over a sliding window (429 with
+Retry-After beyond it, OpenAI-style rate-limit headers on every reply), injected 5xx, hangs and
+malformed bodies at given rates, a request log, and deterministic answers from a responder.
+Run it in a thread of the current process (`SimulatedServer`) or as its own process
+(`python -m raygrad.testing.server`), which keeps its CPU apart from a benchmarked client.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from raygrad.testing.responders import RESPONDERS, Responder
+
+
+class ServerSettings(BaseModel):
+    latency_s: float = Field(0.0, ge=0)
+    jitter_s: float = Field(0.0, ge=0)
+    rpm: float | None = Field(None, gt=0, description="requests per minute per model")
+    window_s: float = Field(60.0, gt=0, description="the budget is enforced as rpm*window_s/60 per window_s")
+    error_rate: float = Field(0.0, ge=0, le=1, description="fraction answered 500/503")
+    hang_rate: float = Field(0.0, ge=0, le=1, description="fraction that hang for hang_s (client time-outs)")
+    hang_s: float = 30.0
+    malformed_rate: float = Field(0.0, ge=0, le=1, description="fraction answered 200 with a broken body")
+    responder: str = "echo"
+    seed: int = 0
+
+
+class LogEntry(BaseModel):
+    time: float
+    model: str
+    status: int
+    fault: str | None = Field(None, description="rate_limited, error, hang or malformed")
+    messages: list[dict]
+    response_format: dict | None = None
+
+
+class _Budget:
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self.accepted: collections.deque[float] = collections.deque()
+
+    def admit(self, now: float) -> tuple[bool, float]:
+        while self.accepted and self.accepted[0] <= now - self.window:
+            self.accepted.popleft()
+        if len(self.accepted) >= self.limit:
+            return False, self.accepted[0] + self.window - now
+        self.accepted.append(now)
+        return True, (self.accepted[0] + self.window - now)
+
+
+class SimulatedServer:
+    """`with SimulatedServer(ServerSettings(...)) as server:` then point a client at `server.url`."""
+
+    def __init__(self, settings: ServerSettings | None = None, responder: Responder | None = None,
+                 port: int = 0):
+        self.settings = settings or ServerSettings()
+        self.responder: Responder = responder or RESPONDERS[self.settings.responder]
+        self.port = port
+        self.log: list[LogEntry] = []
+        self._budgets: dict[str, _Budget] = {}
+        self._rng = random.Random(self.settings.seed)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def answered(self) -> list[LogEntry]:
+        """Requests that got a good answer."""
+        return [e for e in self.log if e.fault is None]
+
+    def refused(self) -> list[LogEntry]:
+        return [e for e in self.log if e.fault == "rate_limited"]
+
+    def clear_log(self) -> None:
+        self.log.clear()
+
+    # -- the application -------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/_log", self._log)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "simulated", "object": "model"}]})
+
+    async def _log(self, request: web.Request) -> web.Response:
+        full = request.query.get("full") == "1"
+        rows = [e.model_dump(exclude=None if full else {"messages"}) for e in self.log]
+        return web.json_response(rows)
+
+    def _headers(self, limit: int | None, remaining: int | None, reset: float | None) -> dict[str, str]:
+        if limit is None:
+            return {}
+        return {"x-ratelimit-limit-requests": str(limit),
+                "x-ratelimit-remaining-requests": str(max(0, remaining or 0)),
+                "x-ratelimit-reset-requests": f"{max(0.0, reset or 0.0):.3f}s"}
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        now = time.monotonic()
+        body = await request.json()
+        model = str(body.get("model", ""))
+        entry = LogEntry(time=now, model=model, status=200, messages=body.get("messages", []),
+                         response_format=body.get("response_format"))
+        self.log.append(entry)
+        s = self.settings
+        limit = remaining = reset = None
+        if s.rpm:
+            budget = self._budgets.setdefault(model, _Budget(max(1, int(s.rpm * s.window_s / 60)), s.window_s))
+            admitted, reset = budget.admit(now)
+            limit, remaining = budget.limit, budget.limit - len(budget.accepted)
+            if not admitted:
+                entry.status, entry.fault = 429, "rate_limited"
+                headers = {**self._headers(limit, 0, reset), "retry-after": f"{reset:.3f}"}
+                return web.json_response({"error": {"message": "Rate limit reached (simulated)",
+                                                    "type": "requests", "code": "rate_limit_exceeded"}},
+                                         status=429, headers=headers)
+        fault = self._rng.random()
+        delay = max(0.0, s.latency_s + self._rng.uniform(-s.jitter_s, s.jitter_s))
+        if delay:
+            await asyncio.sleep(delay)
+        headers = self._headers(limit, remaining, reset)
+        if fault < s.error_rate:
+            entry.status, entry.fault = 503, "error"
+            return web.json_response({"error": {"message": "injected server error", "type": "server_error"}},
+                                     status=503, headers=headers)
+        fault -= s.error_rate
+        if fault < s.hang_rate:
+            entry.status, entry.fault = 504, "hang"
+            await asyncio.sleep(s.hang_s)
+            return web.json_response({"error": {"message": "injected hang"}}, status=504)
+        fault -= s.hang_rate
+        if fault < s.malformed_rate:
+            entry.fault = "malformed"
+            return web.Response(text='{"id": "chatcmpl-broken", "choices": [', status=200,
+                                content_type="application/json", headers=headers)
+        text = self.responder(entry.messages, body)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in entry.messages)
+        return web.json_response({
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                      "total_tokens": prompt_tokens + len(text.split())},
+        }, headers=headers)
+
+    # -- running in a background thread ----------------------------------------------------
+    def start(self) -> "SimulatedServer":
+        self._thread = threading.Thread(target=self._serve, name="simulated-llm", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("simulated server did not start")
+        return self
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=4096)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)  # type: ignore[union-attr]
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)  # type: ignore[union-attr]
+        self._loop = None
+
+    def __enter__(self) -> "SimulatedServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None, on_ready: Callable[[SimulatedServer], None] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m raygrad.testing.server", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    for name, field in ServerSettings.model_fields.items():
+        kind = str if field.annotation in (str,) else float if name != "seed" else int
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=field.default)
+    args = vars(parser.parse_args(argv))
+    port = args.pop("port")
+    server = SimulatedServer(ServerSettings(**args), port=port).start()
+    print(json.dumps({"url": server.url, "port": server.port}), flush=True)
+    if on_ready:
+        on_ready(server)
+    try:
+        server._thread.join()  # type: ignore[union-attr]
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
