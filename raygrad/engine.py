@@ -201,7 +201,7 @@ class Workflow:
             parameters[name].value = value
 
 
-async def run_forward(workflow: Workflow, input: str, client: ChatClient) -> tuple[str, Trace]:  # noqa: A002
+async def run_forward(workflow: Workflow, input: str, client: ChatClient) -> tuple[Any, Trace]:  # noqa: A002
     """Run one sample through the workflow, recording its trace."""
     workflow.parameters()  # names components before they record nodes
     trace = Trace()
@@ -210,4 +210,4 @@ async def run_forward(workflow: Workflow, input: str, client: ChatClient) -> tup
         output = await workflow.forward(input)
     finally:
         _run_context.reset(token)
-    return str(output), trace
+    return output, trace  # a Traced str: the loss node links to the node that produced it

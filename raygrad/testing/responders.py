@@ -46,3 +46,33 @@ def object_count(messages: list[dict], body: dict[str, Any]) -> str:
 
 
 RESPONDERS: dict[str, Responder] = {"echo": echo, "object_count": object_count}
+
+
+def _proposals_for(value: str, k: int) -> list[str]:
+    """Deterministic 'improvements': each adds one helpful phrase the value lacks (or rewords it)."""
+    missing = [p for p in HELPFUL_PHRASES if p not in value.lower()]
+    additions = {"step by step": "Think step by step.", "count each": "Count each item separately.",
+                 "ignore": "Ignore items of other categories.", "only": "Give only the number.",
+                 "total": "Add them up to a total.", "answer:": "End with 'Answer: N'."}
+    proposals = [f"{value} {additions[p]}" for p in missing]
+    return (proposals + [f"{value} Be careful."])[:k]
+
+
+def object_count_trainer(messages: list[dict], body: dict[str, Any]) -> str:
+    """Task, backward engine and optimizer in one: answers by the role its system prompt shows."""
+    import json
+    import re
+
+    from raygrad import prompts
+
+    system, user = _last(messages, "system"), _last(messages, "user")
+    if system == prompts.BACKWARD_SYSTEM:
+        return json.dumps({"feedback": "The count was off; say to count each item of the asked category only."})
+    if system == prompts.OPTIMIZER_SYSTEM:
+        value = re.search(r"<VARIABLE[^>]*>\n(.*?)\n</VARIABLE>", user, re.S)
+        k = int(re.search(r"Propose (\d+) different", user).group(1))  # type: ignore[union-attr]
+        return json.dumps({"proposals": _proposals_for(value.group(1) if value else "", k)})
+    return object_count(messages, body)
+
+
+RESPONDERS["object_count_trainer"] = object_count_trainer

@@ -1,0 +1,217 @@
+"""The trainer: forward a minibatch, backward its errors, propose, validate in two stages, checkpoint."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from raygrad.backward import aggregate, backward, textual_loss
+from raygrad.data import Example
+from raygrad.engine import ChatClient, Workflow
+from raygrad.evals import EvalFn
+from raygrad.evaluate import run_sample
+from raygrad.llm.client import Usage
+from raygrad.optimizers.tgd import ScoredValue, propose
+from raygrad.validation import minibatch_score, validate, with_value
+
+ROLES = ("task", "backward", "optimizer")
+
+
+class TrainerConfig(BaseModel):
+    steps: int = Field(12, ge=0)
+    batch_size: int = Field(4, ge=1)
+    proposals: int = Field(5, ge=1, description="candidates asked of the optimizer per parameter per step")
+    error_threshold: float = Field(1.0, description="a sample scoring below this is an error sample")
+    seed: int = 0
+    max_gradient_samples: int = Field(8, ge=1)
+    max_feedback_chars: int = Field(600, ge=50)
+    history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
+    validation_chunk: int = Field(16, ge=1)
+    max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
+
+
+class CandidateRecord(BaseModel):
+    step: int
+    parameter: str
+    value: str
+    stage1: float | None = None
+    stage2: float | None = None
+    accepted: bool = False
+    reason: str = ""
+
+
+class StepRecord(BaseModel):
+    step: int
+    batch: list[str]
+    batch_score: float
+    errors: int
+    best_val: float
+    accepted: list[str] = Field(default_factory=list)
+
+
+class TrainState(BaseModel):
+    """Everything needed to continue a run; written atomically after every step."""
+
+    step: int = 0
+    values: dict[str, str]
+    initial_val: float
+    best_val: float
+    history: dict[str, list[ScoredValue]]
+    failed: dict[str, list[str]] = Field(default_factory=dict)
+    order: list[int] = Field(default_factory=list)
+    cursor: int = 0
+    rng_state: list = Field(default_factory=list)
+    usage: dict[str, Usage] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+    candidates: list[CandidateRecord] = Field(default_factory=list)
+    stopped: str | None = None
+
+
+def save_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)  # a reader sees the old checkpoint or the new one, never half of one
+
+
+class Trainer:
+    def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient],
+                 config: TrainerConfig | None = None, checkpoint: str | Path | None = None, eval_name: str = "eval"):
+        self.workflow, self.eval_fn, self.clients = workflow, eval_fn, clients
+        self.config = config or TrainerConfig()
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.eval_name = eval_name
+        self._spent_before = {role: Usage() for role in ROLES}
+
+    # -- state ---------------------------------------------------------------------------
+    def usage(self) -> dict[str, Usage]:
+        return {role: self._spent_before[role].add(self.clients[role].usage) for role in ROLES}  # type: ignore[attr-defined]
+
+    def _save(self, state: TrainState) -> None:
+        state.values, state.usage = self.workflow.state(), self.usage()
+        if self.checkpoint:
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            save_atomically(self.checkpoint, state.model_dump_json())
+
+    def _over_budget(self) -> str | None:
+        spent = Usage()
+        for usage in self.usage().values():
+            spent = spent.add(usage)
+        c = self.config
+        if c.max_calls and spent.calls >= c.max_calls:
+            return f"call budget reached ({spent.calls} >= {c.max_calls})"
+        if c.max_tokens and spent.prompt_tokens + spent.completion_tokens >= c.max_tokens:
+            return f"token budget reached ({spent.prompt_tokens + spent.completion_tokens} >= {c.max_tokens})"
+        if c.max_cost and spent.cost >= c.max_cost:
+            return f"cost budget reached (${spent.cost:.4f} >= ${c.max_cost})"
+        return None
+
+    def _next_batch(self, state: TrainState, rng: random.Random, size: int) -> list[int]:
+        batch = []
+        while len(batch) < self.config.batch_size:
+            if state.cursor >= len(state.order):
+                state.order, state.cursor = rng.sample(range(size), size), 0
+            batch.append(state.order[state.cursor])
+            state.cursor += 1
+        return batch
+
+    # -- the loop ------------------------------------------------------------------------
+    async def fit(self, train: list[Example], val: list[Example]) -> TrainState:
+        """Train; resume from the checkpoint when one exists (same result as an uninterrupted run)."""
+        if self.checkpoint and self.checkpoint.exists():
+            state = TrainState.model_validate_json(self.checkpoint.read_text(encoding="utf-8"))
+            self.workflow.load_state(state.values)
+            self._spent_before = {role: state.usage.get(role, Usage()) for role in ROLES}
+            rng = random.Random(self.config.seed)
+            if state.rng_state:
+                rng.setstate(_as_state(state.rng_state))
+        else:
+            initial = (await validate(self.workflow, val, self.clients["task"], self.eval_fn)).score
+            state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
+                               history={n: [ScoredValue(value=p.value, score=initial)]
+                                        for n, p in self.workflow.parameters().items() if p.trainable})
+            rng = random.Random(self.config.seed)
+        while state.step < self.config.steps:
+            reason = self._over_budget()
+            if reason:
+                state.stopped = reason
+                break
+            await self._step(state, rng, train, val)
+            state.step += 1
+            state.rng_state = _jsonable(rng.getstate())
+            self._save(state)
+        self._save(state)
+        return state
+
+    async def _step(self, state: TrainState, rng: random.Random, train: list[Example], val: list[Example]) -> None:
+        cfg, task = self.config, self.clients["task"]
+        batch = [train[i] for i in self._next_batch(state, rng, len(train))]
+        results = await asyncio.gather(*(run_sample(self.workflow, ex, task, self.eval_fn) for ex in batch))
+        scores = [r.score for r, _ in results if r.score is not None]
+        batch_score = sum(scores) / len(scores) if scores else 0.0
+        errors = [(ex, r, t) for ex, (r, t) in zip(batch, results)
+                  if r.score is not None and t is not None and r.score < cfg.error_threshold]
+        record = StepRecord(step=state.step, batch=[ex.id for ex in batch], batch_score=batch_score,
+                            errors=len(errors), best_val=state.best_val)
+        state.steps.append(record)
+        if not errors:
+            return  # nothing to learn from, and no backward call paid
+        parameters = self.workflow.parameters()
+        grads = await asyncio.gather(*(backward(
+            trace, r.id, r.score, textual_loss(r.prediction or "", ex.target, r.score, self.eval_name),
+            parameters, self.clients["backward"]) for ex, r, trace in errors))
+        aggregated = aggregate([g for sample in grads for g in sample], cfg.max_gradient_samples,
+                               cfg.max_feedback_chars)
+        for name in sorted(aggregated):
+            parameter = self.workflow.parameters()[name]
+            peers = [p for n, p in self.workflow.parameters().items() if n != name]
+            history = sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size]
+            failed = state.failed.setdefault(name, [])
+            candidates, rejected = await propose(parameter, peers, aggregated[name], history, failed[-5:],
+                                                 cfg.proposals, self.clients["optimizer"],
+                                                 journal_tag=f"step{state.step}/{name}")
+            failed += rejected
+            for value in candidates:
+                record_c = CandidateRecord(step=state.step, parameter=name, value=value)
+                state.candidates.append(record_c)
+                candidate = with_value(self.workflow, name, value)
+                record_c.stage1 = await minibatch_score(candidate, batch, task, self.eval_fn)
+                if record_c.stage1 <= batch_score:
+                    record_c.reason = f"stage 1: {record_c.stage1:.3f} <= current {batch_score:.3f} on the minibatch"
+                    failed.append(value)
+                    continue
+                result = await validate(candidate, val, task, self.eval_fn, must_beat=state.best_val,
+                                        chunk=cfg.validation_chunk)
+                record_c.stage2 = result.score
+                if result.stopped_early or result.score <= state.best_val:
+                    record_c.reason = (f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/"
+                                       f"{result.total} samples" if result.stopped_early else
+                                       f"stage 2: {result.score:.3f} <= best {state.best_val:.3f}")
+                    failed.append(value)
+                    continue
+                record_c.accepted, record_c.reason = True, "accepted"
+                self.workflow.load_state({name: value})
+                state.best_val = result.score
+                batch_score = record_c.stage1  # later parameters' candidates must beat the new current value
+                state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.score))
+                record.accepted.append(name)
+                break
+            state.failed[name] = failed[-20:]  # bounded: the optimizer sees the last few
+        record.best_val = state.best_val
+
+
+def _jsonable(rng_state: tuple) -> list:
+    version, internal, gauss = rng_state
+    return [version, list(internal), gauss]
+
+
+def _as_state(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)

@@ -1,0 +1,98 @@
+"""The LLM-AutoDiff loop on a scripted LLM: selective backward, peers, bounds, two stages, resume."""
+from __future__ import annotations
+
+import json
+
+from raygrad import prompts
+from raygrad.backward import Gradient, aggregate
+from raygrad.data import Example
+from raygrad.evals import number_match
+from raygrad.objectcount import generate_object_counting
+from raygrad.testing import ScriptedLLM
+from raygrad.testing.responders import object_count_trainer
+from raygrad.trainer import Trainer, TrainerConfig, TrainState
+from raygrad.validation import validate
+from raygrad.workflows import ObjectCount
+
+
+def data(n: int, seed: int) -> list[Example]:
+    return [Example(id=str(i), **r) for i, r in enumerate(generate_object_counting(n, seed))]
+
+
+def role_of(messages) -> str:
+    system = messages[0]["content"]
+    return {prompts.BACKWARD_SYSTEM: "backward", prompts.OPTIMIZER_SYSTEM: "optimizer"}.get(system, "task")
+
+
+def scripted_clients():
+    return {role: ScriptedLLM(object_count_trainer) for role in ("task", "backward", "optimizer")}
+
+
+async def test_backward_calls_only_for_error_samples_one_per_peer_parameter():
+    clients = scripted_clients()
+    trainer = Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                      TrainerConfig(steps=1, batch_size=8, proposals=2))
+    train, val = data(8, 1), data(20, 2)
+    state = await trainer.fit(train, val)
+    errors = state.steps[0].errors
+    assert 0 < errors < 8  # some right, some wrong: the test says something
+    # Two trainable peers on the one LLM call: exactly one backward call each per error sample,
+    # none for correct samples and none at the loss.
+    assert len(clients["backward"].calls) == 2 * errors
+    prompts_seen = [m[1]["content"] for m in clients["backward"].calls]
+    assert sum('name="instruction"' in p and '<PEER role="output format" name="output_format">' in p
+               for p in prompts_seen) == errors
+
+
+async def test_training_improves_validation_and_checkpoint_resume_equals_uninterrupted(tmp_path):
+    train, val = data(20, 3), data(40, 4)
+    config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=9)
+    full = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
+                         scripted_clients(), config, checkpoint=tmp_path / "a.json").fit(train, val)
+    assert full.best_val > full.initial_val and any(c.accepted for c in full.candidates)
+    # Interrupted after 2 steps, then resumed from the checkpoint with fresh objects.
+    path = tmp_path / "b.json"
+    await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
+                  config.model_copy(update={"steps": 2}), checkpoint=path).fit(train, val)
+    assert TrainState.model_validate_json(path.read_text()).step == 2
+    resumed = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
+                            scripted_clients(), config, checkpoint=path).fit(train, val)
+    assert resumed.values == full.values and resumed.best_val == full.best_val
+    assert [s.batch for s in resumed.steps] == [s.batch for s in full.steps]
+    assert json.loads(path.read_text())["step"] == 4
+
+
+async def test_stage2_stops_early_and_never_makes_the_remaining_calls():
+    val = data(64, 5)
+    llm = ScriptedLLM(lambda messages, body: "Answer: 0")  # every answer wrong
+    result = await validate(ObjectCount(), val, llm, number_match, must_beat=0.5, chunk=8)
+    # After 8 wrong of 64, at most 56/64 = 0.875 is reachable; after 32 wrong only 0.5: stop.
+    assert result.stopped_early and result.evaluated == 32 and len(llm.calls) == 32
+
+
+async def test_unparseable_or_leaking_proposals_are_failed_never_new_prompts():
+    from raygrad.optimizers.tgd import propose
+
+    workflow = ObjectCount()
+    parameter = workflow.parameters()["instruction"]
+    bad = ScriptedLLM(lambda m, b: "Sure! Here is a better prompt: Think harder.")
+    good, rejected = await propose(parameter, [], "feedback", [], [], 3, bad)
+    assert good == [] and "unparseable" in rejected[0]
+    leaky = ScriptedLLM(lambda m, b: json.dumps({"proposals": ["<GRADIENTS> count better", "Count carefully."]}))
+    good, rejected = await propose(parameter, [], "feedback", [], [], 3, leaky)
+    assert good == ["Count carefully."] and "leaked" in rejected[0]
+
+
+def test_aggregation_is_grouped_worst_first_and_bounded():
+    grads = [Gradient(parameter="p", sample_id=str(i), score=(i % 10) / 10, feedback="x" * 5000)
+             for i in range(500)]
+    text = aggregate(grads, max_samples=8, max_chars=600)["p"]
+    assert len(text) < 8 * 700 + 100
+    assert text.startswith("[sample 0, score 0.00]") and "492 more error samples" in text
+
+
+async def test_call_budget_stops_training():
+    clients = scripted_clients()
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                          TrainerConfig(steps=50, batch_size=4, max_calls=60)).fit(data(20, 6), data(20, 7))
+    assert state.stopped and "call budget" in state.stopped and state.step < 50
