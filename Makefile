@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/raygrad eval raygrad/configs/objectcount_local.yaml --split val
+	$(BIN)/raygrad optimize raygrad/configs/objectcount_local.yaml
 
 test: install
 	$(BIN)/python -m pytest -ra

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from raygrad.evaluate import evaluate
+    from raygrad.llm.endpoints import role_clients
+    from raygrad.trainer import Trainer, save_atomically
+    from raygrad.workflows import build_workflow
+
+    config = _config(args.config)
+    train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
+    workflow, eval_fn = build_workflow(config.workflow)
+    start_values = workflow.state()
+    run_dir = config.run_dir
+    with role_clients(config) as clients:
+        trainer = Trainer(workflow, eval_fn, clients, config.trainer, checkpoint=run_dir / "checkpoint.json",
+                          eval_name=config.workflow.eval or "workflow's")
+
+        async def run():
+            before = await evaluate(build_workflow(config.workflow)[0], test, clients["task"], eval_fn, "test")
+            state = await trainer.fit(train, val)
+            after = await evaluate(workflow, test, clients["task"], eval_fn, "test")
+            return before, state, after
+
+        started = time.monotonic()
+        before, state, after = asyncio.run(run())
+        usage = trainer.usage()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_atomically(run_dir / "prompts.json", json.dumps(state.values, indent=2, ensure_ascii=False))
+    accepted = sum(c.accepted for c in state.candidates)
+    print(f"optimized {config.workflow.name} for {state.step} steps ({accepted} of {len(state.candidates)} "
+          f"candidates accepted) in {time.monotonic() - started:.0f} s" + (f"; stopped: {state.stopped}" if state.stopped else ""))
+    print(f"  validation  {state.initial_val:.3f} -> {state.best_val:.3f}   ({len(val)} samples)")
+    print(f"  test        {before.score:.3f} -> {after.score:.3f}   ({len(test)} samples, "
+          f"{before.failed + after.failed} failed)")
+    for name, value in state.values.items():
+        changed = "changed" if value != start_values.get(name) else "unchanged"
+        print(f"  {name} ({changed}): {value!r}")
+    for role, u in usage.items():
+        print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
+              f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
+    print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}")
+    return 0
+
+
 def cmd_serve_local(args: argparse.Namespace) -> int:
     from raygrad.llm.local import LOCAL_MODEL_NAME, LocalModelServer
 
@@ -65,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val")
     ev.add_argument("--output", help="Parquet file for per-sample results")
     ev.set_defaults(run=cmd_eval)
+    opt = commands.add_parser("optimize", help="optimize a workflow's prompts (resumes from its checkpoint)")
+    opt.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
+    opt.set_defaults(run=cmd_optimize)
     serve = commands.add_parser("serve-local", help="serve the embedded local model in the foreground")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=cmd_serve_local)

@@ -108,11 +108,27 @@ class WorkflowConfig(_Strict):
     eval: Literal["exact", "number", "contains", "f1"] | None = None
 
 
+class TrainerConfig(_Strict):
+    steps: int = Field(12, ge=0)
+    batch_size: int = Field(4, ge=1)
+    proposals: int = Field(5, ge=1, description="candidates asked of the optimizer per parameter per step")
+    error_threshold: float = Field(1.0, description="a sample scoring below this is an error sample")
+    seed: int = 0
+    max_gradient_samples: int = Field(8, ge=1)
+    max_feedback_chars: int = Field(600, ge=50)
+    history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
+    validation_chunk: int = Field(16, ge=1)
+    max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
+
+
 class RunConfig(_Strict):
     name: str = "run"
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     models: dict[Literal["task", "backward", "optimizer"], ModelConfig] = Field(default_factory=dict)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     output_dir: str = "runs"
     journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
 

@@ -17,7 +17,7 @@ BACKWARD_SYSTEM = (
     "do not give feedback on them."
 )
 
-BACKWARD_PARAMETER = """<CALL>
+_CALL = """<CALL>
 System prompt of the LLM call:
 {system}
 Input of the LLM call:
@@ -25,7 +25,9 @@ Input of the LLM call:
 Output of the LLM call:
 {output}
 </CALL>
-<PEERS>
+"""
+
+BACKWARD_PARAMETER = _CALL + """<PEERS>
 {peers}
 </PEERS>
 <VARIABLE role="{role}" name="{name}">
@@ -36,15 +38,7 @@ Output of the LLM call:
 </DOWNSTREAM_FEEDBACK>
 Write your feedback for the variable {name} as JSON: {{"feedback": "..."}}"""
 
-BACKWARD_PREDECESSOR = """<CALL>
-System prompt of the LLM call:
-{system}
-Input of the LLM call:
-{input}
-Output of the LLM call:
-{output}
-</CALL>
-<VARIABLE role="output of an earlier step" name="{name}">
+BACKWARD_PREDECESSOR = _CALL + """<VARIABLE role="output of an earlier step" name="{name}">
 {value}
 </VARIABLE>
 <DOWNSTREAM_FEEDBACK>

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from raygrad.backward import aggregate, backward, textual_loss
+from raygrad.config import TrainerConfig
 from raygrad.data import Example
 from raygrad.engine import ChatClient, Workflow
 from raygrad.evals import EvalFn
@@ -18,21 +19,6 @@ from raygrad.optimizers.tgd import ScoredValue, propose
 from raygrad.validation import minibatch_score, validate, with_value
 
 ROLES = ("task", "backward", "optimizer")
-
-
-class TrainerConfig(BaseModel):
-    steps: int = Field(12, ge=0)
-    batch_size: int = Field(4, ge=1)
-    proposals: int = Field(5, ge=1, description="candidates asked of the optimizer per parameter per step")
-    error_threshold: float = Field(1.0, description="a sample scoring below this is an error sample")
-    seed: int = 0
-    max_gradient_samples: int = Field(8, ge=1)
-    max_feedback_chars: int = Field(600, ge=50)
-    history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
-    validation_chunk: int = Field(16, ge=1)
-    max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")
-    max_tokens: int | None = Field(None, ge=1)
-    max_cost: float | None = Field(None, gt=0)
 
 
 class CandidateRecord(BaseModel):

@@ -53,3 +53,26 @@ models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
     assert main(["eval", str(config), "--split", "val"]) == 2
     assert f"{data}: row 1: missing field 'target'" in capsys.readouterr().err
     assert server.log == []
+
+
+def test_optimize_end_to_end_on_the_simulated_provider_and_rerun_pays_nothing(sim_server, tmp_path, capsys):
+    server = sim_server(responder="object_count_trainer")
+    config = tmp_path / "run.yaml"
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config.write_text(f"""
+name: opt
+output_dir: {tmp_path / 'runs'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:60", test: "60:100"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1}}
+""")
+    assert main(["optimize", str(config)]) == 0
+    out = capsys.readouterr().out
+    prompts = json.loads((tmp_path / "runs" / "opt" / "prompts.json").read_text())
+    assert prompts != {"instruction": "Answer.", "output_format": "Reply."}  # something was learned
+    assert "validation" in out and "(changed)" in out
+    requests = len(server.log)
+    # Finished run, same command: resumes from the checkpoint at its end, every call from the journal.
+    assert main(["optimize", str(config)]) == 0
+    assert len(server.log) == requests
