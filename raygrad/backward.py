@@ -83,13 +83,10 @@ async def _node_backward(node: Node, trace: Trace, downstream: list[str], parame
     assert node.messages is not None
     system, user = node.messages[0]["content"], node.messages[1]["content"]
     trainable = [parameters[name] for name in node.parameters if name in parameters and parameters[name].trainable]
-
-    def peers_of(name: str) -> str:
-        return "\n".join(f'<PEER role="{p.role}" name="{p.name}">{p.value}</PEER>'
-                         for p in (parameters[n] for n in node.parameters if n in parameters) if p.name != name)
+    used = [parameters[n] for n in node.parameters if n in parameters]
 
     param_prompts = [(p.name, prompts.BACKWARD_PARAMETER.format(
-        system=system, input=user, output=node.output, peers=peers_of(p.name or "") or "(none)", role=p.role,
+        system=system, input=user, output=node.output, peers=prompts.peers_block([q for q in used if q is not p]), role=p.role,
         name=p.name, value=p.value, feedback=received)) for p in trainable]
     llm_parents = [trace.nodes[i] for i in _llm_ancestors(node, trace)]
     parent_prompts = [(parent.id, prompts.BACKWARD_PREDECESSOR.format(

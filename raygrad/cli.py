@@ -59,7 +59,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                           eval_name=config.workflow.eval or "workflow's")
 
         async def run():
-            before = await evaluate(build_workflow(config.workflow)[0], test, clients["task"], eval_fn, "test")
+            # Before fit: a resumed run loads its trained values into the workflow only inside fit.
+            before = await evaluate(workflow, test, clients["task"], eval_fn, "test")
             state = await trainer.fit(train, val)
             after = await evaluate(workflow, test, clients["task"], eval_fn, "test")
             return before, state, after

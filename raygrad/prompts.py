@@ -71,6 +71,14 @@ OPTIMIZER_USER = """<VARIABLE role="{role}" name="{name}">
 </FAILED_PROPOSALS>
 Propose {k} different improved values for {name}. Reply as JSON: {{"proposals": ["...", ...]}}"""
 
+PEER = '<PEER role="{role}" name="{name}">{value}</PEER>'
+
+
+def peers_block(peers: list) -> str:
+    """The PEERS section: the other parameters of a call, shown so a gradient or proposal can see them."""
+    return "\n".join(PEER.format(role=p.role, name=p.name, value=p.value) for p in peers) or "(none)"
+
+
 # Tags whose presence in a proposal means the meta-prompt leaked into it.
 META_PROMPT_TAGS = ("<VARIABLE", "<PEERS>", "<GRADIENTS>", "<PAST_VALUES>", "<FAILED_PROPOSALS>",
                     "</VARIABLE>", "<DOWNSTREAM_FEEDBACK>", "<CALL>")

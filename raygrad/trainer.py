@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from raygrad.backward import aggregate, backward, textual_loss
-from raygrad.config import TrainerConfig
+from raygrad.config import ROLES, TrainerConfig
 from raygrad.data import Example
 from raygrad.engine import ChatClient, Workflow
 from raygrad.evals import EvalFn
@@ -17,8 +17,6 @@ from raygrad.evaluate import run_sample
 from raygrad.llm.client import Usage
 from raygrad.optimizers.tgd import ScoredValue, propose
 from raygrad.validation import minibatch_score, validate, with_value
-
-ROLES = ("task", "backward", "optimizer")
 
 
 class CandidateRecord(BaseModel):
@@ -111,11 +109,11 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     async def fit(self, train: list[Example], val: list[Example]) -> TrainState:
         """Train; resume from the checkpoint when one exists (same result as an uninterrupted run)."""
+        rng = random.Random(self.config.seed)
         if self.checkpoint and self.checkpoint.exists():
             state = TrainState.model_validate_json(self.checkpoint.read_text(encoding="utf-8"))
             self.workflow.load_state(state.values)
             self._spent_before = {role: state.usage.get(role, Usage()) for role in ROLES}
-            rng = random.Random(self.config.seed)
             if state.rng_state:
                 rng.setstate(_as_state(state.rng_state))
         else:
@@ -123,7 +121,6 @@ class Trainer:
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
-            rng = random.Random(self.config.seed)
         while state.step < self.config.steps:
             reason = self._over_budget()
             if reason:
@@ -156,8 +153,8 @@ class Trainer:
         aggregated = aggregate([g for sample in grads for g in sample], cfg.max_gradient_samples,
                                cfg.max_feedback_chars)
         for name in sorted(aggregated):
-            parameter = self.workflow.parameters()[name]
-            peers = [p for n, p in self.workflow.parameters().items() if n != name]
+            parameter = parameters[name]  # the same objects: accepted values land in them in place
+            peers = [p for n, p in parameters.items() if n != name]
             history = sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size]
             failed = state.failed.setdefault(name, [])
             candidates, rejected = await propose(parameter, peers, aggregated[name], history, failed[-5:],

@@ -36,7 +36,7 @@ async def propose(parameter: Parameter, peers: list[Parameter], gradients: str, 
     """
     user = prompts.OPTIMIZER_USER.format(
         role=parameter.role, name=parameter.name, value=parameter.value,
-        peers="\n".join(f'<PEER role="{p.role}" name="{p.name}">{p.value}</PEER>' for p in peers) or "(none)",
+        peers=prompts.peers_block(peers),
         gradients=gradients or "(no feedback)",
         history="\n".join(f"score {h.score:.3f}: {h.value}" for h in history) or "(none yet)",
         failed="\n".join(f"- {f}" for f in failed) or "(none)", k=k)
