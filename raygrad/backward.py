@@ -82,7 +82,9 @@ async def _node_backward(node: Node, trace: Trace, downstream: list[str], parame
         return [], [(parent, received) for parent in node.parents]
     assert node.messages is not None
     system, user = node.messages[0]["content"], node.messages[1]["content"]
-    trainable = [parameters[name] for name in node.parameters if name in parameters and parameters[name].trainable]
+    # Demos are trained from correct samples, not from feedback: they get no gradient call.
+    trainable = [parameters[name] for name in node.parameters
+                 if name in parameters and parameters[name].trainable and parameters[name].role != "demos"]
     used = [parameters[n] for n in node.parameters if n in parameters]
 
     param_prompts = [(p.name, prompts.BACKWARD_PARAMETER.format(

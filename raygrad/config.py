@@ -118,6 +118,8 @@ class TrainerConfig(_Strict):
     max_feedback_chars: int = Field(600, ge=50)
     history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
     validation_chunk: int = Field(16, ge=1)
+    demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
+    demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")
     max_tokens: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)

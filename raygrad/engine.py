@@ -189,6 +189,16 @@ class Workflow:
                 found[component.name] = component
         return found
 
+    def peers(self) -> dict[str, list[Parameter]]:
+        """For each parameter, the other parameters of the LLM calls it is part of."""
+        parameters = self.parameters()
+        found: dict[str, list[Parameter]] = {name: [] for name in parameters}
+        for _, component in self.named_components():
+            if isinstance(component, LLMCall):
+                for p in component.system:
+                    found[p.name or ""] += [q for q in component.system if q is not p and q not in found[p.name or ""]]
+        return found
+
     def state(self) -> dict[str, str]:
         return {name: p.value for name, p in self.parameters().items()}
 

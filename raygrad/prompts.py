@@ -82,3 +82,7 @@ def peers_block(peers: list) -> str:
 # Tags whose presence in a proposal means the meta-prompt leaked into it.
 META_PROMPT_TAGS = ("<VARIABLE", "<PEERS>", "<GRADIENTS>", "<PAST_VALUES>", "<FAILED_PROPOSALS>",
                     "</VARIABLE>", "<DOWNSTREAM_FEEDBACK>", "<CALL>")
+
+# Few-shot demos, as rendered into a "demos" parameter by the demo optimizer.
+DEMOS_HEADER = "Examples of inputs and correct outputs:"
+DEMO = "<EXAMPLE>\nInput:\n{input}\nOutput:\n{output}\n</EXAMPLE>"

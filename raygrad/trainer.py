@@ -15,6 +15,7 @@ from raygrad.engine import ChatClient, Workflow
 from raygrad.evals import EvalFn
 from raygrad.evaluate import run_sample
 from raygrad.llm.client import Usage
+from raygrad.optimizers.demos import Demo, add_to_pool, collect_demos, propose_demos
 from raygrad.optimizers.tgd import ScoredValue, propose
 from raygrad.validation import minibatch_score, validate, with_value
 
@@ -47,6 +48,7 @@ class TrainState(BaseModel):
     best_val: float
     history: dict[str, list[ScoredValue]]
     failed: dict[str, list[str]] = Field(default_factory=dict)
+    demo_pool: dict[str, list[Demo]] = Field(default_factory=dict)
     order: list[int] = Field(default_factory=list)
     cursor: int = 0
     rng_state: list = Field(default_factory=list)
@@ -144,50 +146,68 @@ class Trainer:
         record = StepRecord(step=state.step, batch=[ex.id for ex in batch], batch_score=batch_score,
                             errors=len(errors), best_val=state.best_val)
         state.steps.append(record)
+        parameters = self.workflow.parameters()
+        demo_parameters = sorted(n for n, p in parameters.items() if p.trainable and p.role == "demos")
+        for r, trace in results:
+            if trace is not None and r.score is not None and r.score >= cfg.error_threshold:
+                for name in demo_parameters:
+                    add_to_pool(state.demo_pool.setdefault(name, []), collect_demos(trace, r.id, name),
+                                cfg.demo_pool_size)
         if not errors:
             return  # nothing to learn from, and no backward call paid
-        parameters = self.workflow.parameters()
         grads = await asyncio.gather(*(backward(
             trace, r.id, r.score, textual_loss(r.prediction or "", ex.target, r.score, self.eval_name),
             parameters, self.clients["backward"]) for ex, r, trace in errors))
         aggregated = aggregate([g for sample in grads for g in sample], cfg.max_gradient_samples,
                                cfg.max_feedback_chars)
-        for name in sorted(aggregated):
-            parameter = parameters[name]  # the same objects: accepted values land in them in place
-            peers = [p for n, p in parameters.items() if n != name]
-            history = sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size]
+        peers = self.workflow.peers()
+        for name in sorted(set(aggregated) | set(demo_parameters)):
             failed = state.failed.setdefault(name, [])
-            candidates, rejected = await propose(parameter, peers, aggregated[name], history, failed[-5:],
-                                                 cfg.proposals, self.clients["optimizer"],
-                                                 journal_tag=f"step{state.step}/{name}")
-            failed += rejected
-            for value in candidates:
-                record_c = CandidateRecord(step=state.step, parameter=name, value=value)
-                state.candidates.append(record_c)
-                candidate = with_value(self.workflow, name, value)
-                record_c.stage1 = await minibatch_score(candidate, batch, task, self.eval_fn)
-                if record_c.stage1 <= batch_score:
-                    record_c.reason = f"stage 1: {record_c.stage1:.3f} <= current {batch_score:.3f} on the minibatch"
-                    failed.append(value)
-                    continue
-                result = await validate(candidate, val, task, self.eval_fn, must_beat=state.best_val,
-                                        chunk=cfg.validation_chunk)
-                record_c.stage2 = result.score
-                if result.stopped_early or result.score <= state.best_val:
-                    record_c.reason = (f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/"
-                                       f"{result.total} samples" if result.stopped_early else
-                                       f"stage 2: {result.score:.3f} <= best {state.best_val:.3f}")
-                    failed.append(value)
-                    continue
-                record_c.accepted, record_c.reason = True, "accepted"
-                self.workflow.load_state({name: value})
-                state.best_val = result.score
-                batch_score = record_c.stage1  # later parameters' candidates must beat the new current value
-                state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.score))
-                record.accepted.append(name)
-                break
+            if name in demo_parameters:
+                candidates = propose_demos(state.demo_pool.get(name, []), parameters[name].value, cfg.proposals,
+                                           cfg.demos_per_candidate, rng, set(record.batch))
+            else:
+                history = sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size]
+                candidates, rejected = await propose(parameters[name], peers[name], aggregated[name], history,
+                                                     failed[-5:], cfg.proposals, self.clients["optimizer"],
+                                                     journal_tag=f"step{state.step}/{name}")
+                failed += rejected
+            accepted = await self._validate_candidates(state, record, name, candidates, batch, batch_score, val)
+            if accepted is not None:
+                batch_score = accepted  # later parameters' candidates must beat the new current value
             state.failed[name] = failed[-20:]  # bounded: the optimizer sees the last few
         record.best_val = state.best_val
+
+    async def _validate_candidates(self, state: TrainState, record: StepRecord, name: str, candidates: list[str],
+                                   batch: list[Example], batch_score: float, val: list[Example]) -> float | None:
+        """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
+        task, failed = self.clients["task"], state.failed[name]
+        for value in candidates:
+            candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
+            state.candidates.append(candidate_record)
+            candidate = with_value(self.workflow, name, value)
+            candidate_record.stage1 = await minibatch_score(candidate, batch, task, self.eval_fn)
+            if candidate_record.stage1 <= batch_score:
+                candidate_record.reason = (f"stage 1: {candidate_record.stage1:.3f} <= current {batch_score:.3f} "
+                                           "on the minibatch")
+                failed.append(value)
+                continue
+            result = await validate(candidate, val, task, self.eval_fn, must_beat=state.best_val,
+                                    chunk=self.config.validation_chunk)
+            candidate_record.stage2 = result.score
+            if result.stopped_early or result.score <= state.best_val:
+                candidate_record.reason = (
+                    f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
+                    if result.stopped_early else f"stage 2: {result.score:.3f} <= best {state.best_val:.3f}")
+                failed.append(value)
+                continue
+            candidate_record.accepted, candidate_record.reason = True, "accepted"
+            self.workflow.load_state({name: value})
+            state.best_val = result.score
+            state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.score))
+            record.accepted.append(name)
+            return candidate_record.stage1
+        return None
 
 
 def _jsonable(rng_state: tuple) -> list:

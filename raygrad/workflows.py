@@ -13,10 +13,11 @@ class SingleCall(Workflow):
     default_output_format = "Reply with the answer only."
     default_eval = "exact"
 
-    def __init__(self, instruction: str | None = None, output_format: str | None = None):
+    def __init__(self, instruction: str | None = None, output_format: str | None = None, demos: str = ""):
         self.instruction = Parameter(instruction or self.default_instruction, role="instruction")
+        self.demos = Parameter(demos, role="demos")  # empty until the demo optimizer finds good ones
         self.output_format = Parameter(output_format or self.default_output_format, role="output format")
-        self.answer = LLMCall(system=[self.instruction, self.output_format])
+        self.answer = LLMCall(system=[self.instruction, self.demos, self.output_format])
 
     async def forward(self, input: str) -> str:  # noqa: A002
         return await self.answer(question=input)

@@ -58,3 +58,9 @@ def test_parameters_are_named_and_state_round_trips():
     state = workflow.state()
     workflow.load_state({**state, "answer_format": "One word."})
     assert workflow.answer_format.value == "One word."
+
+
+def test_peers_are_the_other_parameters_of_the_same_llm_call():
+    peers = {name: [p.name for p in ps] for name, ps in TwoHop().peers().items()}
+    assert peers == {"query_instruction": [], "answer_instruction": ["answer_format"],
+                     "answer_format": ["answer_instruction"]}
