@@ -77,7 +77,9 @@ class ModelConfig(_Strict):
 
 
 class GeneratorConfig(_Strict):
-    name: Literal["object_count"] = "object_count"
+    """A built-in dataset: seeded object-counting questions, or the 40 shipped multi-hop questions."""
+
+    name: Literal["object_count", "multihop_qa"] = "object_count"
     size: int = Field(250, ge=1)
     seed: int = 0
 
@@ -102,7 +104,7 @@ class DataConfig(_Strict):
 
 
 class WorkflowConfig(_Strict):
-    name: Literal["generic", "object_count"] = "object_count"
+    name: Literal["generic", "object_count", "multihop_qa"] = "object_count"
     instruction: str | None = None
     output_format: str | None = None
     eval: Literal["exact", "number", "contains", "f1"] | None = None

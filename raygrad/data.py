@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from raygrad.config import DataConfig
 from raygrad.objectcount import generate_object_counting
+from raygrad.retrieval import multihop_questions
 
 
 class DatasetError(ValueError):
@@ -107,7 +108,10 @@ def load_split(config: DataConfig, split: str) -> list[Example]:
     else:
         generator = config.generator
         assert generator is not None
-        rows = generate_object_counting(generator.size, generator.seed)
+        if generator.name == "multihop_qa":  # the fixed questions shipped with raygrad
+            rows = [{"input": r["input"], "target": r["target"]} for r in multihop_questions()[:generator.size]]
+        else:
+            rows = generate_object_counting(generator.size, generator.seed)
         examples = [Example(id=str(i), **row) for i, row in enumerate(rows)]
         source = f"generator {generator.name} (seed {generator.seed})"
     try:

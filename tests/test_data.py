@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,3 +69,15 @@ def test_bbh_object_counting_with_the_papers_split():
     train, val, test = (load_split(config, s) for s in ("train", "val", "test"))
     assert (len(train), len(val), len(test)) == (50, 100, 100)
     assert train[0].input.startswith("I have") and train[0].target.isdigit()
+
+
+def test_builtin_multihop_questions_load_as_a_dataset():
+    from raygrad.config import load_config
+    from raygrad.workflows import MultiHopQA, build_workflow
+
+    config = load_config(Path(__file__).parents[1] / "raygrad" / "configs" / "multihop_local.yaml")
+    splits = {name: load_split(config.data, name) for name in ("train", "val", "test")}
+    assert [len(s) for s in splits.values()] == [12, 12, 16]
+    assert splits["test"][-1].input.startswith("Who heads the agency")
+    workflow, eval_fn = build_workflow(config.workflow)
+    assert isinstance(workflow, MultiHopQA) and eval_fn("the Kessel", "Kessel") == 1.0
