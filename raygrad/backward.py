@@ -8,13 +8,12 @@ judged) and each predecessor LLM output its feedback; a function node passes fee
 """
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
 from raygrad import prompts
-from raygrad.engine import ChatClient, Node, Parameter, Trace
+from raygrad.engine import ChatClient, Node, Parameter, Trace, gather_all
 from raygrad.llm.client import InvalidReply, LLMCallFailed
 
 
@@ -66,7 +65,7 @@ async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, p
     depth = _depths(trace)
     for level in sorted(set(depth.values()) - {0}):
         nodes = [n for n in trace.nodes if depth[n.id] == level and feedback[n.id]]
-        results = await asyncio.gather(*(_node_backward(n, trace, feedback[n.id], parameters, engine) for n in nodes))
+        results = await gather_all(*(_node_backward(n, trace, feedback[n.id], parameters, engine) for n in nodes))
         for node, (param_grads, upstream) in zip(nodes, results):
             gradients += [Gradient(parameter=name, sample_id=sample_id, score=score, feedback=text)
                           for name, text in param_grads]
@@ -94,7 +93,7 @@ async def _node_backward(node: Node, trace: Trace, downstream: list[str], parame
     parent_prompts = [(parent.id, prompts.BACKWARD_PREDECESSOR.format(
         system=system, input=user, output=node.output, name=f"{parent.name}#{parent.call_index}",
         value=parent.output, feedback=received)) for parent in llm_parents]
-    replies = await asyncio.gather(*(_ask(engine, text) for _, text in param_prompts + parent_prompts))
+    replies = await gather_all(*(_ask(engine, text) for _, text in param_prompts + parent_prompts))
     param_replies, parent_replies = replies[:len(param_prompts)], replies[len(param_prompts):]
     return ([(name, r) for (name, _), r in zip(param_prompts, param_replies) if r],
             [(pid, r) for (pid, _), r in zip(parent_prompts, parent_replies) if r])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from raygrad.config import ConfigError, RunConfig, load_config
 from raygrad.data import DatasetError, load_split
+from raygrad.llm.client import BudgetExhausted
 
 
 def _config(path: str | None) -> RunConfig:
@@ -62,7 +63,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             # Before fit: a resumed run loads its trained values into the workflow only inside fit.
             before = await evaluate(workflow, test, clients["task"], eval_fn, "test")
             state = await trainer.fit(train, val)
-            after = await evaluate(workflow, test, clients["task"], eval_fn, "test")
+            after = None if state.stopped else await evaluate(workflow, test, clients["task"], eval_fn, "test")
             return before, state, after
 
         started = time.monotonic()
@@ -74,8 +75,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print(f"optimized {config.workflow.name} for {state.step} steps ({accepted} of {len(state.candidates)} "
           f"candidates accepted) in {time.monotonic() - started:.0f} s" + (f"; stopped: {state.stopped}" if state.stopped else ""))
     print(f"  validation  {state.initial_val:.3f} -> {state.best_val:.3f}   ({len(val)} samples)")
-    print(f"  test        {before.score:.3f} -> {after.score:.3f}   ({len(test)} samples, "
-          f"{before.failed + after.failed} failed)")
+    if after is None:
+        print(f"  test        {before.score:.3f} -> (not evaluated: the run stopped at its budget)")
+    else:
+        print(f"  test        {before.score:.3f} -> {after.score:.3f}   ({len(test)} samples, "
+              f"{before.failed + after.failed} failed)")
     for name, value in state.values.items():
         changed = "changed" if value != start_values.get(name) else "unchanged"
         print(f"  {name} ({changed}): {value!r}")
@@ -83,6 +87,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
               f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
     print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}")
+    if state.stopped:
+        print(f"  to continue from step {state.step}: raise the budget in the trainer section of the config and run "
+              f"`raygrad optimize {args.config or ''}` again (calls already made are replayed from the journal)")
     return 0
 
 
@@ -125,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError) as err:
         print(f"raygrad: error: {err}", file=sys.stderr)
         return 2
+    except BudgetExhausted as err:
+        print(f"raygrad: stopped: {err}; raise the budget and run the same command again to continue",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ class ModelConfig(_Strict):
     timeout_s: float = Field(60.0, gt=0, description="one HTTP attempt")
     retry_deadline_s: float = Field(300.0, gt=0, description="give up retrying a call after this long")
     extra: dict[str, Any] = Field(default_factory=dict, description="further litellm sampling params")
+    input_cost_per_token: float | None = Field(None, ge=0, description="price for models litellm has no price for")
+    output_cost_per_token: float | None = Field(None, ge=0)
     structured_output: Literal["json_schema", "json_object"] = Field(
         "json_schema", description="how to ask for JSON: OpenAI's json_schema, or json_object with a schema "
                                    "(llama.cpp, some OpenAI-compatible servers)")
@@ -74,6 +76,11 @@ class ModelConfig(_Strict):
                 params[name] = getattr(self, name)
         params.update(self.extra)
         return params
+
+    def pricing(self) -> dict[str, float]:
+        """Custom prices for litellm's cost calculation; not sampling, so kept out of journal keys."""
+        return {name: getattr(self, name) for name in ("input_cost_per_token", "output_cost_per_token")
+                if getattr(self, name) is not None}
 
 
 class GeneratorConfig(_Strict):

@@ -7,14 +7,16 @@ its call order, so the trace of one sample is a DAG even when the workflow is cy
 """
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from raygrad.llm.client import Completion
 
+T = TypeVar("T")
 ParameterRole = Literal["instruction", "output format", "demos"]
 
 
@@ -209,6 +211,19 @@ class Workflow:
             raise KeyError(f"no parameters named {sorted(unknown)} (have: {sorted(parameters)})")
         for name, value in state.items():
             parameters[name].value = value
+
+
+async def gather_all(*awaitables: Awaitable[T]) -> list[T]:
+    """Like asyncio.gather, but when one fails the others still run to their end before it raises.
+
+    A call already sent is then answered and journaled instead of orphaned: stopping at a budget
+    never leaves a paid call unrecorded, so a resume pays for nothing twice.
+    """
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 async def run_forward(workflow: Workflow, input: str, client: ChatClient) -> tuple[Any, Trace]:  # noqa: A002

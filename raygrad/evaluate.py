@@ -1,14 +1,13 @@
 """Run a workflow over examples with every call in flight (the client's limits bound them)."""
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from raygrad.data import Example
-from raygrad.engine import ChatClient, Trace, Workflow, run_forward
+from raygrad.engine import ChatClient, Trace, Workflow, gather_all, run_forward
 from raygrad.evals import EvalFn
 from raygrad.llm.client import LLMCallFailed
 
@@ -62,7 +61,7 @@ async def run_sample(workflow: Workflow, example: Example, client: ChatClient,
 async def evaluate(workflow: Workflow, examples: list[Example], client: ChatClient, eval_fn: EvalFn,
                    split: str = "") -> EvalReport:
     started = time.monotonic()
-    results = await asyncio.gather(*(run_sample(workflow, ex, client, eval_fn) for ex in examples))
+    results = await gather_all(*(run_sample(workflow, ex, client, eval_fn) for ex in examples))
     samples = [result for result, _ in results]
     scores = [s.score for s in samples if s.score is not None]
     return EvalReport(split=split, score=sum(scores) / len(scores) if scores else 0.0, completed=len(scores),

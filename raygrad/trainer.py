@@ -1,7 +1,6 @@
 """The trainer: forward a minibatch, backward its errors, propose, validate in two stages, checkpoint."""
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from pathlib import Path
@@ -11,10 +10,10 @@ from pydantic import BaseModel, Field
 from raygrad.backward import aggregate, backward, textual_loss
 from raygrad.config import ROLES, TrainerConfig
 from raygrad.data import Example
-from raygrad.engine import ChatClient, Workflow
+from raygrad.engine import ChatClient, Workflow, gather_all
 from raygrad.evals import EvalFn
 from raygrad.evaluate import run_sample
-from raygrad.llm.client import Usage
+from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.optimizers.demos import Demo, add_to_pool, collect_demos, propose_demos
 from raygrad.optimizers.tgd import ScoredValue, propose
 from raygrad.validation import minibatch_score, validate, with_value
@@ -110,25 +109,39 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     async def fit(self, train: list[Example], val: list[Example]) -> TrainState:
-        """Train; resume from the checkpoint when one exists (same result as an uninterrupted run)."""
+        """Train; resume from the checkpoint when one exists (same result as an uninterrupted run).
+
+        Budgets are checked before every paid call. When one runs out mid-step, the step is rolled
+        back to the last checkpoint: resuming with a larger budget redoes it from the call journal.
+        """
         rng = random.Random(self.config.seed)
+        for client in self.clients.values():
+            client.budget_guard = self._over_budget  # type: ignore[attr-defined]
         if self.checkpoint and self.checkpoint.exists():
             state = TrainState.model_validate_json(self.checkpoint.read_text(encoding="utf-8"))
             self.workflow.load_state(state.values)
             self._spent_before = {role: state.usage.get(role, Usage()) for role in ROLES}
             if state.rng_state:
                 rng.setstate(_as_state(state.rng_state))
+            state.stopped = None
         else:
-            initial = (await validate(self.workflow, val, self.clients["task"], self.eval_fn)).score
+            try:
+                initial = (await validate(self.workflow, val, self.clients["task"], self.eval_fn)).score
+            except BudgetExhausted as err:
+                raise BudgetExhausted(f"{err} before the initial validation finished") from None
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
         while state.step < self.config.steps:
-            reason = self._over_budget()
-            if reason:
-                state.stopped = reason
+            before = state.model_copy(deep=True), rng.getstate(), self.workflow.state()
+            try:
+                await self._step(state, rng, train, val)
+            except BudgetExhausted as err:
+                state, rng_state, values = before
+                rng.setstate(rng_state)
+                self.workflow.load_state(values)
+                state.stopped = str(err)
                 break
-            await self._step(state, rng, train, val)
             state.step += 1
             state.rng_state = _jsonable(rng.getstate())
             self._save(state)
@@ -138,7 +151,7 @@ class Trainer:
     async def _step(self, state: TrainState, rng: random.Random, train: list[Example], val: list[Example]) -> None:
         cfg, task = self.config, self.clients["task"]
         batch = [train[i] for i in self._next_batch(state, rng, len(train))]
-        results = await asyncio.gather(*(run_sample(self.workflow, ex, task, self.eval_fn) for ex in batch))
+        results = await gather_all(*(run_sample(self.workflow, ex, task, self.eval_fn) for ex in batch))
         scores = [r.score for r, _ in results if r.score is not None]
         batch_score = sum(scores) / len(scores) if scores else 0.0
         errors = [(ex, r, t) for ex, (r, t) in zip(batch, results)
@@ -155,7 +168,7 @@ class Trainer:
                                 cfg.demo_pool_size)
         if not errors:
             return  # nothing to learn from, and no backward call paid
-        grads = await asyncio.gather(*(backward(
+        grads = await gather_all(*(backward(
             trace, r.id, r.score, textual_loss(r.prediction or "", ex.target, r.score, self.eval_name),
             parameters, self.clients["backward"]) for ex, r, trace in errors))
         aggregated = aggregate([g for sample in grads for g in sample], cfg.max_gradient_samples,

@@ -8,6 +8,7 @@ import sys
 import pyarrow.parquet as pq
 
 from raygrad.cli import main
+from raygrad.prompts import BACKWARD_SYSTEM
 
 
 def test_eval_writes_per_sample_parquet_and_prints_a_summary(sim_server, tmp_path, capsys):
@@ -72,7 +73,54 @@ trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1}}
     prompts = json.loads((tmp_path / "runs" / "opt" / "prompts.json").read_text())
     assert prompts != {"instruction": "Answer.", "output_format": "Reply."}  # something was learned
     assert "validation" in out and "(changed)" in out
+    # At the provider: two backward calls (one per trainable text peer) per error sample, nothing else.
+    steps = json.loads((tmp_path / "runs" / "opt" / "checkpoint.json").read_text())["steps"]
+    backward_requests = [e for e in server.log if e.messages[0]["content"] == BACKWARD_SYSTEM]
+    assert len(backward_requests) == 2 * sum(step["errors"] for step in steps) > 0
     requests = len(server.log)
     # Finished run, same command: resumes from the checkpoint at its end, every call from the journal.
     assert main(["optimize", str(config)]) == 0
     assert len(server.log) == requests
+
+
+def test_cost_budget_stops_then_resume_finishes_like_an_uninterrupted_run_paying_no_call_twice(
+        sim_server, tmp_path, capsys):
+    server = sim_server(responder="object_count_trainer")
+    model = (f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4, '
+             f'input_cost_per_token: 0.00001, output_cost_per_token: 0.00002}}')
+
+    def write_config(name: str, budget: str) -> str:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"""
+name: {name}
+output_dir: {tmp_path / 'runs'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:60", test: "60:100"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1{budget}}}
+""")
+        return str(path)
+
+    assert main(["optimize", write_config("whole", "")]) == 0
+    whole_requests = len(server.log)
+    whole = json.loads((tmp_path / "runs" / "whole" / "checkpoint.json").read_text())
+    assert 0.0 < whole["usage"]["task"]["cost"]
+    total_cost = sum(u["cost"] for u in whole["usage"].values())
+    server.log.clear()
+    capsys.readouterr()
+
+    limit = total_cost / 2
+    assert main(["optimize", write_config("budget", f", max_cost: {limit}")]) == 0
+    out = capsys.readouterr().out
+    stopped = json.loads((tmp_path / "runs" / "budget" / "checkpoint.json").read_text())
+    spent = sum(u["cost"] for u in stopped["usage"].values())
+    assert "cost budget reached" in stopped["stopped"] and stopped["step"] < 3 and "to continue from step" in out
+    # Checked before every paid call: at most the 4 calls already in flight go past the limit.
+    # The dearest call: the longest prompt seen (the server counts words as tokens), a long reply.
+    dearest = max(sum(len(str(m["content"]).split()) for m in e.messages) for e in server.log) * 1e-5 + 200 * 2e-5
+    assert limit <= spent < limit + 4 * dearest
+    # Same run, budget raised: it finishes, identical to the uninterrupted run, no request made twice.
+    assert main(["optimize", write_config("budget", "")]) == 0
+    resumed = json.loads((tmp_path / "runs" / "budget" / "checkpoint.json").read_text())
+    assert resumed["values"] == whole["values"] and resumed["best_val"] == whole["best_val"]
+    assert resumed["stopped"] is None and len(server.log) == whole_requests

@@ -91,6 +91,18 @@ def test_aggregation_is_grouped_worst_first_and_bounded():
     assert text.startswith("[sample 0, score 0.00]") and "492 more error samples" in text
 
 
+async def test_token_budget_stops_mid_step_and_keeps_the_last_completed_step(tmp_path):
+    clients = scripted_clients()
+    trainer = Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                      TrainerConfig(steps=50, batch_size=4, max_tokens=20_000), checkpoint=tmp_path / "c.json")
+    state = await trainer.fit(data(20, 6), data(20, 7))
+    spent = sum(u.prompt_tokens + u.completion_tokens for u in trainer.usage().values())
+    biggest = max(sum(len(m["content"].split()) for m in call) + 100 for c in clients.values() for call in c.calls)
+    assert "token budget" in (state.stopped or "") and 20_000 <= spent < 20_000 + biggest
+    saved = TrainState.model_validate_json((tmp_path / "c.json").read_text())
+    assert saved.step == state.step == len(saved.steps)  # the interrupted step is not half-recorded
+
+
 async def test_call_budget_stops_training():
     clients = scripted_clients()
     state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,

@@ -6,6 +6,7 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +21,10 @@ T = TypeVar("T", bound=BaseModel)
 
 class LLMCallFailed(RuntimeError):
     """A call that could not be completed (after retries). The sample is *failed*, not wrong."""
+
+
+class BudgetExhausted(RuntimeError):
+    """A spending limit was reached before a new paid call; the caller stops (it is not a failed sample)."""
 
 
 class InvalidReply(ValueError):
@@ -57,6 +62,13 @@ class Usage(BaseModel):
         return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
 
 
+def check_budget(guard: Callable[[], str | None] | None) -> None:
+    """Raise BudgetExhausted when a guard says no more calls may be paid for."""
+    reason = guard() if guard is not None else None
+    if reason:
+        raise BudgetExhausted(reason)
+
+
 class LLMClient:
     """Calls one endpoint. Create it inside the process (and event loop) that uses it."""
 
@@ -70,6 +82,8 @@ class LLMClient:
         self.endpoint_id = endpoint_id or config.api_base
         self.limiter = limiter or EndpointLimiter(config.rpm, config.tpm, config.max_in_flight)
         self.usage = Usage()
+        # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
+        self.budget_guard: Callable[[], str | None] | None = None
         self._litellm = import_litellm()
 
     def _api_key(self) -> str | None:
@@ -118,12 +132,14 @@ class LLMClient:
         while True:
             attempt += 1
             try:
-                async with self.limiter.slot(estimated_tokens) as slot:
+                async with self.limiter.slot(estimated_tokens, lambda: check_budget(self.budget_guard)) as slot:
                     response = await litellm.acompletion(
                         model=cfg.model, messages=messages, api_base=cfg.api_base, api_key=self._api_key(),
-                        timeout=cfg.timeout_s, num_retries=0, max_retries=0, **sampling)
+                        timeout=cfg.timeout_s, num_retries=0, max_retries=0, **cfg.pricing(), **sampling)
                     latency = time.monotonic() - slot.admitted
                     self.limiter.settle(slot, latency)
+            except BudgetExhausted:
+                raise
             except fatal as err:
                 self.usage.failed_calls += 1
                 raise LLMCallFailed(f"{cfg.model}: {type(err).__name__}: {_short(err)}") from err

@@ -17,7 +17,7 @@ import asyncio
 import bisect
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from aiolimiter import AsyncLimiter
@@ -109,11 +109,18 @@ class EndpointLimiter:
         self._fastest = float("inf")  # the fastest latency seen: the provider's own time, no client delay
 
     @asynccontextmanager
-    async def slot(self, estimated_tokens: int = 0) -> AsyncIterator[Slot]:
-        """Wait for room under every limit; hold a place in flight until the block ends."""
+    async def slot(self, estimated_tokens: int = 0, before_send: Callable[[], None] | None = None
+                   ) -> AsyncIterator[Slot]:
+        """Wait for room under every limit; hold a place in flight until the block ends.
+
+        `before_send` runs once a place in flight is held, and may raise to give it back unused
+        (a budget checked there is overshot by at most the calls in flight).
+        """
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.in_flight)
         async with self._semaphore:
+            if before_send is not None:
+                before_send()
             if self.tokens is not None and estimated_tokens > 0:
                 await self.tokens.acquire(min(float(estimated_tokens), self.tokens.max_rate))
             yield await self.requests.acquire() if self.requests is not None else Slot(time.monotonic())

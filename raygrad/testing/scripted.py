@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from raygrad.llm.client import Completion, LLMCallFailed, Usage, parse_structured
+from raygrad.llm.client import Completion, LLMCallFailed, Usage, check_budget, parse_structured
 from raygrad.testing.responders import RESPONDERS, Responder
 
 T = TypeVar("T", bound=BaseModel)
@@ -23,8 +23,10 @@ class ScriptedLLM:
         self.model = model
         self.calls: list[list[dict[str, str]]] = []
         self.usage = Usage()
+        self.budget_guard = None
 
     async def complete(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        check_budget(self.budget_guard)
         self.calls.append(messages)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -33,6 +35,8 @@ class ScriptedLLM:
             raise LLMCallFailed("scripted failure")
         text = self.responder(messages, kwargs)
         self.usage.calls += 1
+        self.usage.prompt_tokens += sum(len(m["content"].split()) for m in messages)  # words, like the simulated server
+        self.usage.completion_tokens += len(text.split())
         return Completion(text=text, model=self.model)
 
     async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], **kwargs: Any) -> T:
