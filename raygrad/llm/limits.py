@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 from contextlib import asynccontextmanager
 
 from aiolimiter import AsyncLimiter
@@ -96,14 +98,74 @@ class RequestWindow:
                 await asyncio.sleep(expiries[len(expiries) - self.capacity] - now)
 
 
-class EndpointLimiter:
-    """All client-side limits of one endpoint, for one event loop."""
+class LeasedWindow:
+    """Send times leased from a shared budget (a cluster-wide RateLedger), used one per request.
 
-    def __init__(self, rpm: float | None, tpm: float | None, max_in_flight: int):
+    Drop-in for RequestWindow. `lease(count, tokens)` returns a Lease of wall-clock send times;
+    a send time used more than `use_by` late is void (the ledger's guarantee depends on it), and a
+    429 drops every held send time before the pause ends. `report(kind, *args)` tells the ledger
+    what this worker learned (the provider's window, a pause); it must not block.
+    """
+
+    def __init__(self, lease: Callable[[int, float], Awaitable[Any]], report: Callable[..., None],
+                 capacity: int = 1):
+        self._lease, self._report = lease, report
+        self.capacity = capacity  # the window as this worker last learned it
+        self._times: collections.deque[float] = collections.deque()
+        self._use_by = 0.05
+        self._waiting = 0
+        self._lock: asyncio.Lock | None = None
+        self.leases = 0  # calls to the ledger: the point is to make few
+
+    def resize(self, capacity: int, window: float) -> None:
+        self.capacity = capacity
+        self._report("resize", capacity, window)
+
+    def pause_until(self, moment: float) -> None:
+        wall = moment - time.monotonic() + time.time()
+        while self._times and self._times[0] < wall:
+            self._times.popleft()
+        self._report("pause_until", wall)
+
+    async def acquire(self, tokens: float = 0.0) -> Slot:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        self._waiting += 1
+        try:
+            async with self._lock:  # FIFO, like RequestWindow
+                while True:
+                    while self._times and self._times[0] + self._use_by < time.time():
+                        self._times.popleft()  # void: too late to use safely
+                    if not self._times:
+                        await asyncio.sleep(0)  # one loop turn: callers starting together ask as one
+                        lease = await self._lease(self._waiting, tokens)
+                        self.leases += 1
+                        self._times.extend(lease.times)
+                        self._use_by = lease.use_by
+                        if not lease.times:
+                            await asyncio.sleep(max(0.0, lease.retry_at - time.time()))
+                        continue
+                    at = self._times.popleft()
+                    if at > time.time():
+                        await asyncio.sleep(at - time.time())
+                    if time.time() <= at + self._use_by:
+                        return Slot(time.monotonic())
+        finally:
+            self._waiting -= 1
+
+
+class EndpointLimiter:
+    """All client-side limits of one endpoint, for one event loop.
+
+    With `shared` (a LeasedWindow), requests and tokens are budgeted cluster-wide by the ledger
+    behind it, and this limiter only bounds the calls in flight.
+    """
+
+    def __init__(self, rpm: float | None, tpm: float | None, max_in_flight: int, shared: LeasedWindow | None = None):
         self.rpm = rpm
-        self.requests = RequestWindow(1, 60.0 / rpm) if rpm else None
+        self.requests: RequestWindow | LeasedWindow | None = shared or (RequestWindow(1, 60.0 / rpm) if rpm else None)
         # Tokens per minute, paced per second so an idle bucket cannot release a minute's worth at once.
-        self.tokens = AsyncLimiter(tpm / 60.0, 1.0) if tpm else None
+        self.tokens = AsyncLimiter(tpm / 60.0, 1.0) if tpm and shared is None else None
         self.in_flight = max_in_flight
         self._semaphore: asyncio.Semaphore | None = None
         self._fastest = float("inf")  # the fastest latency seen: the provider's own time, no client delay
@@ -123,7 +185,10 @@ class EndpointLimiter:
                 before_send()
             if self.tokens is not None and estimated_tokens > 0:
                 await self.tokens.acquire(min(float(estimated_tokens), self.tokens.max_rate))
-            yield await self.requests.acquire() if self.requests is not None else Slot(time.monotonic())
+            if isinstance(self.requests, LeasedWindow):
+                yield await self.requests.acquire(float(estimated_tokens))
+            else:
+                yield await self.requests.acquire() if self.requests is not None else Slot(time.monotonic())
 
     def settle(self, slot: Slot, latency: float) -> None:
         """A reply came back after `latency`: the part beyond the fastest was delay before it left us."""
@@ -146,7 +211,7 @@ class EndpointLimiter:
             limit = int(float(_header(headers, "x-ratelimit-limit-requests")))
         except (TypeError, ValueError):
             return
-        if 1 < limit < self.rpm and limit != self.requests.capacity:
+        if self.rpm and 1 < limit < self.rpm and limit != self.requests.capacity:
             self.requests.resize(limit, 60.0 * limit / self.rpm + WINDOW_SLACK)
         remaining = _header(headers, "x-ratelimit-remaining-requests")
         reset = parse_duration(_header(headers, "x-ratelimit-reset-requests"))

@@ -1,0 +1,70 @@
+"""The cluster-wide rate budget: leases of send times that no set of workers can overrun."""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from raygrad.distributed.ledger import RateLedger
+from raygrad.llm.limits import EndpointLimiter, LeasedWindow
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end in range(len(times)):
+        while times[end] - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_leases_from_many_holders_used_late_never_overrun_any_window():
+    rng = random.Random(0)
+    ledger = RateLedger(capacity=60, window=6.0, use_by=0.05, slack=0.05, horizon=2.0)
+    now, sent = 1000.0, []
+    held: dict[str, list[float]] = {f"w{i}": [] for i in range(8)}
+    while now < 1060.0:
+        for holder, times in held.items():
+            times[:] = [t for t in times if t + ledger.use_by >= now]  # void ones are dropped
+            if not times:
+                times.extend(ledger.lease(holder, rng.randint(1, 40), now).times)
+            while times and times[0] <= now:  # due: sent up to use_by late
+                sent.append(times.pop(0) + rng.uniform(0, ledger.use_by))
+        now += rng.uniform(0.001, 0.05)
+    assert max_in_any_window(sent, 6.0) <= 60
+    # ...and the budget is used: 60 per 6.1 s span, over 60 s about 590 sends.
+    assert len(sent) > 0.95 * 60 * 60 / ledger.span
+
+
+def test_release_gives_a_dead_holders_future_times_back():
+    ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.1, horizon=5.0)  # span 1.15 s
+    held = ledger.lease("dead", 30, now=0.0).times
+    assert [round(t, 6) for t in held] == [0.0] * 10 + [1.15] * 10 + [2.3] * 10
+    assert ledger.release("dead", now=0.5) == 20  # the 10 due at 0.0 were spent; 20 come back
+    assert [round(t, 6) for t in ledger.lease("alive", 10, now=0.5).times] == [1.15] * 10  # not after 3.45, as before release
+
+
+def test_tokens_per_minute_are_paced_per_second():
+    ledger = RateLedger(capacity=10**6, window=1e-9, tpm=6000, horizon=10.0)  # 100 tokens a second
+    times = ledger.lease("w", 20, now=0.0, tokens_per_request=50).times
+    assert max_in_any_window(times, 1.0) <= 2 and len(times) >= 18
+
+
+async def test_leased_window_uses_few_ledger_calls_and_keeps_to_the_budget():
+    ledger = RateLedger(capacity=20, window=0.5, use_by=0.05, slack=0.02, horizon=1.0)
+
+    async def lease(count: int, tokens: float):
+        return ledger.lease("w", count, time.time(), tokens)
+
+    limiter = EndpointLimiter(rpm=2400, tpm=None, max_in_flight=64,
+                              shared=LeasedWindow(lease, lambda *args: None, capacity=20))
+    sent: list[float] = []
+
+    async def call():
+        async with limiter.slot():
+            sent.append(time.time())
+
+    await asyncio.gather(*(call() for _ in range(100)))
+    assert max_in_any_window(sent, 0.5) <= 20
+    assert limiter.requests.leases <= 20  # a lease per burst, not a ledger call per request
