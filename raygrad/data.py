@@ -5,7 +5,7 @@ import csv
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel
 
@@ -122,3 +122,96 @@ def load_split(config: DataConfig, split: str) -> list[Example]:
         raise DatasetError(f"data.splits.{split} = {config.splits[split]!r} selects no rows of {source} "
                            f"({len(examples)} rows)")
     return chosen
+
+
+class RowSource(BaseModel):
+    """Rows [start, stop) of a Parquet or JSONL file, read a shard at a time and never all at once.
+
+    Workers read their own shards; the driver only knows the path and the row range.
+    """
+
+    path: str
+    format: Literal["parquet", "jsonl"]
+    input_field: str = "input"
+    target_field: str = "target"
+    start: int = 0
+    stop: int
+
+    @classmethod
+    def open(cls, path: str | Path, input_field: str = "input", target_field: str = "target",
+             rows: str = ":") -> "RowSource":
+        path = Path(path)
+        fmt = _FORMATS.get(path.suffix.lower())
+        if fmt not in ("parquet", "jsonl"):
+            raise DatasetError(f"{path}: only Parquet and JSONL files are read in shards")
+        if not path.is_file():
+            raise DatasetError(f"{path}: no such dataset file")
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path)
+            names = set(meta.schema_arrow.names)
+            for field in (input_field, target_field):
+                if field not in names:
+                    raise DatasetError(f"{path}: no column {field!r} (have: {', '.join(sorted(names))})")
+            total = meta.metadata.num_rows
+        else:
+            with path.open("rb") as handle:
+                total = sum(1 for _ in handle)
+        chosen = parse_range(rows, total)
+        start, stop = chosen.start or 0, min(chosen.stop if chosen.stop is not None else total, total)
+        return cls(path=str(path), format=fmt, input_field=input_field, target_field=target_field,
+                   start=start, stop=stop)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def rows(self, start: int, stop: int) -> list[Example]:
+        """Examples at positions [start, stop) of this source (ids are the file's row numbers)."""
+        first, last = self.start + start, min(self.start + stop, self.stop)
+        if self.format == "parquet":
+            return self._parquet_rows(first, last)
+        import itertools
+
+        with open(self.path, encoding="utf-8") as handle:
+            lines = itertools.islice(handle, first, last)
+            return [self._example(json.loads(line), first + i) for i, line in enumerate(lines)]
+
+    def take(self, positions: list[int]) -> list[Example]:
+        return [self.rows(p, p + 1)[0] for p in positions]
+
+    def _parquet_rows(self, first: int, last: int) -> list[Example]:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(self.path)
+        examples, offset = [], 0
+        for group in range(parquet.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            if offset + size > first and offset < last:  # read only the row groups holding the shard
+                table = parquet.read_row_group(group, columns=[self.input_field, self.target_field])
+                lo, hi = max(first - offset, 0), min(last - offset, size)
+                for i, row in enumerate(table.slice(lo, hi - lo).to_pylist()):
+                    examples.append(self._example(row, offset + lo + i))
+            offset += size
+            if offset >= last:
+                break
+        return examples
+
+    def _example(self, row: dict, number: int) -> Example:
+        path = Path(self.path)
+        for field in (self.input_field, self.target_field):
+            if row.get(field) is None:
+                raise DatasetError(f"{path}: row {number}: missing field {field!r}")
+        return Example(id=str(number), input=_text(row[self.input_field], path, number, self.input_field),
+                       target=_text(row[self.target_field], path, number, self.target_field))
+
+
+Dataset = Union[list[Example], RowSource]
+
+
+def take(dataset: Dataset, positions: list[int]) -> list[Example]:
+    return dataset.take(positions) if isinstance(dataset, RowSource) else [dataset[p] for p in positions]
+
+
+def shard(dataset: Dataset, start: int, stop: int) -> list[Example]:
+    return dataset.rows(start, stop) if isinstance(dataset, RowSource) else dataset[start:stop]

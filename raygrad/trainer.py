@@ -7,16 +7,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from raygrad.backward import aggregate, backward, textual_loss
+from raygrad.backward import aggregate
 from raygrad.config import ROLES, TrainerConfig
-from raygrad.data import Example
-from raygrad.engine import ChatClient, Workflow, gather_all
+from raygrad.data import Dataset
+from raygrad.engine import ChatClient, Workflow
 from raygrad.evals import EvalFn
-from raygrad.evaluate import run_sample
+from raygrad.executor import Executor, LocalExecutor
 from raygrad.llm.client import BudgetExhausted, Usage
-from raygrad.optimizers.demos import Demo, add_to_pool, collect_demos, propose_demos
+from raygrad.optimizers.demos import Demo, add_to_pool, propose_demos
 from raygrad.optimizers.tgd import ScoredValue, propose
-from raygrad.validation import minibatch_score, validate, with_value
 
 
 class CandidateRecord(BaseModel):
@@ -67,17 +66,25 @@ def save_atomically(path: Path, text: str) -> None:
 
 
 class Trainer:
+    """The optimization loop. Samples run on an executor: this process by default, Ray workers in the runtime.
+
+    `clients` holds the optimizer's client, and the task and backward clients when no executor is given.
+    """
+
     def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient],
-                 config: TrainerConfig | None = None, checkpoint: str | Path | None = None, eval_name: str = "eval"):
-        self.workflow, self.eval_fn, self.clients = workflow, eval_fn, clients
+                 config: TrainerConfig | None = None, checkpoint: str | Path | None = None, eval_name: str = "eval",
+                 executor: Executor | None = None):
+        self.workflow, self.clients = workflow, clients
         self.config = config or TrainerConfig()
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.eval_name = eval_name
+        self.executor = executor or LocalExecutor(workflow, eval_fn, clients, error_threshold=self.config.error_threshold,
+                                                  eval_name=eval_name)
         self._spent_before = {role: Usage() for role in ROLES}
 
     # -- state ---------------------------------------------------------------------------
     def usage(self) -> dict[str, Usage]:
-        return {role: self._spent_before[role].add(self.clients[role].usage) for role in ROLES}  # type: ignore[attr-defined]
+        spent = {**self.executor.usage(), "optimizer": getattr(self.clients["optimizer"], "usage", Usage())}
+        return {role: self._spent_before[role].add(spent.get(role, Usage())) for role in ROLES}
 
     def _save(self, state: TrainState) -> None:
         state.values, state.usage = self.workflow.state(), self.usage()
@@ -108,15 +115,15 @@ class Trainer:
         return batch
 
     # -- the loop ------------------------------------------------------------------------
-    async def fit(self, train: list[Example], val: list[Example]) -> TrainState:
+    async def fit(self, train: Dataset, val: Dataset) -> TrainState:
         """Train; resume from the checkpoint when one exists (same result as an uninterrupted run).
 
         Budgets are checked before every paid call. When one runs out mid-step, the step is rolled
         back to the last checkpoint: resuming with a larger budget redoes it from the call journal.
         """
         rng = random.Random(self.config.seed)
-        for client in self.clients.values():
-            client.budget_guard = self._over_budget  # type: ignore[attr-defined]
+        for client in [*self.clients.values(), self.executor]:
+            client.budget_guard = self._over_budget  # type: ignore[union-attr]
         if self.checkpoint and self.checkpoint.exists():
             state = TrainState.model_validate_json(self.checkpoint.read_text(encoding="utf-8"))
             self.workflow.load_state(state.values)
@@ -126,7 +133,8 @@ class Trainer:
             state.stopped = None
         else:
             try:
-                initial = (await validate(self.workflow, val, self.clients["task"], self.eval_fn)).score
+                initial = (await self.executor.validate(self.workflow.state(), val,
+                                                        chunk=self.config.validation_chunk)).score
             except BudgetExhausted as err:
                 raise BudgetExhausted(f"{err} before the initial validation finished") from None
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
@@ -148,35 +156,26 @@ class Trainer:
         self._save(state)
         return state
 
-    async def _step(self, state: TrainState, rng: random.Random, train: list[Example], val: list[Example]) -> None:
-        cfg, task = self.config, self.clients["task"]
-        batch = [train[i] for i in self._next_batch(state, rng, len(train))]
-        results = await gather_all(*(run_sample(self.workflow, ex, task, self.eval_fn) for ex in batch))
-        scores = [r.score for r, _ in results if r.score is not None]
+    async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
+        cfg = self.config
+        positions = self._next_batch(state, rng, len(train))
+        outcome = await self.executor.train_batch(self.workflow.state(), train, positions)
+        scores = [r.score for r in outcome.results if r.score is not None]
         batch_score = sum(scores) / len(scores) if scores else 0.0
-        errors = [(ex, r, t) for ex, (r, t) in zip(batch, results)
-                  if r.score is not None and t is not None and r.score < cfg.error_threshold]
-        record = StepRecord(step=state.step, batch=[ex.id for ex in batch], batch_score=batch_score,
+        errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
+        record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
                             errors=len(errors), best_val=state.best_val)
         state.steps.append(record)
-        parameters = self.workflow.parameters()
-        demo_parameters = sorted(n for n, p in parameters.items() if p.trainable and p.role == "demos")
-        for r, trace in results:
-            if trace is not None and r.score is not None and r.score >= cfg.error_threshold:
-                for name in demo_parameters:
-                    add_to_pool(state.demo_pool.setdefault(name, []), collect_demos(trace, r.id, name),
-                                cfg.demo_pool_size)
+        for name, demos in outcome.demos.items():
+            add_to_pool(state.demo_pool.setdefault(name, []), demos, cfg.demo_pool_size)
         if not errors:
-            return  # nothing to learn from, and no backward call paid
-        grads = await gather_all(*(backward(
-            trace, r.id, r.score, textual_loss(r.prediction or "", ex.target, r.score, self.eval_name),
-            parameters, self.clients["backward"]) for ex, r, trace in errors))
-        aggregated = aggregate([g for sample in grads for g in sample], cfg.max_gradient_samples,
-                               cfg.max_feedback_chars)
+            return  # nothing to learn from, and no backward call was paid
+        parameters = self.workflow.parameters()
+        aggregated = aggregate(outcome.gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
         peers = self.workflow.peers()
-        for name in sorted(set(aggregated) | set(demo_parameters)):
+        for name in sorted(set(aggregated) | set(outcome.demos)):
             failed = state.failed.setdefault(name, [])
-            if name in demo_parameters:
+            if name in outcome.demos:
                 candidates = propose_demos(state.demo_pool.get(name, []), parameters[name].value, cfg.proposals,
                                            cfg.demos_per_candidate, rng, set(record.batch))
             else:
@@ -185,28 +184,30 @@ class Trainer:
                                                      failed[-5:], cfg.proposals, self.clients["optimizer"],
                                                      journal_tag=f"step{state.step}/{name}")
                 failed += rejected
-            accepted = await self._validate_candidates(state, record, name, candidates, batch, batch_score, val)
+            accepted = await self._validate_candidates(state, record, name, candidates, train, positions,
+                                                       batch_score, val)
             if accepted is not None:
                 batch_score = accepted  # later parameters' candidates must beat the new current value
             state.failed[name] = failed[-20:]  # bounded: the optimizer sees the last few
         record.best_val = state.best_val
 
     async def _validate_candidates(self, state: TrainState, record: StepRecord, name: str, candidates: list[str],
-                                   batch: list[Example], batch_score: float, val: list[Example]) -> float | None:
+                                   train: Dataset, positions: list[int], batch_score: float, val: Dataset
+                                   ) -> float | None:
         """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
-        task, failed = self.clients["task"], state.failed[name]
+        failed = state.failed[name]
         for value in candidates:
             candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
             state.candidates.append(candidate_record)
-            candidate = with_value(self.workflow, name, value)
-            candidate_record.stage1 = await minibatch_score(candidate, batch, task, self.eval_fn)
+            values = {**self.workflow.state(), name: value}
+            candidate_record.stage1 = await self.executor.score(values, train, positions)
             if candidate_record.stage1 <= batch_score:
                 candidate_record.reason = (f"stage 1: {candidate_record.stage1:.3f} <= current {batch_score:.3f} "
                                            "on the minibatch")
                 failed.append(value)
                 continue
-            result = await validate(candidate, val, task, self.eval_fn, must_beat=state.best_val,
-                                    chunk=self.config.validation_chunk)
+            result = await self.executor.validate(values, val, must_beat=state.best_val,
+                                                  chunk=self.config.validation_chunk)
             candidate_record.stage2 = result.score
             if result.stopped_early or result.score <= state.best_val:
                 candidate_record.reason = (

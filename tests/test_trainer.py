@@ -7,11 +7,11 @@ from raygrad import prompts
 from raygrad.backward import Gradient, aggregate
 from raygrad.data import Example
 from raygrad.evals import number_match
+from raygrad.executor import LocalExecutor
 from raygrad.objectcount import generate_object_counting
 from raygrad.testing import ScriptedLLM
 from raygrad.testing.responders import object_count_trainer
 from raygrad.trainer import Trainer, TrainerConfig, TrainState
-from raygrad.validation import validate
 from raygrad.workflows import ObjectCount
 
 
@@ -65,7 +65,8 @@ async def test_training_improves_validation_and_checkpoint_resume_equals_uninter
 async def test_stage2_stops_early_and_never_makes_the_remaining_calls():
     val = data(64, 5)
     llm = ScriptedLLM(lambda messages, body: "Answer: 0")  # every answer wrong
-    result = await validate(ObjectCount(), val, llm, number_match, must_beat=0.5, chunk=8)
+    executor = LocalExecutor(ObjectCount(), number_match, {"task": llm})
+    result = await executor.validate({}, val, must_beat=0.5, chunk=8)
     # After 8 wrong of 64, at most 56/64 = 0.875 is reachable; after 32 wrong only 0.5: stop.
     assert result.stopped_early and result.evaluated == 32 and len(llm.calls) == 32
 
