@@ -134,12 +134,22 @@ class TrainerConfig(_Strict):
     max_cost: float | None = Field(None, gt=0)
 
 
+class RuntimeConfig(_Strict):
+    """How a run uses Ray. `models.<role>.max_in_flight` is per worker."""
+
+    workers: int = Field(2, ge=1, description="ForwardWorker actors")
+    cpus_per_worker: float = Field(0.5, gt=0, description="async workers mostly wait on HTTP")
+    shards_per_worker: int = Field(2, ge=1, description="shards one worker runs at once")
+    address: str | None = Field(None, description="Ray cluster; else $RAY_ADDRESS, else a local instance")
+
+
 class RunConfig(_Strict):
     name: str = "run"
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     models: dict[Literal["task", "backward", "optimizer"], ModelConfig] = Field(default_factory=dict)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = "runs"
     journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
 

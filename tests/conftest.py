@@ -31,3 +31,18 @@ def sim_server():
 
 def sim_model(server: SimulatedServer, **overrides) -> ModelConfig:
     return ModelConfig(model="openai/simulated", api_base=server.url, **overrides)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One multi-node Ray cluster on this machine (a head and two worker nodes), shared by all tests."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()

@@ -1,0 +1,190 @@
+"""The Ray actors: thin holders of state that call the engine's plain async functions.
+
+RateBudget     one RateLedger per provider endpoint, leased to every worker's LLM clients
+ForwardWorker  runs shards of samples with many calls in flight; error traces go to the aggregator
+GradientAggregator  runs the backward engine on error samples only
+OptimizerActor runs the Trainer, its samples dispatched to the workers by a RayExecutor
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+
+from raygrad.data import Dataset, shard, take
+from raygrad.distributed.ledger import Lease, RateLedger
+from raygrad.distributed.executor import RuntimeSpec
+from raygrad.engine import Trace
+from raygrad.evaluate import SampleResult
+from raygrad.executor import BatchOutcome, ScoreSum, backward_errors, forward_samples, score_samples, with_values
+from raygrad.llm.client import LLMClient, Usage
+from raygrad.llm.journal import Journal
+from raygrad.llm.limits import EndpointLimiter, LeasedWindow
+from raygrad.workflows import build_workflow
+
+
+@ray.remote(num_cpus=0)
+class RateBudget:
+    def __init__(self, limits: dict[str, tuple[float | None, float | None]]):
+        self.ledgers = {endpoint: RateLedger.per_minute(rpm, tpm) for endpoint, (rpm, tpm) in limits.items()}
+
+    def lease(self, endpoint: str, holder: str, count: int, tokens: float) -> Lease:
+        return self.ledgers[endpoint].lease(holder, count, time.time(), tokens)
+
+    def report(self, endpoint: str, kind: str, *args: Any) -> None:
+        getattr(self.ledgers[endpoint], kind)(*args)  # "resize" or "pause_until"
+
+    def release(self, holder: str) -> int:
+        return sum(ledger.release(holder, time.time()) for ledger in self.ledgers.values())
+
+
+class _RoleClients:
+    """LLM clients of one actor, created inside its event loop, budgeted by the shared RateBudget."""
+
+    def __init__(self, spec: RuntimeSpec, holder: str, budget: Any):
+        self.spec, self.holder, self.budget = spec, holder, budget
+        self._clients: dict[str, LLMClient] = {}
+        self._limiters: dict[str, EndpointLimiter] = {}
+        self._journal: Journal | None = None
+        self._reported: dict[str, Usage] = {}
+
+    def get(self, role: str) -> LLMClient:
+        if role not in self._clients:
+            if self._journal is None:
+                self._journal = Journal(self.spec.journal_path)
+            model, endpoint = self.spec.models[role], self.spec.endpoints[role]
+            if endpoint not in self._limiters:
+                shared = None
+                if self.budget is not None and (model.rpm or model.tpm):
+                    shared = LeasedWindow(self._leaser(endpoint), self._reporter(endpoint))
+                self._limiters[endpoint] = EndpointLimiter(model.rpm, model.tpm, model.max_in_flight, shared)
+            self._clients[role] = LLMClient(model, journal=self._journal, endpoint_id=endpoint,
+                                            limiter=self._limiters[endpoint])
+        return self._clients[role]
+
+    def _leaser(self, endpoint: str):
+        async def lease(count: int, tokens: float) -> Lease:
+            return await self.budget.lease.remote(endpoint, self.holder, count, tokens)
+        return lease
+
+    def _reporter(self, endpoint: str):
+        def report(kind: str, *args: Any) -> None:
+            self.budget.report.remote(endpoint, kind, *args)  # fire and forget
+        return report
+
+    def usage_delta(self) -> dict[str, Usage]:
+        """Usage since the last call, per role: the driver sums deltas, so a restarted actor loses none."""
+        delta = {}
+        for role, client in self._clients.items():
+            before = self._reported.get(role, Usage())
+            delta[role] = Usage(**{k: getattr(client.usage, k) - getattr(before, k) for k in Usage.model_fields})
+            self._reported[role] = client.usage.model_copy()
+        return delta
+
+
+@ray.remote
+class ForwardWorker:
+    def __init__(self, spec: RuntimeSpec, worker_id: str, budget: Any, aggregator: Any):
+        self.spec, self.worker_id, self.aggregator = spec, worker_id, aggregator
+        self.workflow, self.eval_fn = build_workflow(spec.config.workflow)
+        self.clients = _RoleClients(spec, worker_id, budget)
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    async def train_shard(self, values: dict[str, str], train: Dataset, positions: list[int], step: int,
+                          demo_parameters: list[str]) -> tuple[BatchOutcome, dict[str, Usage]]:
+        """Forward a shard of the minibatch; error traces go straight to the aggregator, not back."""
+        results, demos, errors = await forward_samples(
+            with_values(self.workflow, values), take(train, positions), self.clients.get("task"), self.eval_fn,
+            self.spec.config.trainer.error_threshold, demo_parameters)
+        if errors:
+            await self.aggregator.add.remote(step, values, errors)
+        return BatchOutcome(results=results, demos=demos), self.clients.usage_delta()
+
+    async def score_shard(self, values: dict[str, str], data: Dataset, start: int | None = None,
+                          stop: int | None = None, positions: list[int] | None = None
+                          ) -> tuple[ScoreSum, dict[str, Usage]]:
+        examples = take(data, positions) if positions is not None else shard(data, start or 0, stop or 0)
+        scored = await score_samples(with_values(self.workflow, values), examples, self.clients.get("task"),
+                                     self.eval_fn)
+        return scored, self.clients.usage_delta()
+
+
+@ray.remote
+class GradientAggregator:
+    def __init__(self, spec: RuntimeSpec, budget: Any):
+        self.spec = spec
+        self.workflow, _ = build_workflow(spec.config.workflow)
+        self.clients = _RoleClients(spec, "aggregator", budget)
+        self.pending: dict[int, list[tuple[dict[str, str], SampleResult, Trace]]] = {}
+
+    def add(self, step: int, values: dict[str, str], errors: list[tuple[SampleResult, Trace]]) -> None:
+        self.pending.setdefault(step, []).extend((values, r, t) for r, t in errors)
+
+    async def backward(self, step: int) -> tuple[list, dict[str, Usage]]:
+        """Gradients for the error samples of a step (and only those), in sample order."""
+        # One entry per sample (a shard redone after a worker died may have sent it twice), in id order.
+        by_sample = {r.id: (values, r, t) for values, r, t in self.pending.pop(step, [])}
+        errors = [by_sample[i] for i in sorted(by_sample, key=lambda i: (len(i), i))]
+        gradients = []
+        if errors:
+            workflow = with_values(self.workflow, errors[0][0])
+            gradients = await backward_errors(workflow, [(r, t) for _, r, t in errors], self.clients.get("backward"),
+                                              self.spec.eval_name)
+        return gradients, self.clients.usage_delta()
+
+
+@ray.remote(num_cpus=0)
+class OptimizerActor:
+    """Holds parameter state and history (the Trainer), proposes, validates through the workers, checkpoints."""
+
+    def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, checkpoint: str, worker_options: dict):
+        from raygrad.distributed.executor import RayExecutor
+        from raygrad.trainer import Trainer
+
+        self.spec = spec
+        self.workflow, eval_fn = build_workflow(spec.config.workflow)
+        self.clients = _RoleClients(spec, "optimizer", budget)
+
+        def make_worker(worker_id: str) -> Any:
+            return ForwardWorker.options(**worker_options).remote(spec, worker_id, budget, aggregator)
+
+        self.executor = RayExecutor(spec, budget, aggregator, make_worker)
+        self.trainer = Trainer(self.workflow, eval_fn, {"optimizer": _LazyClient(self.clients, "optimizer")},
+                               spec.config.trainer, checkpoint=checkpoint, eval_name=spec.eval_name,
+                               executor=self.executor)
+
+    async def fit(self, train: Dataset, val: Dataset) -> Any:
+        return await self.trainer.fit(train, val)
+
+    async def evaluate(self, values: dict[str, str], data: Dataset) -> float:
+        return (await self.executor.validate(values, data, chunk=self.spec.config.trainer.validation_chunk)).score
+
+    def usage(self) -> dict[str, Usage]:
+        return self.trainer.usage()
+
+    def stats(self) -> dict[str, Any]:
+        return {"workers": list(self.executor.workers), "replaced": self.executor.replaced,
+                "cancelled_shards": self.executor.cancelled_shards}
+
+    def workers(self) -> dict[str, Any]:
+        return dict(self.executor.workers)
+
+
+class _LazyClient:
+    """The optimizer's client, made on first use inside the actor's event loop."""
+
+    def __init__(self, clients: _RoleClients, role: str):
+        self._clients, self._role = clients, role
+        self.budget_guard = None
+
+    @property
+    def usage(self) -> Usage:
+        return self._clients.get(self._role).usage
+
+    async def complete_structured(self, *args: Any, **kwargs: Any) -> Any:
+        client = self._clients.get(self._role)
+        client.budget_guard = self.budget_guard
+        return await client.complete_structured(*args, **kwargs)

@@ -1,0 +1,155 @@
+"""RayExecutor: the trainer's samples, sharded over ForwardWorker actors.
+
+Shards, not samples or calls, cross actor boundaries. A worker that dies mid-shard is replaced and
+its shard redone on another (calls it had journaled are replayed, not paid again); its unused rate
+lease goes back to the budget. Stage 2 stops dispatching, and cancels shards in flight, as soon as
+the candidate can no longer beat the incumbent.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from pydantic import BaseModel
+from ray.exceptions import RayActorError, TaskCancelledError
+
+from raygrad.config import ROLES, ModelConfig, RunConfig
+from raygrad.data import Dataset
+from raygrad.executor import BatchOutcome, ScoreSum, Stage2Result, cannot_win
+from raygrad.llm.client import Usage, check_budget
+
+
+class RuntimeSpec(BaseModel):
+    """What every actor of a run needs: the config, resolved endpoints, the journal's path."""
+
+    config: RunConfig
+    models: dict[str, ModelConfig]  # per role, the local model resolved to its server
+    endpoints: dict[str, str]  # per role, the endpoint id (budget and journal key)
+    journal_path: str
+    eval_name: str
+
+
+class RayExecutor:
+    def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, make_worker: Callable[[str], Any]):
+        self.spec, self.budget, self.aggregator, self.make_worker = spec, budget, aggregator, make_worker
+        self._ids = itertools.count()
+        self.workers: dict[str, Any] = {}
+        for _ in range(spec.config.runtime.workers):
+            wid = self._next_id()
+            self.workers[wid] = make_worker(wid)
+        self.replaced: list[str] = []  # workers that died and were replaced
+        self.cancelled_shards = 0
+        self._usage = {role: Usage() for role in ROLES}
+        self._step = itertools.count()
+        self.budget_guard: Callable[[], str | None] | None = None
+
+    def _next_id(self) -> str:
+        return f"worker-{next(self._ids)}"
+
+    def usage(self) -> dict[str, Usage]:
+        return {role: u for role, u in self._usage.items() if role != "optimizer"}
+
+    def _count(self, delta: dict[str, Usage]) -> None:
+        for role, usage in delta.items():
+            self._usage[role] = self._usage[role].add(usage)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    async def _map(self, method: str, shards: list[tuple], stop: Callable[[Any], bool] | None = None) -> list[Any]:
+        """Run shards on the workers, a few per worker at a time; results in shard order.
+
+        `stop(result)`, called in completion order, True: dispatch nothing more, cancel what is in
+        flight. A budget running out stops dispatch too; shards in flight finish (their calls are
+        journaled), then BudgetExhausted is raised.
+        """
+        pending, running, results = deque(enumerate(shards)), {}, {}
+        per_worker = self.spec.config.runtime.shards_per_worker
+        stopped, exhausted = False, None
+        while (pending and not stopped and exhausted is None) or running:
+            load = {wid: 0 for wid in self.workers}
+            for _, wid, _ in running.values():
+                load[wid] += 1
+            while pending and not stopped and exhausted is None:
+                wid = min(self.workers, key=lambda w: load[w])
+                if load[wid] >= per_worker:
+                    break
+                exhausted = self.budget_guard() if self.budget_guard else None
+                if exhausted:
+                    break
+                index, args = pending.popleft()
+                ref = getattr(self.workers[wid], method).remote(*args)
+                running[asyncio.ensure_future(_await(ref))] = ((index, args), wid, ref)
+                load[wid] += 1
+            if not running:
+                break
+            done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                (index, args), wid, _ = running.pop(future)
+                try:
+                    result, usage = future.result()
+                except TaskCancelledError:
+                    continue
+                except RayActorError:
+                    self._replace(wid)
+                    pending.appendleft((index, args))  # redone on a live worker; journaled calls are free
+                    continue
+                self._count(usage)
+                results[index] = result
+                if stop is not None and not stopped and stop(result):
+                    stopped = True
+                    for _, _, ref in running.values():
+                        ray.cancel(ref)
+                        self.cancelled_shards += 1
+        check_budget(lambda: exhausted)
+        return [results[i] for i in sorted(results)]
+
+    def _replace(self, wid: str) -> None:
+        if wid in self.workers:
+            self.budget.release.remote(wid)  # its unused future send times go back to the budget
+            del self.workers[wid]
+            self.replaced.append(wid)
+            new = self._next_id()
+            self.workers[new] = self.make_worker(new)
+
+    # -- the Executor interface --------------------------------------------------------------------
+    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int]) -> BatchOutcome:
+        step = next(self._step)
+        demo_parameters = self._demo_parameters()
+        size = max(1, -(-len(positions) // len(self.workers)))
+        shards = [(values, train, positions[i:i + size], step, demo_parameters) for i in range(0, len(positions), size)]
+        outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
+        demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])] for name in demo_parameters}
+        gradients, usage = await self.aggregator.backward.remote(step)
+        self._count(usage)
+        return BatchOutcome(results=[r for o in outcomes for r in o.results], demos=demos, gradients=gradients)
+
+    async def score(self, values: dict[str, str], train: Dataset, positions: list[int]) -> float:
+        [scored] = await self._map("score_shard", [(values, train, None, None, positions)])
+        return scored.mean
+
+    async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
+                       chunk: int = 16) -> Stage2Result:
+        size, scored = len(val), ScoreSum()
+
+        def hopeless(result: ScoreSum) -> bool:
+            nonlocal scored
+            scored = scored.add(result)
+            return cannot_win(scored, size - scored.count, must_beat)
+
+        await self._map("score_shard", [(values, val, start, min(start + chunk, size)) for start in range(0, size, chunk)],
+                        stop=hopeless)
+        stopped = scored.count < size
+        return Stage2Result(score=scored.mean, evaluated=scored.count, total=size, stopped_early=stopped)
+
+    def _demo_parameters(self) -> list[str]:
+        from raygrad.workflows import build_workflow
+
+        workflow, _ = build_workflow(self.spec.config.workflow)
+        return sorted(n for n, p in workflow.parameters().items() if p.trainable and p.role == "demos")
+
+
+async def _await(ref: Any) -> Any:
+    return await ref
