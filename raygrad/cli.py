@@ -45,30 +45,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from raygrad.evaluate import evaluate
-    from raygrad.llm.endpoints import role_clients
-    from raygrad.trainer import Trainer, save_atomically
+    from raygrad.distributed.runtime import distributed_run
+    from raygrad.trainer import save_atomically
     from raygrad.workflows import build_workflow
 
     config = _config(args.config)
     train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
-    workflow, eval_fn = build_workflow(config.workflow)
+    workflow, _ = build_workflow(config.workflow)
     start_values = workflow.state()
     run_dir = config.run_dir
-    with role_clients(config) as clients:
-        trainer = Trainer(workflow, eval_fn, clients, config.trainer, checkpoint=run_dir / "checkpoint.json",
-                          eval_name=config.workflow.eval or "workflow's")
-
-        async def run():
-            # Before fit: a resumed run loads its trained values into the workflow only inside fit.
-            before = await evaluate(workflow, test, clients["task"], eval_fn, "test")
-            state = await trainer.fit(train, val)
-            after = None if state.stopped else await evaluate(workflow, test, clients["task"], eval_fn, "test")
-            return before, state, after
-
-        started = time.monotonic()
-        before, state, after = asyncio.run(run())
-        usage = trainer.usage()
+    started = time.monotonic()
+    with distributed_run(config, args.address, eval_name=config.workflow.eval or "workflow's") as run:
+        before = run.evaluate(start_values, test)
+        state = run.fit(train, val)
+        after = None if state.stopped else run.evaluate(state.values, test)
+        usage, stats = run.usage(), run.stats()
     run_dir.mkdir(parents=True, exist_ok=True)
     save_atomically(run_dir / "prompts.json", json.dumps(state.values, indent=2, ensure_ascii=False))
     accepted = sum(c.accepted for c in state.candidates)
@@ -76,16 +67,17 @@ def cmd_optimize(args: argparse.Namespace) -> int:
           f"candidates accepted) in {time.monotonic() - started:.0f} s" + (f"; stopped: {state.stopped}" if state.stopped else ""))
     print(f"  validation  {state.initial_val:.3f} -> {state.best_val:.3f}   ({len(val)} samples)")
     if after is None:
-        print(f"  test        {before.score:.3f} -> (not evaluated: the run stopped at its budget)")
+        print(f"  test        {before:.3f} -> (not evaluated: the run stopped at its budget)")
     else:
-        print(f"  test        {before.score:.3f} -> {after.score:.3f}   ({len(test)} samples, "
-              f"{before.failed + after.failed} failed)")
+        print(f"  test        {before:.3f} -> {after:.3f}   ({len(test)} samples)")
     for name, value in state.values.items():
         changed = "changed" if value != start_values.get(name) else "unchanged"
         print(f"  {name} ({changed}): {value!r}")
     for role, u in usage.items():
         print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
               f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
+    print(f"  ray: {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
+          f"{stats['cancelled_shards']} validation shards cancelled early")
     print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}")
     if state.stopped:
         print(f"  to continue from step {state.step}: raise the budget in the trainer section of the config and run "
@@ -118,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_eval)
     opt = commands.add_parser("optimize", help="optimize a workflow's prompts (resumes from its checkpoint)")
     opt.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
+    opt.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
     opt.set_defaults(run=cmd_optimize)
     serve = commands.add_parser("serve-local", help="serve the embedded local model in the foreground")
     serve.add_argument("--port", type=int, default=8080)

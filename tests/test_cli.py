@@ -56,7 +56,7 @@ models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
     assert server.log == []
 
 
-def test_optimize_end_to_end_on_the_simulated_provider_and_rerun_pays_nothing(sim_server, tmp_path, capsys):
+def test_optimize_end_to_end_on_the_simulated_provider_and_rerun_pays_nothing(ray_cluster, sim_server, tmp_path, capsys):
     server = sim_server(responder="object_count_trainer")
     config = tmp_path / "run.yaml"
     model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
@@ -83,7 +83,7 @@ trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1}}
     assert len(server.log) == requests
 
 
-def test_cost_budget_stops_then_resume_finishes_like_an_uninterrupted_run_paying_no_call_twice(
+def test_cost_budget_stops_then_resume_finishes_like_an_uninterrupted_run_paying_no_call_twice(ray_cluster,
         sim_server, tmp_path, capsys):
     server = sim_server(responder="object_count_trainer")
     model = (f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4, '
@@ -97,7 +97,8 @@ output_dir: {tmp_path / 'runs'}
 workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
 data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:60", test: "60:100"}}}}
 models: {{task: {model}, backward: {model}, optimizer: {model}}}
-trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1{budget}}}
+trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1, validation_chunk: 4{budget}}}
+runtime: {{workers: 1, shards_per_worker: 1}}
 """)
         return str(path)
 
@@ -115,10 +116,12 @@ trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1{budget}}}
     stopped = json.loads((tmp_path / "runs" / "budget" / "checkpoint.json").read_text())
     spent = sum(u["cost"] for u in stopped["usage"].values())
     assert "cost budget reached" in stopped["stopped"] and stopped["step"] < 3 and "to continue from step" in out
-    # Checked before every paid call: at most the 4 calls already in flight go past the limit.
-    # The dearest call: the longest prompt seen (the server counts words as tokens), a long reply.
+    # Checked before each shard is sent to a worker (and before each optimizer call): what is in
+    # flight then may go past the limit, here one shard of at most 4 samples or one batch's
+    # backward (2 peers x 4 errors). The dearest call: the longest prompt seen (the server counts
+    # words as tokens) with a long reply.
     dearest = max(sum(len(str(m["content"]).split()) for m in e.messages) for e in server.log) * 1e-5 + 200 * 2e-5
-    assert limit <= spent < limit + 4 * dearest
+    assert limit <= spent < limit + 8 * dearest
     # Same run, budget raised: it finishes, identical to the uninterrupted run, no request made twice.
     assert main(["optimize", write_config("budget", "")]) == 0
     resumed = json.loads((tmp_path / "runs" / "budget" / "checkpoint.json").read_text())

@@ -127,6 +127,8 @@ class GradientAggregator:
         """Gradients for the error samples of a step (and only those), in sample order."""
         # One entry per sample (a shard redone after a worker died may have sent it twice), in id order.
         by_sample = {r.id: (values, r, t) for values, r, t in self.pending.pop(step, [])}
+        for stale in [s for s in self.pending if s < step]:  # steps rolled back at a budget
+            del self.pending[stale]
         errors = [by_sample[i] for i in sorted(by_sample, key=lambda i: (len(i), i))]
         gradients = []
         if errors:

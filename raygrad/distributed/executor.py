@@ -121,6 +121,7 @@ class RayExecutor:
         size = max(1, -(-len(positions) // len(self.workers)))
         shards = [(values, train, positions[i:i + size], step, demo_parameters) for i in range(0, len(positions), size)]
         outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
+        check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
         demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])] for name in demo_parameters}
         gradients, usage = await self.aggregator.backward.remote(step)
         self._count(usage)
