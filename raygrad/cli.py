@@ -67,9 +67,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
           f"candidates accepted) in {time.monotonic() - started:.0f} s" + (f"; stopped: {state.stopped}" if state.stopped else ""))
     print(f"  validation  {state.initial_val:.3f} -> {state.best_val:.3f}   ({len(val)} samples)")
     if after is None:
-        print(f"  test        {before:.3f} -> (not evaluated: the run stopped at its budget)")
+        print(f"  test        {before.score:.3f} -> (not evaluated: the run stopped at its budget)")
     else:
-        print(f"  test        {before:.3f} -> {after:.3f}   ({len(test)} samples)")
+        print(f"  test        {before.score:.3f} -> {after.score:.3f}   ({len(test)} samples, "
+              f"{before.failed + after.failed} failed)")
     for name, value in state.values.items():
         changed = "changed" if value != start_values.get(name) else "unchanged"
         print(f"  {name} ({changed}): {value!r}")

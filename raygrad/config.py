@@ -99,6 +99,8 @@ class DataConfig(_Strict):
     input_field: str = "input"
     target_field: str = "target"
     generator: GeneratorConfig | None = None
+    shards: bool = Field(False, description="read a Parquet/JSONL file a shard at a time on the workers, "
+                                            "never all on the driver (for large datasets)")
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
 
     @model_validator(mode="after")

@@ -98,10 +98,21 @@ def parse_range(spec: str, size: int) -> slice:
     return slice(start, stop)
 
 
-def load_split(config: DataConfig, split: str) -> list[Example]:
-    """The examples of one named split; an unknown or empty split is an error."""
+def load_split(config: DataConfig, split: str) -> "Dataset":
+    """The examples of one named split; an unknown or empty split is an error.
+
+    With `data.shards`, a RowSource (the file's path and the split's row range) instead of a list.
+    """
     if split not in config.splits:
         raise DatasetError(f"no split {split!r} in data.splits (have: {', '.join(config.splits)})")
+    if config.shards and config.path is not None:
+        try:
+            source = RowSource.open(config.path, config.input_field, config.target_field, config.splits[split])
+        except ValueError as err:
+            raise DatasetError(f"data.splits.{split}: {err}") from None
+        if len(source) == 0:
+            raise DatasetError(f"data.splits.{split} = {config.splits[split]!r} selects no rows of {config.path}")
+        return source
     if config.path is not None:
         examples = load_examples(config.path, config.input_field, config.target_field, config.format)
         source = config.path

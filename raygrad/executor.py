@@ -34,6 +34,7 @@ class Stage2Result(BaseModel):
     evaluated: int
     total: int
     stopped_early: bool
+    failed: int = 0  # samples whose calls never succeeded: not scored, not counted as wrong
 
 
 class ScoreSum(BaseModel):
@@ -50,6 +51,10 @@ class ScoreSum(BaseModel):
     @property
     def mean(self) -> float:
         return self.total / self.completed if self.completed else 0.0
+
+    def result(self, size: int) -> Stage2Result:
+        return Stage2Result(score=self.mean, evaluated=self.count, total=size, stopped_early=self.count < size,
+                            failed=self.count - self.completed)
 
 
 def with_values(workflow: Workflow, values: dict[str, str]) -> Workflow:
@@ -142,8 +147,8 @@ class LocalExecutor:
             scored = scored.add(await score_samples(workflow, shard(val, start, start + chunk),
                                                     self.clients["task"], self.eval_fn))
             if cannot_win(scored, size - scored.count, must_beat):
-                return Stage2Result(score=scored.mean, evaluated=scored.count, total=size, stopped_early=True)
-        return Stage2Result(score=scored.mean, evaluated=scored.count, total=size, stopped_early=False)
+                break
+        return scored.result(size)
 
     def usage(self) -> dict[str, Usage]:
         return {role: getattr(self.clients.get(role), "usage", Usage()) for role in ROLES}

@@ -81,3 +81,20 @@ def test_builtin_multihop_questions_load_as_a_dataset():
     assert splits["test"][-1].input.startswith("Who heads the agency")
     workflow, eval_fn = build_workflow(config.workflow)
     assert isinstance(workflow, MultiHopQA) and eval_fn("the Kessel", "Kessel") == 1.0
+
+
+def test_row_source_reads_only_the_shard_asked_for(tmp_path):
+    from raygrad.data import RowSource, shard, take
+
+    rows = [{"input": f"q{i}", "target": str(i)} for i in range(1000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=100)
+    (tmp_path / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("big.parquet", "big.jsonl"):
+        config = DataConfig(path=str(tmp_path / name), shards=True, splits={"val": "200:700"})
+        source = load_split(config, "val")
+        assert isinstance(source, RowSource) and len(source) == 500
+        assert [ex.id for ex in shard(source, 95, 105)] == [str(i) for i in range(295, 305)]
+        assert take(source, [0, 499]) == [ex for ex in (shard(source, 0, 1) + shard(source, 499, 500))]
+        assert shard(source, 490, 600)[-1].input == "q699"  # clipped at the split's end
+    with pytest.raises(DatasetError, match="no column 'answer'"):
+        RowSource.open(tmp_path / "big.parquet", target_field="answer")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 import ray
@@ -58,3 +60,56 @@ def test_workers_on_several_nodes_give_the_single_process_result(ray_cluster, si
     backward = [e for e in server.log if e.messages[0]["content"] == BACKWARD_SYSTEM]
     assert len(backward) == 2 * sum(s.errors for s in state.steps) > 0
     assert len(server.log) <= local_requests  # early rejection across shards never costs more
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times, best, start = sorted(times), 0, 0
+    for end in range(len(times)):
+        while times[end] - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_four_workers_share_one_budget_without_a_refusal(ray_cluster, sim_server, tmp_path):
+    server = sim_server(responder="object_count", rpm=1200, window_s=3.0, latency_s=0.05)  # 60 per 3 s
+    config = run_config(tmp_path, server, "budget", runtime={"workers": 4, "cpus_per_worker": 0.25},
+                        data={"generator": {"size": 300, "seed": 5}, "splits": {"val": "0:300"}})
+    for role in config.models.values():
+        role.rpm, role.max_in_flight = 1200, 64
+    examples = load_split(config.data, "val")
+    with distributed_run(config) as run:
+        result = run.evaluate({}, examples)
+    assert result.evaluated == 300 and result.failed == 0
+    # One request per distinct question (a repeated one is replayed from the journal), none refused.
+    assert server.refused() == [] and len(server.log) == len({ex.input for ex in examples})
+    assert max_in_window([e.time for e in server.log], 3.0) <= 60
+
+
+def test_a_worker_killed_mid_step_loses_nothing_and_pays_no_journaled_call_twice(ray_cluster, sim_server, tmp_path):
+    server = sim_server(responder="object_count_trainer", latency_s=0.2)
+    expected = single_process(run_config(tmp_path, server, "expected"))
+    server.log.clear()
+    config = run_config(tmp_path, server, "killed", runtime={"workers": 2, "cpus_per_worker": 0.5})
+    with distributed_run(config) as run:
+        fitting = run.optimizer.fit.remote(load_split(config.data, "train"), load_split(config.data, "val"))
+        while len(server.log) < 60:  # mid-run: the initial validation is done, step 0 under way
+            time.sleep(0.05)
+        victim = next(iter(ray.get(run.optimizer.workers.remote()).values()))
+        ray.kill(victim)
+        killed_at = time.monotonic()
+        state = ray.get(fitting)
+        stats = run.stats()
+    assert len(stats["replaced"]) == 1 and len(stats["workers"]) == 2
+    assert state.values == expected.values and state.best_val == expected.best_val
+    assert [s.batch for s in state.steps] == [s.batch for s in expected.steps]
+    # A request sent twice was in flight when its worker died (sent, never answered, so never
+    # journaled): at most the dead worker's calls in flight. Everything answered was not paid again.
+    seen, repeats = {}, []
+    for entry in server.log:
+        key = json.dumps(entry.messages, sort_keys=True)
+        if key in seen:
+            repeats.append(seen[key])
+        seen[key] = entry.time
+    assert len(repeats) <= 8 * 2  # max_in_flight x shards per worker
+    assert all(first <= killed_at + 0.05 for first in repeats)

@@ -17,7 +17,7 @@ from raygrad.distributed.ledger import Lease, RateLedger
 from raygrad.distributed.executor import RuntimeSpec
 from raygrad.engine import Trace
 from raygrad.evaluate import SampleResult
-from raygrad.executor import BatchOutcome, ScoreSum, backward_errors, forward_samples, score_samples, with_values
+from raygrad.executor import BatchOutcome, ScoreSum, Stage2Result, backward_errors, forward_samples, score_samples, with_values
 from raygrad.llm.client import LLMClient, Usage
 from raygrad.llm.journal import Journal
 from raygrad.llm.limits import EndpointLimiter, LeasedWindow
@@ -161,8 +161,8 @@ class OptimizerActor:
     async def fit(self, train: Dataset, val: Dataset) -> Any:
         return await self.trainer.fit(train, val)
 
-    async def evaluate(self, values: dict[str, str], data: Dataset) -> float:
-        return (await self.executor.validate(values, data, chunk=self.spec.config.trainer.validation_chunk)).score
+    async def evaluate(self, values: dict[str, str], data: Dataset) -> Stage2Result:
+        return await self.executor.validate(values, data, chunk=self.spec.config.trainer.validation_chunk)
 
     def usage(self) -> dict[str, Usage]:
         return self.trainer.usage()

@@ -142,8 +142,7 @@ class RayExecutor:
 
         await self._map("score_shard", [(values, val, start, min(start + chunk, size)) for start in range(0, size, chunk)],
                         stop=hopeless)
-        stopped = scored.count < size
-        return Stage2Result(score=scored.mean, evaluated=scored.count, total=size, stopped_early=stopped)
+        return scored.result(size)
 
     def _demo_parameters(self) -> list[str]:
         from raygrad.workflows import build_workflow

@@ -13,6 +13,7 @@ from raygrad.config import ROLES, RunConfig
 from raygrad.data import Dataset
 from raygrad.distributed.actors import GradientAggregator, OptimizerActor, RateBudget
 from raygrad.distributed.executor import RuntimeSpec
+from raygrad.executor import Stage2Result
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
 
@@ -47,7 +48,7 @@ class DistributedRun:
     def fit(self, train: Dataset, val: Dataset) -> Any:
         return ray.get(self.optimizer.fit.remote(_shared(train), _shared(val)))
 
-    def evaluate(self, values: dict[str, str], data: Dataset) -> float:
+    def evaluate(self, values: dict[str, str], data: Dataset) -> Stage2Result:
         return ray.get(self.optimizer.evaluate.remote(values, _shared(data)))
 
     def usage(self) -> dict[str, Usage]:

@@ -1,0 +1,77 @@
+"""`ray job submit` end to end against a `ray start --head` cluster on this machine."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def head_cluster(tmp_path):
+    """A head and a worker node started with `ray start --block`, stopped with their processes only."""
+    port, dashboard = free_port(), free_port()
+    # Jobs run `python` from the nodes' PATH: this environment's, as on a cluster built from one image.
+    node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
+    logs = open(tmp_path / "ray_start.log", "w")
+    nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
+                               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *common],
+                              stdout=logs, stderr=subprocess.STDOUT, env=node_env)]
+    address = f"http://127.0.0.1:{dashboard}"
+    env = {**node_env, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token"}
+    deadline = time.monotonic() + 120
+    while subprocess.run([RAY, "job", "list"], env=env, capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, (tmp_path / "ray_start.log").read_text()[-3000:]
+        time.sleep(2)
+    nodes.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common],
+                                  stdout=logs, stderr=subprocess.STDOUT, env=node_env))
+    yield env
+    for node in reversed(nodes):
+        node.terminate()
+        node.wait(60)
+    logs.close()
+
+
+def test_ray_job_submit_runs_an_optimization_and_results_are_read_back(head_cluster, sim_server, tmp_path):
+    server = sim_server(responder="object_count_trainer")
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = tmp_path / "job.yaml"
+    config.write_text(f"""
+name: job
+output_dir: {tmp_path / 'results'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:60", test: "60:100"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 2, batch_size: 4, proposals: 2, seed: 1}}
+runtime: {{workers: 2, cpus_per_worker: 0.25}}
+""")
+    submit = [RAY, "job", "submit", "--working-dir", str(ROOT), "--", "python", "-m", "raygrad", "optimize", str(config)]
+    for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
+        result = subprocess.run(submit, env=head_cluster, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in result.stderr:
+            break
+        time.sleep(2)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "validation" in result.stdout and "succeeded" in result.stdout
+    prompts = json.loads((tmp_path / "results" / "job" / "prompts.json").read_text())
+    checkpoint = json.loads((tmp_path / "results" / "job" / "checkpoint.json").read_text())
+    assert checkpoint["step"] == 2 and prompts == checkpoint["values"]
+    assert prompts["instruction"] != "Answer."  # the simulated optimizer's improvement was accepted
+    assert len(server.log) > 0
