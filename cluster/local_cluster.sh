@@ -7,6 +7,7 @@
 # need RAY_AUTH_MODE=token in their environment (this script prints what to export).
 set -euo pipefail
 RAY=${RAY:-ray}
+export RAY_AUTH_MODE=token  # the head generates a token (~/.ray/auth_token); joining nodes must use it
 PORT=${RAYGRAD_HEAD_PORT:-6380}
 DASHBOARD_PORT=${RAYGRAD_DASHBOARD_PORT:-8266}
 case "${1:-start}" in

@@ -33,9 +33,13 @@ def sim_model(server: SimulatedServer, **overrides) -> ModelConfig:
     return ModelConfig(model="openai/simulated", api_base=server.url, **overrides)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One multi-node Ray cluster on this machine (a head and two worker nodes), shared by all tests."""
+    """A multi-node Ray cluster on this machine (a head and two worker nodes), shared by a module's tests.
+
+    Per module, not per session: tests/test_cluster.py starts a `ray start` cluster of its own, and
+    two clusters on one machine disturb each other.
+    """
     import ray
     from ray.cluster_utils import Cluster
 

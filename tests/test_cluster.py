@@ -28,16 +28,18 @@ def head_cluster(tmp_path):
     """A head and a worker node started with `ray start --block`, stopped with their processes only."""
     port, dashboard = free_port(), free_port()
     # Jobs run `python` from the nodes' PATH: this environment's, as on a cluster built from one image.
-    node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Ray 2.60 `ray start --head` clusters use token auth: joining nodes and job clients need RAY_AUTH_MODE=token.
+    node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "RAY_AUTH_MODE": "token"}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
     logs = open(tmp_path / "ray_start.log", "w")
     nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *common],
                               stdout=logs, stderr=subprocess.STDOUT, env=node_env)]
     address = f"http://127.0.0.1:{dashboard}"
-    env = {**node_env, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token"}
+    env = {**node_env, "RAY_ADDRESS": address}
     deadline = time.monotonic() + 120
-    while subprocess.run([RAY, "job", "list"], env=env, capture_output=True).returncode != 0:
+    while subprocess.run([RAY, "job", "list"], env=env, capture_output=True, timeout=60).returncode != 0:
         assert time.monotonic() < deadline, (tmp_path / "ray_start.log").read_text()[-3000:]
         time.sleep(2)
     nodes.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common],
@@ -49,6 +51,7 @@ def head_cluster(tmp_path):
     logs.close()
 
 
+@pytest.mark.timeout(720)  # two `ray start` nodes, the job's runtime_env upload, then the job itself
 def test_ray_job_submit_runs_an_optimization_and_results_are_read_back(head_cluster, sim_server, tmp_path):
     server = sim_server(responder="object_count_trainer")
     model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
@@ -62,14 +65,24 @@ models: {{task: {model}, backward: {model}, optimizer: {model}}}
 trainer: {{steps: 2, batch_size: 4, proposals: 2, seed: 1}}
 runtime: {{workers: 2, cpus_per_worker: 0.25}}
 """)
-    submit = [RAY, "job", "submit", "--working-dir", str(ROOT), "--", "python", "-m", "raygrad", "optimize", str(config)]
+    submit = [RAY, "job", "submit", "--no-wait", "--submission-id", "raygrad-test", "--working-dir", str(ROOT),
+              "--", "python", "-m", "raygrad", "optimize", str(config)]
     for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
-        result = subprocess.run(submit, env=head_cluster, capture_output=True, text=True, timeout=600)
-        if "No available agent" not in result.stderr:
+        submitted = subprocess.run(submit, env=head_cluster, capture_output=True, text=True, timeout=120)
+        if "No available agent" not in submitted.stderr:
             break
         time.sleep(2)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "validation" in result.stdout and "succeeded" in result.stdout
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    # `ray job status` prints e.g. "Job 'raygrad-test' succeeded" (colored); compare words, not case.
+    deadline, status = time.monotonic() + 300, ""
+    while time.monotonic() < deadline and not any(s in status for s in ("succeeded", "failed", "stopped")):
+        time.sleep(2)
+        status = subprocess.run([RAY, "job", "status", "raygrad-test"], env=head_cluster, capture_output=True,
+                                text=True, timeout=60).stdout.lower()
+    logs = subprocess.run([RAY, "job", "logs", "raygrad-test"], env=head_cluster, capture_output=True, text=True,
+                          timeout=60).stdout
+    assert "succeeded" in status, status + logs[-4000:]
+    assert "validation" in logs and "ray: 2 workers" in logs
     prompts = json.loads((tmp_path / "results" / "job" / "prompts.json").read_text())
     checkpoint = json.loads((tmp_path / "results" / "job" / "checkpoint.json").read_text())
     assert checkpoint["step"] == 2 and prompts == checkpoint["values"]
