@@ -45,6 +45,18 @@ def test_release_gives_a_dead_holders_future_times_back():
     assert [round(t, 6) for t in ledger.lease("alive", 10, now=0.5).times] == [1.15] * 10  # not after 3.45, as before release
 
 
+def test_a_reported_send_delay_widens_the_span_until_its_holder_leaves():
+    rng = random.Random(1)
+    ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.05, horizon=20.0)
+    delay = 0.4  # a loaded node: requests reach the provider up to 0.4 s after their send times
+    times = ledger.lease("slow", 50, now=0.0, send_delay=delay).times
+    arrivals = [t + rng.uniform(0, ledger.use_by) + rng.uniform(0, delay) for t in times]
+    assert len(times) == 50 and max_in_any_window(arrivals, 1.0) <= 10
+    assert ledger.span == 1.0 + 0.05 + 0.4
+    ledger.release("slow", now=0.0)
+    assert ledger.span == 1.0 + 0.05 + 0.05  # back to the configured slack
+
+
 def test_tokens_per_minute_are_paced_per_second():
     ledger = RateLedger(capacity=10**6, window=1e-9, tpm=6000, horizon=10.0)  # 100 tokens a second
     times = ledger.lease("w", 20, now=0.0, tokens_per_request=50).times
@@ -54,8 +66,8 @@ def test_tokens_per_minute_are_paced_per_second():
 async def test_leased_window_uses_few_ledger_calls_and_keeps_to_the_budget():
     ledger = RateLedger(capacity=20, window=0.5, use_by=0.05, slack=0.02, horizon=1.0)
 
-    async def lease(count: int, tokens: float):
-        return ledger.lease("w", count, time.time(), tokens)
+    async def lease(count: int, tokens: float, send_delay: float):
+        return ledger.lease("w", count, time.time(), tokens, send_delay)
 
     limiter = EndpointLimiter(rpm=2400, tpm=None, max_in_flight=64,
                               shared=LeasedWindow(lease, lambda *args: None, capacity=20))

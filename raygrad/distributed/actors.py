@@ -29,8 +29,8 @@ class RateBudget:
     def __init__(self, limits: dict[str, tuple[float | None, float | None]]):
         self.ledgers = {endpoint: RateLedger.per_minute(rpm, tpm) for endpoint, (rpm, tpm) in limits.items()}
 
-    def lease(self, endpoint: str, holder: str, count: int, tokens: float) -> Lease:
-        return self.ledgers[endpoint].lease(holder, count, time.time(), tokens)
+    def lease(self, endpoint: str, holder: str, count: int, tokens: float, send_delay: float) -> Lease:
+        return self.ledgers[endpoint].lease(holder, count, time.time(), tokens, send_delay)
 
     def report(self, endpoint: str, kind: str, *args: Any) -> None:
         getattr(self.ledgers[endpoint], kind)(*args)  # "resize" or "pause_until"
@@ -64,8 +64,8 @@ class _RoleClients:
         return self._clients[role]
 
     def _leaser(self, endpoint: str):
-        async def lease(count: int, tokens: float) -> Lease:
-            return await self.budget.lease.remote(endpoint, self.holder, count, tokens)
+        async def lease(count: int, tokens: float, send_delay: float) -> Lease:
+            return await self.budget.lease.remote(endpoint, self.holder, count, tokens, send_delay)
         return lease
 
     def _reporter(self, endpoint: str):

@@ -5,6 +5,8 @@ it sends each request at its time, or, if it is more than `use_by` seconds late,
 again. The ledger places send times so that any interval of `window + use_by + slack` seconds holds
 at most `capacity` of them: whatever the lateness within `use_by`, any `window` seconds of actual
 sends then hold at most `capacity`, however many workers on however many nodes share the budget.
+`slack` covers the time between a send and its arrival at the provider; it grows to the largest
+such delay a worker reports (a loaded node sends late), so the guarantee holds under load too.
 
 The ledger is not on the path of every call: one lease serves many requests. Leases reach only
 `horizon` seconds ahead, so a worker cannot hoard the budget, and `release(holder)` gives back the
@@ -16,6 +18,7 @@ import bisect
 from dataclasses import dataclass, field
 
 HISTORY_S = 60.0
+DELAY_MEMORY_S = 30.0  # a worker's reported send delay counts this long
 
 
 @dataclass
@@ -44,6 +47,7 @@ class RateLedger:
     horizon: float = 2.0
     _grants: list[_Grant] = field(default_factory=list)  # ascending by time
     _paused_until: float = 0.0
+    _delays: dict[str, tuple[float, float]] = field(default_factory=dict)  # holder -> (delay, reported at)
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
@@ -56,7 +60,8 @@ class RateLedger:
     def span(self) -> float:
         if self.capacity == 1:  # even pacing: a late send only shifts one request a little
             return self.window
-        return self.window + self.use_by + self.slack
+        reported = max((delay for delay, _ in self._delays.values()), default=0.0)
+        return self.window + self.use_by + min(max(self.slack, reported), self.window)
 
     def resize(self, capacity: int, window: float) -> None:
         """The provider's real window became known (from rate-limit headers)."""
@@ -71,11 +76,17 @@ class RateLedger:
         """Give back every send time of `holder` not yet due; returns how many."""
         before = len(self._grants)
         self._grants = [g for g in self._grants if not (g.holder == holder and g.at > now)]
+        self._delays.pop(holder, None)
         return before - len(self._grants)
 
-    def lease(self, holder: str, count: int, now: float, tokens_per_request: float = 0.0) -> Lease:
-        """Up to `count` send times from `now` on, none beyond `now + horizon`."""
+    def lease(self, holder: str, count: int, now: float, tokens_per_request: float = 0.0,
+              send_delay: float = 0.0) -> Lease:
+        """Up to `count` send times from `now` on, none beyond `now + horizon`.
+
+        `send_delay` is the holder's recent worst delay between a send time and the provider seeing it.
+        """
         self._forget(now)
+        self._delays[holder] = (send_delay, now)
         times: list[float] = []
         tokens = min(tokens_per_request, self.tpm / 60.0) if self.tpm else 0.0
         for _ in range(count):
@@ -92,6 +103,7 @@ class RateLedger:
         return bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
 
     def _forget(self, now: float) -> None:
+        self._delays = {h: d for h, d in self._delays.items() if d[1] >= now - DELAY_MEMORY_S}
         if self._grants and self._grants[0].at < now - HISTORY_S:
             self._grants = [g for g in self._grants if g.at >= now - HISTORY_S]
 

@@ -101,13 +101,13 @@ class RequestWindow:
 class LeasedWindow:
     """Send times leased from a shared budget (a cluster-wide RateLedger), used one per request.
 
-    Drop-in for RequestWindow. `lease(count, tokens)` returns a Lease of wall-clock send times;
+    Drop-in for RequestWindow. `lease(count, tokens, send_delay)` returns a Lease of wall-clock send times;
     a send time used more than `use_by` late is void (the ledger's guarantee depends on it), and a
     429 drops every held send time before the pause ends. `report(kind, *args)` tells the ledger
     what this worker learned (the provider's window, a pause); it must not block.
     """
 
-    def __init__(self, lease: Callable[[int, float], Awaitable[Any]], report: Callable[..., None],
+    def __init__(self, lease: Callable[[int, float, float], Awaitable[Any]], report: Callable[..., None],
                  capacity: int = 1):
         self._lease, self._report = lease, report
         self.capacity = capacity  # the window as this worker last learned it
@@ -116,6 +116,11 @@ class LeasedWindow:
         self._waiting = 0
         self._lock: asyncio.Lock | None = None
         self.leases = 0  # calls to the ledger: the point is to make few
+        self._delays: collections.deque[float] = collections.deque(maxlen=64)  # recent send delays, seconds
+
+    def observe_delay(self, delay: float) -> None:
+        """A reply showed its request reached the provider `delay` s after its send time."""
+        self._delays.append(delay)
 
     def resize(self, capacity: int, window: float) -> None:
         self.capacity = capacity
@@ -138,7 +143,7 @@ class LeasedWindow:
                         self._times.popleft()  # void: too late to use safely
                     if not self._times:
                         await asyncio.sleep(0)  # one loop turn: callers starting together ask as one
-                        lease = await self._lease(self._waiting, tokens)
+                        lease = await self._lease(self._waiting, tokens, max(self._delays, default=0.0))
                         self.leases += 1
                         self._times.extend(lease.times)
                         self._use_by = lease.use_by
@@ -194,6 +199,8 @@ class EndpointLimiter:
         """A reply came back after `latency`: the part beyond the fastest was delay before it left us."""
         self._fastest = min(self._fastest, latency)
         slot.delay = max(0.0, latency - self._fastest)
+        if isinstance(self.requests, LeasedWindow):
+            self.requests.observe_delay(slot.delay)
 
     def pause_until(self, moment: float) -> None:
         """No request leaves before `moment` (time.monotonic()), e.g. after a 429's Retry-After."""
