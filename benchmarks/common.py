@@ -32,6 +32,12 @@ def server_log(url: str) -> list[dict]:
         return json.load(reply)
 
 
+def server_requests(url: str) -> int:
+    """How many requests the server has seen, without fetching its log."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/_log?count=1", timeout=30) as reply:
+        return json.load(reply)["requests"]
+
+
 def max_in_window(times: list[float], window: float) -> int:
     """The most requests any sliding window of `window` seconds held."""
     times, most, start = sorted(times), 0, 0

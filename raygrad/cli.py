@@ -78,7 +78,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
               f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
     print(f"  ray: {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
-          f"{stats['cancelled_shards']} validation shards cancelled early")
+          f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
+          f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
+          f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
     print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}")
     if state.stopped:
         print(f"  to continue from step {state.step}: raise the budget in the trainer section of the config and run "

@@ -128,7 +128,9 @@ class TrainerConfig(_Strict):
     max_gradient_samples: int = Field(8, ge=1)
     max_feedback_chars: int = Field(600, ge=50)
     history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
-    validation_chunk: int = Field(16, ge=1)
+    validation_chunk: int = Field(16, ge=1, description="validation samples per shard sent to a worker")
+    early_rejection: bool = Field(True, description="stop a candidate's stage 2 once it cannot beat the best; "
+                                                    "off, every candidate is scored on the whole validation set")
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")

@@ -206,8 +206,8 @@ class Trainer:
                                            "on the minibatch")
                 failed.append(value)
                 continue
-            result = await self.executor.validate(values, val, must_beat=state.best_val,
-                                                  chunk=self.config.validation_chunk)
+            must_beat = state.best_val if self.config.early_rejection else None
+            result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk)
             candidate_record.stage2 = result.score
             if result.stopped_early or result.score <= state.best_val:
                 candidate_record.reason = (

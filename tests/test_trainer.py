@@ -109,3 +109,18 @@ async def test_call_budget_stops_training():
     state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
                           TrainerConfig(steps=50, batch_size=4, max_calls=60)).fit(data(20, 6), data(20, 7))
     assert state.stopped and "call budget" in state.stopped and state.step < 50
+
+
+async def test_early_rejection_saves_calls_and_changes_no_decision():
+    train, val = data(20, 3), data(60, 4)
+    runs = {}
+    for early in (True, False):
+        clients = scripted_clients()
+        config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=2, early_rejection=early)
+        state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                              config).fit(train, val)
+        runs[early] = (state, len(clients["task"].calls))
+    (fast, fast_calls), (full, full_calls) = runs[True], runs[False]
+    assert fast.values == full.values and [c.accepted for c in fast.candidates] == [c.accepted for c in full.candidates]
+    stopped = [c for c in fast.candidates if c.reason.startswith("stage 2: cannot beat")]
+    assert stopped and fast_calls < full_calls  # the stage-2 calls of hopeless candidates were never made

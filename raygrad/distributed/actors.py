@@ -7,6 +7,9 @@ OptimizerActor runs the Trainer, its samples dispatched to the workers by a RayE
 """
 from __future__ import annotations
 
+import asyncio
+import resource
+import sys
 import time
 from typing import Any
 
@@ -93,6 +96,9 @@ class ForwardWorker:
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb()
+
     async def train_shard(self, values: dict[str, str], train: Dataset, positions: list[int], step: int,
                           demo_parameters: list[str]) -> tuple[BatchOutcome, dict[str, Usage]]:
         """Forward a shard of the minibatch; error traces go straight to the aggregator, not back."""
@@ -167,12 +173,21 @@ class OptimizerActor:
     def usage(self) -> dict[str, Usage]:
         return self.trainer.usage()
 
-    def stats(self) -> dict[str, Any]:
-        return {"workers": list(self.executor.workers), "replaced": self.executor.replaced,
-                "cancelled_shards": self.executor.cancelled_shards}
+    async def stats(self) -> dict[str, Any]:
+        workers = dict(self.executor.workers)
+        peaks = await asyncio.gather(*(w.peak_rss_mb.remote() for w in workers.values()))
+        return {"workers": list(workers), "replaced": self.executor.replaced,
+                "cancelled_shards": self.executor.cancelled_shards,
+                "peak_rss_mb": {"optimizer": peak_rss_mb(), **dict(zip(workers, peaks))}}
 
     def workers(self) -> dict[str, Any]:
         return dict(self.executor.workers)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 class _LazyClient:

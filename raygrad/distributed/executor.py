@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
@@ -58,46 +58,53 @@ class RayExecutor:
             self._usage[role] = self._usage[role].add(usage)
 
     # -- dispatch ------------------------------------------------------------------------------
-    async def _map(self, method: str, shards: list[tuple], stop: Callable[[Any], bool] | None = None) -> list[Any]:
+    async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[Any], bool] | None = None,
+                   keep: bool = True) -> list[Any]:
         """Run shards on the workers, a few per worker at a time; results in shard order.
 
-        `stop(result)`, called in completion order, True: dispatch nothing more, cancel what is in
-        flight. A budget running out stops dispatch too; shards in flight finish (their calls are
-        journaled), then BudgetExhausted is raised.
+        `shards` is consumed lazily, so a million-row validation never lists its shards at once;
+        with `keep=False` results are only passed to `stop`, not collected. `stop(result)`, called in
+        completion order, True: dispatch nothing more, cancel what is in flight. A budget running out
+        stops dispatch too; shards in flight finish (their calls are journaled), then BudgetExhausted
+        is raised.
         """
-        pending, running, results = deque(enumerate(shards)), {}, {}
+        fresh, redo, running, results = enumerate(shards), deque(), {}, {}
         per_worker = self.spec.config.runtime.shards_per_worker
-        stopped, exhausted = False, None
-        while (pending and not stopped and exhausted is None) or running:
+        stopped, exhausted, drained = False, None, False
+        while (not (drained and not redo) and not stopped and exhausted is None) or running:
             load = {wid: 0 for wid in self.workers}
             for _, wid, _ in running.values():
                 load[wid] += 1
-            while pending and not stopped and exhausted is None:
+            while not stopped and exhausted is None:
                 wid = min(self.workers, key=lambda w: load[w])
                 if load[wid] >= per_worker:
                     break
                 exhausted = self.budget_guard() if self.budget_guard else None
                 if exhausted:
                     break
-                index, args = pending.popleft()
-                ref = getattr(self.workers[wid], method).remote(*args)
-                running[asyncio.ensure_future(_await(ref))] = ((index, args), wid, ref)
+                job = redo.popleft() if redo else next(fresh, None)
+                if job is None:
+                    drained = True
+                    break
+                ref = getattr(self.workers[wid], method).remote(*job[1])
+                running[asyncio.ensure_future(_await(ref))] = (job, wid, ref)
                 load[wid] += 1
             if not running:
                 break
             done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
             for future in done:
-                (index, args), wid, _ = running.pop(future)
+                job, wid, _ = running.pop(future)
                 try:
                     result, usage = future.result()
                 except TaskCancelledError:
                     continue
                 except RayActorError:
                     self._replace(wid)
-                    pending.appendleft((index, args))  # redone on a live worker; journaled calls are free
+                    redo.append(job)  # redone on a live worker; journaled calls are free
                     continue
                 self._count(usage)
-                results[index] = result
+                if keep:
+                    results[job[0]] = result
                 if stop is not None and not stopped and stop(result):
                     stopped = True
                     for _, _, ref in running.values():
@@ -140,8 +147,8 @@ class RayExecutor:
             scored = scored.add(result)
             return cannot_win(scored, size - scored.count, must_beat)
 
-        await self._map("score_shard", [(values, val, start, min(start + chunk, size)) for start in range(0, size, chunk)],
-                        stop=hopeless)
+        await self._map("score_shard", ((values, val, start, min(start + chunk, size)) for start in range(0, size, chunk)),
+                        stop=hopeless, keep=False)
         return scored.result(size)
 
     def _demo_parameters(self) -> list[str]:
