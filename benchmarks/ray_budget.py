@@ -2,7 +2,10 @@
 
 The simulated server (its own process) allows 600 requests/minute, enforced as at most 60 in any
 6 s window, with 0.5 s latency and OpenAI-style rate-limit headers. Workers lease send times from
-one RateBudget actor. Using the window's burst, N samples need 6*ceil(N/60) - 6 + 0.5 s.
+one RateBudget actor. Using the window's burst, N samples need 6*ceil(N/60) - 6 + 0.5 s from the
+first request to the last reply (96.5 s for 1,000; the issue's "about 94.5 s" counts 10/s after
+the first burst, which a 60-per-6-s sliding window does not allow). The ratio is taken over that
+span, read off the server's log; wall time also counts starting the actors and importing litellm.
 
     python benchmarks/ray_budget.py [--samples 1000] [--workers 1 4]
 """
@@ -38,8 +41,9 @@ def run(samples: int, workers: int, output: str) -> list[object]:
         log = server_log(url)
     refused = sum(1 for e in log if e["status"] == 429)
     accepted = [e["time"] for e in log if e["status"] != 429]
+    span = max(accepted) + LATENCY - min(e["time"] for e in log)
     burst = WINDOW * math.ceil(samples / (RPM * WINDOW / 60)) - WINDOW + LATENCY
-    return [workers, samples, f"{wall:.1f}", f"{burst:.1f}", f"{wall / burst:.3f}",
+    return [workers, samples, f"{wall:.1f}", f"{span:.1f}", f"{burst:.1f}", f"{span / burst:.3f}",
             f"{refused} ({100 * refused / max(len(log), 1):.1f}%)", result.failed,
             f"{max_in_window(accepted, WINDOW)} / {int(RPM * WINDOW / 60)}"]
 
@@ -53,10 +57,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as output:
         rows = [run(args.samples, n, output) for n in args.workers]
     write_table("ray_budget", "One 600 RPM budget (60 per 6 s, 0.5 s latency) shared by Ray workers",
-                ["workers", "samples", "wall s", "burst limit s", "wall/burst", "refused (429)", "failed samples",
+                ["workers", "samples", "wall s", "first request to last reply s", "burst limit s", "ratio",
+                 "refused (429)", "failed samples",
                  "most in any 6 s window / allowed"], rows,
                 notes="Counts are read off the simulated server's request log; one run, same machine. Goal: "
-                      "wall/burst <= 1.03 with <= 1% refused, whatever the number of workers.")
+                      "ratio <= 1.03 with <= 1% refused, whatever the number of workers.")
 
 
 if __name__ == "__main__":

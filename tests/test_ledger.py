@@ -5,7 +5,7 @@ import asyncio
 import random
 import time
 
-from raygrad.distributed.ledger import RateLedger
+from raygrad.distributed.ledger import COLD_DELAY, RateLedger
 from raygrad.llm.limits import EndpointLimiter, LeasedWindow
 
 
@@ -39,22 +39,39 @@ def test_leases_from_many_holders_used_late_never_overrun_any_window():
 
 def test_release_gives_a_dead_holders_future_times_back():
     ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.1, horizon=5.0)  # span 1.15 s
-    held = ledger.lease("dead", 30, now=0.0).times
+    held = ledger.lease("dead", 30, now=0.0, send_delay=0.1).times
     assert [round(t, 6) for t in held] == [0.0] * 10 + [1.15] * 10 + [2.3] * 10
     assert ledger.release("dead", now=0.5) == 20  # the 10 due at 0.0 were spent; 20 come back
-    assert [round(t, 6) for t in ledger.lease("alive", 10, now=0.5).times] == [1.15] * 10  # not after 3.45, as before release
+    assert [round(t, 6) for t in ledger.lease("alive", 10, now=0.5, send_delay=0.1).times] == [1.15] * 10  # not 3.45
 
 
-def test_a_reported_send_delay_widens_the_span_until_its_holder_leaves():
+def test_each_send_time_keeps_room_for_its_holders_reported_delay():
     rng = random.Random(1)
-    ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.05, horizon=20.0)
-    delay = 0.4  # a loaded node: requests reach the provider up to 0.4 s after their send times
+    ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.02, horizon=20.0)
+    delay = 0.4  # a loaded node: requests leave up to 0.4 s after their send times
     times = ledger.lease("slow", 50, now=0.0, send_delay=delay).times
     arrivals = [t + rng.uniform(0, ledger.use_by) + rng.uniform(0, delay) for t in times]
     assert len(times) == 50 and max_in_any_window(arrivals, 1.0) <= 10
-    assert ledger.span == 1.0 + 0.05 + 0.4
-    ledger.release("slow", now=0.0)
-    assert ledger.span == 1.0 + 0.05 + 0.05  # back to the configured slack
+    assert round(times[10] - times[0], 6) == 1.45  # window + use_by + delay
+    # A fresh worker has measured nothing: its send times assume a cold client's delay.
+    cold = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.02, horizon=20.0)
+    times = cold.lease("fresh", 20, now=0.0).times
+    assert round(times[10] - times[0], 6) == round(1.0 + 0.05 + COLD_DELAY, 6)
+
+
+def test_unused_send_times_are_leased_again_at_once():
+    ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.02, horizon=5.0)
+    burst = ledger.lease("w", 10, now=0.0, send_delay=0.0).times
+    ledger.unused("w", burst[3:])  # 3 sent, 7 went void (a burst shares one send time)
+    again = ledger.lease("w", 8, now=0.1, send_delay=0.0).times
+    assert [round(t, 6) for t in again] == [0.1] * 7 + [1.07]  # the 3 sent still count
+
+
+def test_a_holders_send_times_are_spaced_by_its_send_interval():
+    ledger = RateLedger(capacity=60, window=6.0, horizon=5.0)
+    times = ledger.lease("w", 5, now=0.0, send_delay=0.0, send_interval=0.01).times
+    assert [round(t, 6) for t in times] == [0.0, 0.01, 0.02, 0.03, 0.04]
+    assert ledger.lease("other", 1, now=0.0, send_delay=0.0).times == [0.04]  # others are not slowed
 
 
 def test_tokens_per_minute_are_paced_per_second():
@@ -66,8 +83,8 @@ def test_tokens_per_minute_are_paced_per_second():
 async def test_leased_window_uses_few_ledger_calls_and_keeps_to_the_budget():
     ledger = RateLedger(capacity=20, window=0.5, use_by=0.05, slack=0.02, horizon=1.0)
 
-    async def lease(count: int, tokens: float, send_delay: float):
-        return ledger.lease("w", count, time.time(), tokens, send_delay)
+    async def lease(count: int, tokens: float, send_delay: float | None, send_interval: float):
+        return ledger.lease("w", count, time.time(), tokens, send_delay, send_interval)
 
     limiter = EndpointLimiter(rpm=2400, tpm=None, max_in_flight=64,
                               shared=LeasedWindow(lease, lambda *args: None, capacity=20))

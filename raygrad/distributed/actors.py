@@ -32,11 +32,16 @@ class RateBudget:
     def __init__(self, limits: dict[str, tuple[float | None, float | None]]):
         self.ledgers = {endpoint: RateLedger.per_minute(rpm, tpm) for endpoint, (rpm, tpm) in limits.items()}
 
-    def lease(self, endpoint: str, holder: str, count: int, tokens: float, send_delay: float) -> Lease:
-        return self.ledgers[endpoint].lease(holder, count, time.time(), tokens, send_delay)
+    def lease(self, endpoint: str, holder: str, count: int, tokens: float, send_delay: float | None,
+              send_interval: float) -> Lease:
+        return self.ledgers[endpoint].lease(holder, count, time.time(), tokens, send_delay, send_interval)
 
-    def report(self, endpoint: str, kind: str, *args: Any) -> None:
-        getattr(self.ledgers[endpoint], kind)(*args)  # "resize" or "pause_until"
+    def report(self, endpoint: str, holder: str, kind: str, *args: Any) -> None:
+        ledger = self.ledgers[endpoint]
+        if kind == "unused":
+            ledger.unused(holder, *args)
+        else:
+            getattr(ledger, kind)(*args)  # "resize" or "pause_until"
 
     def release(self, holder: str) -> int:
         return sum(ledger.release(holder, time.time()) for ledger in self.ledgers.values())
@@ -67,13 +72,13 @@ class _RoleClients:
         return self._clients[role]
 
     def _leaser(self, endpoint: str):
-        async def lease(count: int, tokens: float, send_delay: float) -> Lease:
-            return await self.budget.lease.remote(endpoint, self.holder, count, tokens, send_delay)
+        async def lease(count: int, tokens: float, send_delay: float | None, send_interval: float) -> Lease:
+            return await self.budget.lease.remote(endpoint, self.holder, count, tokens, send_delay, send_interval)
         return lease
 
     def _reporter(self, endpoint: str):
         def report(kind: str, *args: Any) -> None:
-            self.budget.report.remote(endpoint, kind, *args)  # fire and forget
+            self.budget.report.remote(endpoint, self.holder, kind, *args)  # fire and forget, in order
         return report
 
     def usage_delta(self) -> dict[str, Usage]:

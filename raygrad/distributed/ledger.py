@@ -2,11 +2,17 @@
 
 One ledger per provider endpoint. A worker asks for a lease of n requests and gets n send times;
 it sends each request at its time, or, if it is more than `use_by` seconds late, drops it and asks
-again. The ledger places send times so that any interval of `window + use_by + slack` seconds holds
-at most `capacity` of them: whatever the lateness within `use_by`, any `window` seconds of actual
-sends then hold at most `capacity`, however many workers on however many nodes share the budget.
-`slack` covers the time between a send and its arrival at the provider; it grows to the largest
-such delay a worker reports (a loaded node sends late), so the guarantee holds under load too.
+again. Each send time reaches the provider at most `late` after it: `use_by` plus the send delay
+its worker reported when leasing it (at least `slack`; COLD_DELAY before the worker has measured
+one: a fresh client's first calls are slow). The ledger places a send time `window` after the
+latest possible arrival of the one `capacity` places before it, so any `window` seconds of actual
+arrivals hold at most `capacity`, however many workers on however many nodes share the budget,
+and a loaded node (which reports a longer delay) costs the budget a little time, never a refusal.
+
+A worker cannot start requests infinitely fast (an LLM client spends milliseconds of CPU on each),
+so one holder's send times are spaced by the dispatch interval it reports: a burst of 60 due at
+one instant would mostly go void. Send times a worker still could not use are handed back
+(`unused`) and leased again, so a slow moment costs a little time, never budget.
 
 The ledger is not on the path of every call: one lease serves many requests. Leases reach only
 `horizon` seconds ahead, so a worker cannot hoard the budget, and `release(holder)` gives back the
@@ -15,10 +21,13 @@ unused future send times of a worker that died or finished.
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from dataclasses import dataclass, field
 
 HISTORY_S = 60.0
-DELAY_MEMORY_S = 30.0  # a worker's reported send delay counts this long
+PACING_HORIZON_S = 0.5  # while the window is unknown, leases reach only this far: few stale paced grants
+COLD_DELAY = 0.25  # assumed send delay of a worker that has not measured its own yet
+MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
 
 
 @dataclass
@@ -33,6 +42,7 @@ class _Grant:
     at: float
     holder: str
     tokens: float
+    late: float = 0.0  # how long after `at` it may reach the provider
 
 
 @dataclass
@@ -43,11 +53,11 @@ class RateLedger:
     window: float
     tpm: float | None = None
     use_by: float = 0.05
-    slack: float = 0.1
+    slack: float = 0.02  # the least send delay assumed; workers report their own
     horizon: float = 2.0
     _grants: list[_Grant] = field(default_factory=list)  # ascending by time
     _paused_until: float = 0.0
-    _delays: dict[str, tuple[float, float]] = field(default_factory=dict)  # holder -> (delay, reported at)
+    _last_at: dict[str, float] = field(default_factory=dict)  # per holder, its latest send time
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
@@ -58,10 +68,10 @@ class RateLedger:
 
     @property
     def span(self) -> float:
+        """The least time between a send time and the one `capacity` places after it."""
         if self.capacity == 1:  # even pacing: a late send only shifts one request a little
             return self.window
-        reported = max((delay for delay, _ in self._delays.values()), default=0.0)
-        return self.window + self.use_by + min(max(self.slack, reported), self.window)
+        return self.window + self.use_by + self.slack
 
     def resize(self, capacity: int, window: float) -> None:
         """The provider's real window became known (from rate-limit headers)."""
@@ -76,34 +86,63 @@ class RateLedger:
         """Give back every send time of `holder` not yet due; returns how many."""
         before = len(self._grants)
         self._grants = [g for g in self._grants if not (g.holder == holder and g.at > now)]
-        self._delays.pop(holder, None)
+        self._last_at.pop(holder, None)
         return before - len(self._grants)
 
+    def unused(self, holder: str, times: list[float]) -> None:
+        """Send times `holder` let pass without sending: they count against no window."""
+        void = Counter(times)  # one grant per time given back: a burst shares one send time
+        kept = []
+        for grant in self._grants:
+            if grant.holder == holder and void[grant.at] > 0:
+                void[grant.at] -= 1
+            else:
+                kept.append(grant)
+        self._grants = kept
+        self._last_at[holder] = max((g.at for g in self._grants if g.holder == holder), default=float("-inf"))
+
     def lease(self, holder: str, count: int, now: float, tokens_per_request: float = 0.0,
-              send_delay: float = 0.0) -> Lease:
+              send_delay: float | None = None, send_interval: float = 0.0) -> Lease:
         """Up to `count` send times from `now` on, none beyond `now + horizon`.
 
-        `send_delay` is the holder's recent worst delay between a send time and the provider seeing it.
+        `send_delay` is the holder's recent worst delay between a send time and its request leaving
+        (None: not measured yet); `send_interval` the least time it needs between two sends.
         """
         self._forget(now)
-        self._delays[holder] = (send_delay, now)
+        delay = COLD_DELAY if send_delay is None else min(max(self.slack, send_delay), MAX_DELAY)
         times: list[float] = []
         tokens = min(tokens_per_request, self.tpm / 60.0) if self.tpm else 0.0
+        horizon = min(self.horizon, PACING_HORIZON_S) if self.capacity == 1 else self.horizon
         for _ in range(count):
-            at = self._earliest(max(now, self._paused_until), tokens)
-            if at > now + self.horizon:
+            at = self._earliest(max(now, self._paused_until, self._last_at.get(holder, -1e18) + send_interval),
+                                tokens)
+            if at > now + horizon:
                 break
-            self._grants.append(_Grant(at, holder, tokens))
+            self._grants.append(_Grant(at, holder, tokens, late=self.use_by + delay))
             times.append(at)
-        retry_at = times[-1] if times else self._earliest(max(now, self._paused_until), tokens) - self.horizon
+            self._last_at[holder] = at
+        retry_at = times[-1] if times else self._earliest(max(now, self._paused_until), tokens) - horizon
         return Lease(times=times, retry_at=max(retry_at, now + 0.01), use_by=self.use_by)
+
+    def _latest_arrival(self, index: int) -> float:
+        """The latest any grant up to `index` may reach the provider. Grants before `index` are
+        earlier, so only those within MAX_DELAY + use_by of it can arrive later than it does."""
+        if self.capacity == 1:
+            return self._grants[index].at
+        oldest = self._grants[index].at - MAX_DELAY - self.use_by
+        latest = self._grants[index].at + self._grants[index].late
+        for earlier in range(index - 1, -1, -1):
+            grant = self._grants[earlier]
+            if grant.at < oldest:
+                break
+            latest = max(latest, grant.at + grant.late)
+        return latest
 
     def granted_between(self, start: float, end: float) -> int:
         times = [g.at for g in self._grants]
         return bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
 
     def _forget(self, now: float) -> None:
-        self._delays = {h: d for h, d in self._delays.items() if d[1] >= now - DELAY_MEMORY_S}
         if self._grants and self._grants[0].at < now - HISTORY_S:
             self._grants = [g for g in self._grants if g.at >= now - HISTORY_S]
 
@@ -111,7 +150,7 @@ class RateLedger:
         """The earliest send time after every grant so far that keeps both windows within budget."""
         at = max(not_before, self._grants[-1].at if self._grants else not_before)
         if len(self._grants) >= self.capacity:
-            at = max(at, self._grants[-self.capacity].at + self.span)
+            at = max(at, self._latest_arrival(len(self._grants) - self.capacity) + self.window)
         if self.tpm and tokens:
             per_second = self.tpm / 60.0
             while True:  # tokens in the last second, paced per second like a per-minute budget must be

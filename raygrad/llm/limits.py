@@ -101,13 +101,14 @@ class RequestWindow:
 class LeasedWindow:
     """Send times leased from a shared budget (a cluster-wide RateLedger), used one per request.
 
-    Drop-in for RequestWindow. `lease(count, tokens, send_delay)` returns a Lease of wall-clock send times;
-    a send time used more than `use_by` late is void (the ledger's guarantee depends on it), and a
-    429 drops every held send time before the pause ends. `report(kind, *args)` tells the ledger
-    what this worker learned (the provider's window, a pause); it must not block.
+    Drop-in for RequestWindow. `lease(count, tokens, send_delay, send_interval)` returns a Lease of
+    wall-clock send times; a send time used more than `use_by` late is void (the ledger's guarantee
+    depends on it) and handed back unused, and a 429 drops every held send time before the pause
+    ends. `report(kind, *args)` tells the ledger what this worker learned (the provider's window, a
+    pause, unused send times); it must not block.
     """
 
-    def __init__(self, lease: Callable[[int, float, float], Awaitable[Any]], report: Callable[..., None],
+    def __init__(self, lease: Callable[[int, float, float | None, float], Awaitable[Any]], report: Callable[..., None],
                  capacity: int = 1):
         self._lease, self._report = lease, report
         self.capacity = capacity  # the window as this worker last learned it
@@ -116,21 +117,50 @@ class LeasedWindow:
         self._waiting = 0
         self._lock: asyncio.Lock | None = None
         self.leases = 0  # calls to the ledger: the point is to make few
-        self._delays: collections.deque[float] = collections.deque(maxlen=64)  # recent send delays, seconds
+        self.voided = 0  # send times this worker could not use in time (handed back)
+        # How late this event loop woke for a send time: its lag, which a request also meets on its way out.
+        self._lags: collections.deque[float] = collections.deque(maxlen=64)
+        # Time between two hand-outs when the second was already due: this client's cost per send.
+        self._intervals: collections.deque[float] = collections.deque(maxlen=32)
+        self._last_handout = float("-inf")
 
-    def observe_delay(self, delay: float) -> None:
-        """A reply showed its request reached the provider `delay` s after its send time."""
-        self._delays.append(delay)
+    @property
+    def send_interval(self) -> float:
+        """The spacing this worker can keep up with: a high percentile of its cost per send, plus a margin."""
+        if not self._intervals:
+            return 0.0
+        ordered = sorted(self._intervals)
+        return min(1.0, 1.2 * ordered[int(0.8 * (len(ordered) - 1))])
+
+    @property
+    def send_delay(self) -> float | None:
+        """How long after its send time a request may leave: the CPU it costs before it is written
+        (about one send interval) plus the loop's recent worst lag; None until measured. Not the
+        reply's latency, which a provider's generation time dominates."""
+        if not self._intervals and not self._lags:
+            return None
+        return self.send_interval + max(self._lags, default=0.0)
 
     def resize(self, capacity: int, window: float) -> None:
+        """The provider's window became known: send times paced for the old one go back, and the
+        next lease uses the new window (a burst, where the pacing was even)."""
         self.capacity = capacity
         self._report("resize", capacity, window)
+        held, self._times = list(self._times), collections.deque()
+        self._hand_back(held)
 
     def pause_until(self, moment: float) -> None:
         wall = moment - time.monotonic() + time.time()
+        dropped = []
         while self._times and self._times[0] < wall:
-            self._times.popleft()
+            dropped.append(self._times.popleft())
         self._report("pause_until", wall)
+        self._hand_back(dropped)
+
+    def _hand_back(self, times: list[float]) -> None:
+        if times:
+            self.voided += len(times)
+            self._report("unused", times)
 
     async def acquire(self, tokens: float = 0.0) -> Slot:
         if self._lock is None:
@@ -139,11 +169,13 @@ class LeasedWindow:
         try:
             async with self._lock:  # FIFO, like RequestWindow
                 while True:
+                    void = []
                     while self._times and self._times[0] + self._use_by < time.time():
-                        self._times.popleft()  # void: too late to use safely
+                        void.append(self._times.popleft())  # too late to use safely
+                    self._hand_back(void)
                     if not self._times:
                         await asyncio.sleep(0)  # one loop turn: callers starting together ask as one
-                        lease = await self._lease(self._waiting, tokens, max(self._delays, default=0.0))
+                        lease = await self._lease(self._waiting, tokens, self.send_delay, self.send_interval)
                         self.leases += 1
                         self._times.extend(lease.times)
                         self._use_by = lease.use_by
@@ -151,10 +183,18 @@ class LeasedWindow:
                             await asyncio.sleep(max(0.0, lease.retry_at - time.time()))
                         continue
                     at = self._times.popleft()
-                    if at > time.time():
+                    slept = at > time.time()
+                    if slept:
                         await asyncio.sleep(at - time.time())
-                    if time.time() <= at + self._use_by:
+                    now = time.time()
+                    if slept:
+                        self._lags.append(max(0.0, now - at))
+                    if now <= at + self._use_by:
+                        if at <= self._last_handout:
+                            self._intervals.append(now - self._last_handout)
+                        self._last_handout = now
                         return Slot(time.monotonic())
+                    self._hand_back([at])
         finally:
             self._waiting -= 1
 
@@ -199,8 +239,6 @@ class EndpointLimiter:
         """A reply came back after `latency`: the part beyond the fastest was delay before it left us."""
         self._fastest = min(self._fastest, latency)
         slot.delay = max(0.0, latency - self._fastest)
-        if isinstance(self.requests, LeasedWindow):
-            self.requests.observe_delay(slot.delay)
 
     def pause_until(self, moment: float) -> None:
         """No request leaves before `moment` (time.monotonic()), e.g. after a 429's Retry-After."""
