@@ -4,7 +4,7 @@ The same optimization (same seed, the simulated server's deterministic task, bac
 runs twice on Ray, with trainer.early_rejection on and off, each against a fresh server so its log
 counts that run's calls alone. Decisions must be identical; only the calls differ.
 
-    python benchmarks/early_rejection.py [--val 400] [--steps 6]
+    python benchmarks/early_rejection.py [--val 400] [--steps 16]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def run(early: bool, val_size: int, steps: int, output: str) -> tuple[object, in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--val", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=16)
     args = parser.parse_args()
     connect()
     with tempfile.TemporaryDirectory() as output:
