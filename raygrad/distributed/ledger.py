@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 HISTORY_S = 60.0
 PACING_HORIZON_S = 0.5  # while the window is unknown, leases reach only this far: few stale paced grants
-COLD_DELAY = 0.25  # assumed send delay of a worker that has not measured its own yet
+COLD_DELAY = 0.5  # assumed send delay of a worker that has not measured its own yet (a first call is slow)
 MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
 
 
