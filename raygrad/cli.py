@@ -46,6 +46,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from raygrad.distributed.runtime import distributed_run
+    from raygrad.storage import RESULT_FILES, Storage
     from raygrad.trainer import save_atomically
     from raygrad.workflows import build_workflow
 
@@ -54,6 +55,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     workflow, _ = build_workflow(config.workflow)
     start_values = workflow.state()
     run_dir = config.run_dir
+    storage = Storage(config.storage) if config.storage else None
+    if storage and not (run_dir / "checkpoint.json").exists() and storage.get("checkpoint.json", run_dir / "checkpoint.json"):
+        print(f"resuming from the checkpoint in {config.storage}")
     started = time.monotonic()
     with distributed_run(config, args.address, eval_name=config.workflow.eval or "workflow's") as run:
         before = run.evaluate(start_values, test)
@@ -62,6 +66,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         usage, stats = run.usage(), run.stats()
     run_dir.mkdir(parents=True, exist_ok=True)
     save_atomically(run_dir / "prompts.json", json.dumps(state.values, indent=2, ensure_ascii=False))
+    if storage:
+        for name in RESULT_FILES:
+            storage.put(run_dir / name)
     accepted = sum(c.accepted for c in state.candidates)
     print(f"optimized {config.workflow.name} for {state.step} steps ({accepted} of {len(state.candidates)} "
           f"candidates accepted) in {time.monotonic() - started:.0f} s" + (f"; stopped: {state.stopped}" if state.stopped else ""))
@@ -81,7 +88,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
           f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
           f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
           f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
-    print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}")
+    print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}"
+          + (f"   copied to {config.storage}" if storage else ""))
     if state.stopped:
         print(f"  to continue from step {state.step}: raise the budget in the trainer section of the config and run "
               f"`raygrad optimize {args.config or ''}` again (calls already made are replayed from the journal)")

@@ -155,6 +155,10 @@ class RunConfig(_Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = "runs"
+    storage: str | None = Field(None, description="a pyarrow filesystem URI or path (s3://bucket/prefix, gs://..., "
+                                                  "file:///...) the run's checkpoint and prompts are copied to "
+                                                  "after every step; a run missing its local directory resumes "
+                                                  "from there")
     journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
 
     def model_for(self, role: str) -> ModelConfig:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -73,8 +74,9 @@ class Trainer:
 
     def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient],
                  config: TrainerConfig | None = None, checkpoint: str | Path | None = None, eval_name: str = "eval",
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, after_checkpoint: Callable[[Path], None] | None = None):
         self.workflow, self.clients = workflow, clients
+        self.after_checkpoint = after_checkpoint  # e.g. copy the checkpoint to durable storage
         self.config = config or TrainerConfig()
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.executor = executor or LocalExecutor(workflow, eval_fn, clients, error_threshold=self.config.error_threshold,
@@ -91,6 +93,8 @@ class Trainer:
         if self.checkpoint:
             self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
             save_atomically(self.checkpoint, state.model_dump_json())
+            if self.after_checkpoint is not None:
+                self.after_checkpoint(self.checkpoint)
 
     def _over_budget(self) -> str | None:
         spent = Usage()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -67,6 +68,7 @@ workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}
 data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:60", test: "60:100"}}}}
 models: {{task: {model}, backward: {model}, optimizer: {model}}}
 trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1}}
+storage: file://{tmp_path / 'store'}
 """)
     assert main(["optimize", str(config)]) == 0
     out = capsys.readouterr().out
@@ -81,6 +83,16 @@ trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1}}
     # Finished run, same command: resumes from the checkpoint at its end, every call from the journal.
     assert main(["optimize", str(config)]) == 0
     assert len(server.log) == requests
+    # The results were copied to storage; with the local run directory gone (a new cluster), the run
+    # resumes from storage's checkpoint: no backward or optimizer call again, only the test scoring.
+    assert json.loads((tmp_path / "store" / "prompts.json").read_text()) == prompts
+    shutil.rmtree(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["optimize", str(config)]) == 0
+    assert "resuming from the checkpoint in file://" in capsys.readouterr().out
+    assert json.loads((tmp_path / "runs" / "opt" / "prompts.json").read_text()) == prompts
+    assert all(e.messages[0]["content"] != BACKWARD_SYSTEM for e in server.log[requests:])
+    assert len(server.log) - requests <= 2 * 40  # the test split scored before and after, nothing else
 
 
 def test_cost_budget_stops_then_resume_finishes_like_an_uninterrupted_run_paying_no_call_twice(ray_cluster,

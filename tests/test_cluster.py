@@ -64,6 +64,7 @@ data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:60"
 models: {{task: {model}, backward: {model}, optimizer: {model}}}
 trainer: {{steps: 2, batch_size: 4, proposals: 2, seed: 1}}
 runtime: {{workers: 2, cpus_per_worker: 0.25}}
+storage: file://{tmp_path / 'store' / 'job'}
 """)
     submit = [RAY, "job", "submit", "--no-wait", "--submission-id", "raygrad-test", "--working-dir", str(ROOT),
               "--", "python", "-m", "raygrad", "optimize", str(config)]
@@ -86,5 +87,6 @@ runtime: {{workers: 2, cpus_per_worker: 0.25}}
     prompts = json.loads((tmp_path / "results" / "job" / "prompts.json").read_text())
     checkpoint = json.loads((tmp_path / "results" / "job" / "checkpoint.json").read_text())
     assert checkpoint["step"] == 2 and prompts == checkpoint["values"]
+    assert json.loads((tmp_path / "store" / "job" / "prompts.json").read_text()) == prompts  # the storage copy
     assert prompts["instruction"] != "Answer."  # the simulated optimizer's improvement was accepted
     assert len(server.log) > 0

@@ -24,6 +24,7 @@ from raygrad.executor import BatchOutcome, ScoreSum, Stage2Result, backward_erro
 from raygrad.llm.client import LLMClient, Usage
 from raygrad.llm.journal import Journal
 from raygrad.llm.limits import EndpointLimiter, LeasedWindow
+from raygrad.storage import Storage
 from raygrad.workflows import build_workflow
 
 
@@ -165,9 +166,10 @@ class OptimizerActor:
             return ForwardWorker.options(**worker_options).remote(spec, worker_id, budget, aggregator)
 
         self.executor = RayExecutor(spec, budget, aggregator, make_worker)
+        storage = Storage(spec.config.storage) if spec.config.storage else None
         self.trainer = Trainer(self.workflow, eval_fn, {"optimizer": _LazyClient(self.clients, "optimizer")},
                                spec.config.trainer, checkpoint=checkpoint, eval_name=spec.eval_name,
-                               executor=self.executor)
+                               executor=self.executor, after_checkpoint=storage.put if storage else None)
 
     async def fit(self, train: Dataset, val: Dataset) -> Any:
         return await self.trainer.fit(train, val)

@@ -1,0 +1,41 @@
+"""Durable copies of a run's results on any pyarrow filesystem (s3://, gs://, hdfs://, file://, a path).
+
+A run works in its local directory (the call journal is SQLite and wants a local disk); after every
+checkpoint and at the end its small result files are copied to `storage`. A run started where its
+local directory is gone (a new cluster) first takes its checkpoint back from storage and resumes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULT_FILES = ("checkpoint.json", "prompts.json")
+
+
+class Storage:
+    def __init__(self, uri: str):
+        from pyarrow import fs
+
+        self.uri = uri
+        try:
+            self._fs, self._base = fs.FileSystem.from_uri(uri)
+        except (TypeError, ValueError):  # a plain path
+            self._fs, self._base = fs.LocalFileSystem(), str(Path(uri).resolve())
+
+    def put(self, local: Path) -> None:
+        """Copy one file in; the copy appears whole or not at all (written aside, then moved)."""
+        self._fs.create_dir(self._base, recursive=True)
+        final, partial = f"{self._base}/{local.name}", f"{self._base}/{local.name}.partial"
+        with self._fs.open_output_stream(partial) as out:
+            out.write(local.read_bytes())
+        self._fs.move(partial, final)
+
+    def get(self, name: str, local: Path) -> bool:
+        """Copy `name` out to `local` if storage has it; True if it did."""
+        from pyarrow import fs
+
+        if self._fs.get_file_info(f"{self._base}/{name}").type != fs.FileType.File:
+            return False
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with self._fs.open_input_stream(f"{self._base}/{name}") as source:
+            local.write_bytes(source.read())
+        return True
