@@ -20,21 +20,51 @@ def max_in_any_window(times: list[float], window: float) -> int:
 
 
 def test_leases_from_many_holders_used_late_never_overrun_any_window():
-    rng = random.Random(0)
     ledger = RateLedger(capacity=60, window=6.0, use_by=0.05, slack=0.05, horizon=2.0)
-    now, sent = 1000.0, []
-    held: dict[str, list[float]] = {f"w{i}": [] for i in range(8)}
-    while now < 1060.0:
-        for holder, times in held.items():
-            times[:] = [t for t in times if t + ledger.use_by >= now]  # void ones are dropped
-            if not times:
-                times.extend(ledger.lease(holder, rng.randint(1, 40), now).times)
-            while times and times[0] <= now:  # due: sent up to use_by late
-                sent.append(times.pop(0) + rng.uniform(0, ledger.use_by))
-        now += rng.uniform(0.001, 0.05)
+    by_holder = simulate(ledger, {f"run/w{i}": 1 + 5 * i for i in range(8)}, 60.0)
+    sent = [t for times in by_holder.values() for t in times]
     assert max_in_any_window(sent, 6.0) <= 60
     # ...and the budget is used: 60 per 6.1 s span, over 60 s about 590 sends.
     assert len(sent) > 0.95 * 60 * 60 / ledger.span
+
+
+def simulate(ledger: RateLedger, asks: dict[str, int], seconds: float, seed: int = 0) -> dict[str, list[float]]:
+    """Holders lease `asks[holder]` send times whenever they hold none, and send each when due."""
+    rng = random.Random(seed)
+    now, sent = 1000.0, {holder: [] for holder in asks}
+    held: dict[str, list[float]] = {holder: [] for holder in asks}
+    while now < 1000.0 + seconds:
+        for holder in rng.sample(list(asks), len(asks)):  # no holder is always first to ask
+            times = held[holder]
+            times[:] = [t for t in times if t + ledger.use_by >= now]
+            if not times:
+                times.extend(ledger.lease(holder, asks[holder], now).times)
+            while times and times[0] <= now:
+                sent[holder].append(times.pop(0) + rng.uniform(0, ledger.use_by))
+        now += rng.uniform(0.001, 0.05)
+    return sent
+
+
+def test_runs_sharing_a_budget_get_equal_parts_however_many_workers_each_has():
+    ledger = RateLedger(capacity=60, window=6.0, use_by=0.05, slack=0.05, horizon=2.0)
+    asks = {**{f"greedy/w{i}": 40 for i in range(4)}, "modest/w0": 40}  # 4 workers against 1
+    sent = simulate(ledger, asks, 60.0)
+    greedy = sum(len(t) for h, t in sent.items() if h.startswith("greedy/"))
+    modest = len(sent["modest/w0"])
+    assert max_in_any_window([t for times in sent.values() for t in times], 6.0) <= 60
+    assert 0.8 < modest / greedy < 1.25  # max-min fair, not 4:1
+    assert greedy + modest > 0.95 * 60 * 60 / ledger.span  # and together they still use the budget
+
+
+def test_a_run_alone_takes_the_whole_budget_and_a_late_run_is_not_starved():
+    ledger = RateLedger(capacity=60, window=6.0, use_by=0.05, slack=0.05, horizon=2.0)
+    assert len(ledger.lease("first/w0", 60, now=0.0, send_delay=0.05).times) == 60  # the whole burst
+    waiting = ledger.lease("late/w0", 60, now=0.1, send_delay=0.05)
+    assert waiting.times == [] and waiting.retry_at <= ledger.span - ledger.horizon + 0.01  # full until then
+    # The next window: the first run asks first, with a worker per request, yet leaves half.
+    first = [t for w in range(60) for t in ledger.lease(f"first/w{w}", 1, now=4.2, send_delay=0.05).times]
+    late = ledger.lease("late/w0", 60, now=4.2, send_delay=0.05).times
+    assert len(first) == len(late) == 30
 
 
 def test_release_gives_a_dead_holders_future_times_back():

@@ -52,7 +52,7 @@ class _RoleClients:
     """LLM clients of one actor, created inside its event loop, budgeted by the shared RateBudget."""
 
     def __init__(self, spec: RuntimeSpec, holder: str, budget: Any):
-        self.spec, self.holder, self.budget = spec, holder, budget
+        self.spec, self.holder, self.budget = spec, budget_holder(spec, holder), budget
         self._clients: dict[str, LLMClient] = {}
         self._limiters: dict[str, EndpointLimiter] = {}
         self._journal: Journal | None = None
@@ -189,6 +189,11 @@ class OptimizerActor:
 
     def workers(self) -> dict[str, Any]:
         return dict(self.executor.workers)
+
+
+def budget_holder(spec: RuntimeSpec, actor: str) -> str:
+    """The name an actor leases under: runs of a sweep share a budget fairly, run by run."""
+    return f"{spec.config.name}/{actor}"
 
 
 def peak_rss_mb() -> float:

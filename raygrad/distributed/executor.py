@@ -115,7 +115,7 @@ class RayExecutor:
 
     def _replace(self, wid: str) -> None:
         if wid in self.workers:
-            self.budget.release.remote(wid)  # its unused future send times go back to the budget
+            self.budget.release.remote(f"{self.spec.config.name}/{wid}")  # its unused future send times go back to the budget
             del self.workers[wid]
             self.replaced.append(wid)
             new = self._next_id()

@@ -17,10 +17,16 @@ one instant would mostly go void. Send times a worker still could not use are ha
 The ledger is not on the path of every call: one lease serves many requests. Leases reach only
 `horizon` seconds ahead, so a worker cannot hoard the budget, and `release(holder)` gives back the
 unused future send times of a worker that died or finished.
+
+Runs of a sweep share one ledger per endpoint. A holder is named `run/worker`; while several runs
+lease, each may hold at most an equal share of the send times leased ahead (max-min fairness: a run
+that asks for less keeps its little, the rest is shared), so a run with many workers or a fast
+workflow cannot starve the others. Alone, a run takes everything.
 """
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,6 +34,7 @@ HISTORY_S = 60.0
 PACING_HORIZON_S = 0.5  # while the window is unknown, leases reach only this far: few stale paced grants
 COLD_DELAY = 0.5  # assumed send delay of a worker that has not measured its own yet (a first call is slow)
 MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
+ACTIVE_S = 5.0  # a run that leased within this long counts as sharing the budget
 
 
 @dataclass
@@ -58,6 +65,7 @@ class RateLedger:
     _grants: list[_Grant] = field(default_factory=list)  # ascending by time
     _paused_until: float = 0.0
     _last_at: dict[str, float] = field(default_factory=dict)  # per holder, its latest send time
+    _active: dict[str, float] = field(default_factory=dict)  # per run, when it last leased
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
@@ -109,6 +117,10 @@ class RateLedger:
         (None: not measured yet); `send_interval` the least time it needs between two sends.
         """
         self._forget(now)
+        run = run_of(holder)
+        self._active[run] = now
+        share = self._fair_share(now) - sum(1 for g in self._grants if g.at > now and run_of(g.holder) == run)
+        count = min(count, max(share, 0))
         delay = COLD_DELAY if send_delay is None else min(max(self.slack, send_delay), MAX_DELAY)
         times: list[float] = []
         tokens = min(tokens_per_request, self.tpm / 60.0) if self.tpm else 0.0
@@ -121,8 +133,23 @@ class RateLedger:
             self._grants.append(_Grant(at, holder, tokens, late=self.use_by + delay))
             times.append(at)
             self._last_at[holder] = at
-        retry_at = times[-1] if times else self._earliest(max(now, self._paused_until), tokens) - horizon
+        if times:
+            retry_at = times[-1]
+        elif share <= 0:  # the run holds its share: ask again when the first of its times is due
+            retry_at = min(g.at for g in self._grants if g.at > now and run_of(g.holder) == run)
+        else:
+            retry_at = self._earliest(max(now, self._paused_until), tokens) - horizon
         return Lease(times=times, retry_at=max(retry_at, now + 0.01), use_by=self.use_by)
+
+    def _fair_share(self, now: float) -> int:
+        """Future send times one run may hold: all of them alone, an equal part of a horizon's worth
+        (never less than one request) while other runs lease too."""
+        runs = [r for r, at in self._active.items() if at > now - ACTIVE_S]
+        if len(runs) <= 1:
+            return 10**9
+        horizon = min(self.horizon, PACING_HORIZON_S) if self.capacity == 1 else self.horizon
+        per_horizon = max(self.capacity, math.ceil(self.capacity * horizon / self.window))
+        return max(1, math.ceil(per_horizon / len(runs)))
 
     def _latest_arrival(self, index: int) -> float:
         """The latest any grant up to `index` may reach the provider. Grants before `index` are
@@ -160,3 +187,8 @@ class RateLedger:
                     break
                 at = recent[0].at + 1.0 + 1e-6
         return at
+
+
+def run_of(holder: str) -> str:
+    """The run a holder (`run/worker`) belongs to; a bare name is a run of its own."""
+    return holder.split("/", 1)[0]
