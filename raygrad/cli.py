@@ -45,55 +45,83 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from raygrad.distributed.runtime import distributed_run
-    from raygrad.storage import RESULT_FILES, Storage
-    from raygrad.trainer import save_atomically
-    from raygrad.workflows import build_workflow
+    from raygrad.distributed.runs import optimize_run
 
     config = _config(args.config)
-    train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
-    workflow, _ = build_workflow(config.workflow)
-    start_values = workflow.state()
-    run_dir = config.run_dir
-    storage = Storage(config.storage) if config.storage else None
-    if storage and not (run_dir / "checkpoint.json").exists() and storage.get("checkpoint.json", run_dir / "checkpoint.json"):
-        print(f"resuming from the checkpoint in {config.storage}")
-    started = time.monotonic()
-    with distributed_run(config, args.address, eval_name=config.workflow.eval or "workflow's") as run:
-        before = run.evaluate(start_values, test)
-        state = run.fit(train, val)
-        after = None if state.stopped else run.evaluate(state.values, test)
-        usage, stats = run.usage(), run.stats()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_atomically(run_dir / "prompts.json", json.dumps(state.values, indent=2, ensure_ascii=False))
-    if storage:
-        for name in RESULT_FILES:
-            storage.put(run_dir / name)
-    accepted = sum(c.accepted for c in state.candidates)
-    print(f"optimized {config.workflow.name} for {state.step} steps ({accepted} of {len(state.candidates)} "
-          f"candidates accepted) in {time.monotonic() - started:.0f} s" + (f"; stopped: {state.stopped}" if state.stopped else ""))
-    print(f"  validation  {state.initial_val:.3f} -> {state.best_val:.3f}   ({len(val)} samples)")
-    if after is None:
-        print(f"  test        {before.score:.3f} -> (not evaluated: the run stopped at its budget)")
+    result = optimize_run(config, args.address)
+    print_result(result, config.run_dir)
+    if result.stopped:
+        print(f"  to continue from step {result.steps}: raise the budget in the trainer section of the config and run "
+              f"`raygrad optimize {args.config or ''}` again (calls already made are replayed from the journal)")
+    return 0
+
+
+def print_result(result, run_dir: Path) -> None:
+    if result.resumed_from:
+        print(f"resumed from {result.resumed_from}")
+    print(f"optimized {result.workflow} for {result.steps} steps ({result.accepted} of {result.candidates} "
+          f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped else ""))
+    print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)")
+    if result.test_after is None:
+        print(f"  test        {result.test_before:.3f} -> (not evaluated: the run stopped at its budget)")
     else:
-        print(f"  test        {before.score:.3f} -> {after.score:.3f}   ({len(test)} samples, "
-              f"{before.failed + after.failed} failed)")
-    for name, value in state.values.items():
-        changed = "changed" if value != start_values.get(name) else "unchanged"
+        print(f"  test        {result.test_before:.3f} -> {result.test_after:.3f}   ({result.test_size} samples, "
+              f"{result.failed_samples} failed)")
+    for name, value in result.values.items():
+        changed = "changed" if value != result.start_values.get(name) else "unchanged"
         print(f"  {name} ({changed}): {value!r}")
-    for role, u in usage.items():
+    for role, u in result.usage.items():
         print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
               f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
+    stats = result.ray
     print(f"  ray: {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
           f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
           f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
           f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
-    print(f"  prompts: {run_dir / 'prompts.json'}   checkpoint: {run_dir / 'checkpoint.json'}"
-          + (f"   copied to {config.storage}" if storage else ""))
-    if state.stopped:
-        print(f"  to continue from step {state.step}: raise the budget in the trainer section of the config and run "
-              f"`raygrad optimize {args.config or ''}` again (calls already made are replayed from the journal)")
-    return 0
+    print(f"  prompts: {run_dir / 'prompts.json'}   results: {run_dir}/*.parquet, samples/")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from raygrad.sweeps import load_sweep
+
+    sweep, planned = load_sweep(args.sweep)  # every run validated before anything starts
+    return _run_sweep(sweep, planned, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from raygrad.sweeps import RUN_CONFIG, load_sweep_dir
+
+    directory = Path(args.directory)
+    if (directory / RUN_CONFIG).exists():  # one run's directory
+        from raygrad.distributed.runs import optimize_run
+
+        config = load_config(directory / RUN_CONFIG)
+        config.output_dir, config.name = str(directory.parent), directory.name
+        result = optimize_run(config, args.address)
+        print_result(result, directory)
+        return 3 if result.stopped else 0
+    sweep, planned = load_sweep_dir(directory)
+    return _run_sweep(sweep, planned, args)
+
+
+def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
+    from raygrad.distributed.sweep import run_sweep
+    from raygrad.sweeps import write_sweep_file
+
+    write_sweep_file(sweep, planned)
+    print(f"sweep {sweep.name}: {len(planned)} runs in {sweep.directory}, {sweep.concurrency} at once")
+    outcomes = run_sweep(sweep, planned, sys.stdout, args.address, interval_s=args.interval)
+    print(f"sweep {sweep.name}:")
+    for outcome in outcomes:
+        result = outcome.result
+        scores = (f"val {result.initial_val:.3f} -> {result.best_val:.3f}, test {result.test_before:.3f} -> "
+                  + ("-" if result.test_after is None else f"{result.test_after:.3f}")) if result else ""
+        print(f"  {outcome.name:<32} {outcome.status:<9} {scores}" + (f"  {outcome.error}" if outcome.error else ""))
+    print(f"  results: {sweep.directory}   report: raygrad report {sweep.directory}")
+    if any(o.status != "finished" and o.status != "skipped" for o in outcomes):
+        print(f"  to continue: raygrad resume {sweep.directory}")
+    statuses = {o.status for o in outcomes}
+    return 1 if "failed" in statuses else 3 if "stopped" in statuses else 0
 
 
 def cmd_serve_local(args: argparse.Namespace) -> int:
@@ -123,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
     opt.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
     opt.set_defaults(run=cmd_optimize)
+    sweep = commands.add_parser("sweep", help="run many optimizations on one cluster; again: resume the unfinished")
+    sweep.add_argument("sweep", help="sweep file (YAML): base, runs, grid, limits")
+    resume = commands.add_parser("resume", help="resume a sweep's unfinished runs, or one run, from its directory")
+    resume.add_argument("directory", help="a sweep directory or a run directory")
+    for command in (sweep, resume):
+        command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
+        command.add_argument("--interval", type=float, default=30.0,
+                             help="seconds between status lines when the output is not a terminal")
+    sweep.set_defaults(run=cmd_sweep)
+    resume.set_defaults(run=cmd_resume)
     serve = commands.add_parser("serve-local", help="serve the embedded local model in the foreground")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=cmd_serve_local)

@@ -136,6 +136,7 @@ class TrainerConfig(_Strict):
     max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")
     max_tokens: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)
+    max_wall_s: float | None = Field(None, gt=0, description="stop once fit() has run this long, over all sessions")
 
 
 class RuntimeConfig(_Strict):
@@ -160,6 +161,8 @@ class RunConfig(_Strict):
                                                   "after every step; a run missing its local directory resumes "
                                                   "from there")
     journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
+    samples_table: bool = Field(True, description="write every evaluated sample to <run dir>/samples/ (Parquet)")
+    reply_text: bool = Field(False, description="include reply text in calls.parquet")
 
     def model_for(self, role: str) -> ModelConfig:
         """The endpoint of a role; roles left out use the embedded local model."""
@@ -174,7 +177,7 @@ class RunConfig(_Strict):
         return Path(self.journal) if self.journal else self.run_dir / "journal.sqlite"
 
 
-def _field_path(loc: tuple) -> str:
+def field_path(loc: tuple) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
@@ -185,6 +188,8 @@ def load_config(path: str | os.PathLike) -> RunConfig:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if raw is None:
@@ -194,9 +199,13 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in err.errors())
+        problems = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path}: {problems}") from None
+    return resolve_data_path(config, path)
+
+
+def resolve_data_path(config: RunConfig, source: Path) -> RunConfig:
+    """Data paths are relative to the config file, so a config travels with its data."""
     if config.data.path is not None and not Path(config.data.path).is_absolute():
-        # Data paths are relative to the config file, so a config travels with its data.
-        config.data.path = str((path.parent / config.data.path).resolve())
+        config.data.path = str((source.parent / config.data.path).resolve())
     return config

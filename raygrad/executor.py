@@ -43,6 +43,7 @@ class ScoreSum(BaseModel):
     total: float = 0.0
     completed: int = 0
     count: int = 0
+    samples: list[SampleResult] = Field(default_factory=list)  # only when asked for (the samples table)
 
     def add(self, other: "ScoreSum") -> "ScoreSum":
         return ScoreSum(total=self.total + other.total, completed=self.completed + other.completed,
@@ -100,19 +101,24 @@ async def backward_errors(workflow: Workflow, errors: list[tuple[SampleResult, T
     return [g for sample in grads for g in sample]
 
 
-async def score_samples(workflow: Workflow, examples: list[Example], client: ChatClient, eval_fn: EvalFn) -> ScoreSum:
+async def score_samples(workflow: Workflow, examples: list[Example], client: ChatClient, eval_fn: EvalFn,
+                        keep_samples: bool = False) -> ScoreSum:
     results = await gather_all(*(run_sample(workflow, ex, client, eval_fn) for ex in examples))
     scores = [r.score for r, _ in results if r.score is not None]
-    return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples))
+    return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples),
+                    samples=[r for r, _ in results] if keep_samples else [])
 
 
 class Executor(Protocol):
-    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int]) -> BatchOutcome: ...
+    """Runs samples for the trainer. `label` names the evaluation in the samples table, if one is kept."""
 
-    async def score(self, values: dict[str, str], train: Dataset, positions: list[int]) -> float: ...
+    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
+                          label: str = "") -> BatchOutcome: ...
+
+    async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float: ...
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16) -> Stage2Result: ...
+                       chunk: int = 16, label: str = "") -> Stage2Result: ...
 
     def usage(self) -> dict[str, Usage]: ...
 
@@ -127,7 +133,8 @@ class LocalExecutor:
         self.workflow, self.eval_fn, self.clients = workflow, eval_fn, clients
         self.error_threshold, self.eval_name = error_threshold, eval_name
 
-    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int]) -> BatchOutcome:
+    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
+                          label: str = "") -> BatchOutcome:
         workflow = with_values(self.workflow, values)
         demo_parameters = sorted(n for n, p in workflow.parameters().items() if p.trainable and p.role == "demos")
         results, demos, errors = await forward_samples(workflow, take(train, positions), self.clients["task"],
@@ -135,12 +142,12 @@ class LocalExecutor:
         gradients = await backward_errors(workflow, errors, self.clients["backward"], self.eval_name)
         return BatchOutcome(results=results, demos=demos, gradients=gradients)
 
-    async def score(self, values: dict[str, str], train: Dataset, positions: list[int]) -> float:
+    async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         return (await score_samples(with_values(self.workflow, values), take(train, positions),
                                     self.clients["task"], self.eval_fn)).mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16) -> Stage2Result:
+                       chunk: int = 16, label: str = "") -> Stage2Result:
         """Chunk by chunk; stops (the rest never run) once the candidate cannot beat `must_beat`."""
         workflow, scored, size = with_values(self.workflow, values), ScoreSum(), len(val)
         for start in range(0, size, chunk):

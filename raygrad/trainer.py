@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class StepRecord(BaseModel):
     errors: int
     best_val: float
     accepted: list[str] = Field(default_factory=list)
+    usage: dict[str, Usage] = Field(default_factory=dict)  # per role, spent by the end of this step
 
 
 class TrainState(BaseModel):
@@ -55,6 +57,7 @@ class TrainState(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     candidates: list[CandidateRecord] = Field(default_factory=list)
     stopped: str | None = None
+    elapsed_s: float = 0.0  # wall time spent in fit() over every session of this run
 
 
 def save_atomically(path: Path, text: str) -> None:
@@ -74,14 +77,18 @@ class Trainer:
 
     def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient],
                  config: TrainerConfig | None = None, checkpoint: str | Path | None = None, eval_name: str = "eval",
-                 executor: Executor | None = None, after_checkpoint: Callable[[Path], None] | None = None):
+                 executor: Executor | None = None, after_checkpoint: Callable[[Path], None] | None = None,
+                 on_event: Callable[[dict], None] | None = None):
         self.workflow, self.clients = workflow, clients
         self.after_checkpoint = after_checkpoint  # e.g. copy the checkpoint to durable storage
+        self.on_event = on_event or (lambda event: None)  # progress, for whoever renders it
+        self.stop_reason: str | None = None  # set from outside (a sweep's limit): stops like a budget
         self.config = config or TrainerConfig()
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.executor = executor or LocalExecutor(workflow, eval_fn, clients, error_threshold=self.config.error_threshold,
                                                   eval_name=eval_name)
         self._spent_before = {role: Usage() for role in ROLES}
+        self._elapsed_before, self._started = 0.0, time.monotonic()
 
     # -- state ---------------------------------------------------------------------------
     def usage(self) -> dict[str, Usage]:
@@ -90,13 +97,19 @@ class Trainer:
 
     def _save(self, state: TrainState) -> None:
         state.values, state.usage = self.workflow.state(), self.usage()
+        state.elapsed_s = self.elapsed_s()
         if self.checkpoint:
             self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
             save_atomically(self.checkpoint, state.model_dump_json())
             if self.after_checkpoint is not None:
                 self.after_checkpoint(self.checkpoint)
 
+    def elapsed_s(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
     def _over_budget(self) -> str | None:
+        if self.stop_reason:
+            return self.stop_reason
         spent = Usage()
         for usage in self.usage().values():
             spent = spent.add(usage)
@@ -107,6 +120,8 @@ class Trainer:
             return f"token budget reached ({spent.prompt_tokens + spent.completion_tokens} >= {c.max_tokens})"
         if c.max_cost and spent.cost >= c.max_cost:
             return f"cost budget reached (${spent.cost:.4f} >= ${c.max_cost})"
+        if c.max_wall_s and self.elapsed_s() >= c.max_wall_s:
+            return f"wall-time limit reached ({self.elapsed_s():.0f} s >= {c.max_wall_s:.0f} s)"
         return None
 
     def _next_batch(self, state: TrainState, rng: random.Random, size: int) -> list[int]:
@@ -126,24 +141,28 @@ class Trainer:
         back to the last checkpoint: resuming with a larger budget redoes it from the call journal.
         """
         rng = random.Random(self.config.seed)
+        self._started = time.monotonic()
         for client in [*self.clients.values(), self.executor]:
             client.budget_guard = self._over_budget  # type: ignore[union-attr]
         if self.checkpoint and self.checkpoint.exists():
             state = TrainState.model_validate_json(self.checkpoint.read_text(encoding="utf-8"))
             self.workflow.load_state(state.values)
             self._spent_before = {role: state.usage.get(role, Usage()) for role in ROLES}
+            self._elapsed_before = state.elapsed_s
             if state.rng_state:
                 rng.setstate(_as_state(state.rng_state))
             state.stopped = None
         else:
             try:
-                initial = (await self.executor.validate(self.workflow.state(), val,
-                                                        chunk=self.config.validation_chunk)).score
+                initial = (await self.executor.validate(self.workflow.state(), val, chunk=self.config.validation_chunk,
+                                                        label="val-initial")).score
             except BudgetExhausted as err:
                 raise BudgetExhausted(f"{err} before the initial validation finished") from None
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
+        self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
+                       "initial_val": state.initial_val, "best_val": state.best_val})
         while state.step < self.config.steps:
             before = state.model_copy(deep=True), rng.getstate(), self.workflow.state()
             try:
@@ -156,14 +175,18 @@ class Trainer:
                 break
             state.step += 1
             state.rng_state = _jsonable(rng.getstate())
+            state.steps[-1].usage = self.usage()
             self._save(state)
+            self.on_event({"kind": "step", "step": state.step, "steps": self.config.steps,
+                           "best_val": state.best_val, "accepted": state.steps[-1].accepted})
         self._save(state)
         return state
 
     async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
         cfg = self.config
         positions = self._next_batch(state, rng, len(train))
-        outcome = await self.executor.train_batch(self.workflow.state(), train, positions)
+        outcome = await self.executor.train_batch(self.workflow.state(), train, positions,
+                                                   label=f"step{state.step}-batch")
         scores = [r.score for r in outcome.results if r.score is not None]
         batch_score = sum(scores) / len(scores) if scores else 0.0
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
@@ -200,18 +223,20 @@ class Trainer:
                                    ) -> float | None:
         """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
         failed = state.failed[name]
-        for value in candidates:
+        for number, value in enumerate(candidates):
             candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
             state.candidates.append(candidate_record)
             values = {**self.workflow.state(), name: value}
-            candidate_record.stage1 = await self.executor.score(values, train, positions)
+            label = f"step{state.step}-{name}-{number}"
+            candidate_record.stage1 = await self.executor.score(values, train, positions, label=f"{label}-stage1")
             if candidate_record.stage1 <= batch_score:
                 candidate_record.reason = (f"stage 1: {candidate_record.stage1:.3f} <= current {batch_score:.3f} "
                                            "on the minibatch")
                 failed.append(value)
                 continue
             must_beat = state.best_val if self.config.early_rejection else None
-            result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk)
+            result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
+                                                  label=f"{label}-stage2")
             candidate_record.stage2 = result.score
             if result.stopped_early or result.score <= state.best_val:
                 candidate_record.reason = (
@@ -219,6 +244,7 @@ class Trainer:
                     if result.stopped_early else f"stage 2: {result.score:.3f} <= best {state.best_val:.3f}")
                 failed.append(value)
                 continue
+            self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.score})
             candidate_record.accepted, candidate_record.reason = True, "accepted"
             self.workflow.load_state({name: value})
             state.best_val = result.score

@@ -89,7 +89,7 @@ storage: file://{tmp_path / 'store'}
     shutil.rmtree(tmp_path / "runs")
     capsys.readouterr()
     assert main(["optimize", str(config)]) == 0
-    assert "resuming from the checkpoint in file://" in capsys.readouterr().out
+    assert f"resumed from file://{tmp_path / 'store'}/checkpoint.json" in capsys.readouterr().out
     assert json.loads((tmp_path / "runs" / "opt" / "prompts.json").read_text()) == prompts
     assert all(e.messages[0]["content"] != BACKWARD_SYSTEM for e in server.log[requests:])
     assert len(server.log) - requests <= 2 * 40  # the test split scored before and after, nothing else

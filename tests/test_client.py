@@ -89,6 +89,19 @@ async def test_journal_serves_a_repeated_call_without_a_request(sim_server, tmp_
     assert len(server.log) == 2
 
 
+async def test_identical_calls_in_flight_at_once_are_paid_once(sim_server, tmp_path):
+    server = sim_server(responder="echo", latency_s=0.2)
+    client = LLMClient(sim_model(server), journal=Journal(tmp_path / "journal.sqlite"))
+    same = [{"role": "user", "content": "a question asked twice in one batch"}]
+    replies = await asyncio.gather(*(client.complete(same) for _ in range(3)),
+                                   client.complete([{"role": "user", "content": "another"}]))
+    assert len(server.log) == 2 and len({r.text for r in replies[:3]}) == 1
+    assert client.usage.calls == 2 and client.usage.cached_calls == 2
+    # Sampled calls are separate draws: each is made.
+    await asyncio.gather(*(client.complete(same, temperature=1.0) for _ in range(2)))
+    assert len(server.log) == 4
+
+
 async def test_sampled_calls_are_not_replayed_unless_tagged(sim_server, tmp_path):
     server = sim_server(responder="echo")
     client = LLMClient(sim_model(server, temperature=0.7), journal=Journal(tmp_path / "j.sqlite"))

@@ -8,9 +8,11 @@ OptimizerActor runs the Trainer, its samples dispatched to the workers by a RayE
 from __future__ import annotations
 
 import asyncio
+import collections
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -24,6 +26,7 @@ from raygrad.executor import BatchOutcome, ScoreSum, Stage2Result, backward_erro
 from raygrad.llm.client import LLMClient, Usage
 from raygrad.llm.journal import Journal
 from raygrad.llm.limits import EndpointLimiter, LeasedWindow
+from raygrad.results import SampleTables
 from raygrad.storage import Storage
 from raygrad.workflows import build_workflow
 
@@ -69,7 +72,7 @@ class _RoleClients:
                     shared = LeasedWindow(self._leaser(endpoint), self._reporter(endpoint))
                 self._limiters[endpoint] = EndpointLimiter(model.rpm, model.tpm, model.max_in_flight, shared)
             self._clients[role] = LLMClient(model, journal=self._journal, endpoint_id=endpoint,
-                                            limiter=self._limiters[endpoint])
+                                            limiter=self._limiters[endpoint], role=role)
         return self._clients[role]
 
     def _leaser(self, endpoint: str):
@@ -116,11 +119,11 @@ class ForwardWorker:
         return BatchOutcome(results=results, demos=demos), self.clients.usage_delta()
 
     async def score_shard(self, values: dict[str, str], data: Dataset, start: int | None = None,
-                          stop: int | None = None, positions: list[int] | None = None
+                          stop: int | None = None, positions: list[int] | None = None, keep_samples: bool = False
                           ) -> tuple[ScoreSum, dict[str, Usage]]:
         examples = take(data, positions) if positions is not None else shard(data, start or 0, stop or 0)
         scored = await score_samples(with_values(self.workflow, values), examples, self.clients.get("task"),
-                                     self.eval_fn)
+                                     self.eval_fn, keep_samples)
         return scored, self.clients.usage_delta()
 
 
@@ -165,20 +168,45 @@ class OptimizerActor:
         def make_worker(worker_id: str) -> Any:
             return ForwardWorker.options(**worker_options).remote(spec, worker_id, budget, aggregator)
 
-        self.executor = RayExecutor(spec, budget, aggregator, make_worker)
+        self.samples = SampleTables(Path(checkpoint).parent) if spec.config.samples_table else None
+        self.executor = RayExecutor(spec, budget, aggregator, make_worker,
+                                    sample_sink=self.samples.write if self.samples else None)
         storage = Storage(spec.config.storage) if spec.config.storage else None
+        self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them
         self.trainer = Trainer(self.workflow, eval_fn, {"optimizer": _LazyClient(self.clients, "optimizer")},
                                spec.config.trainer, checkpoint=checkpoint, eval_name=spec.eval_name,
-                               executor=self.executor, after_checkpoint=storage.put if storage else None)
+                               executor=self.executor, after_checkpoint=storage.put if storage else None,
+                               on_event=self.events.append)
 
     async def fit(self, train: Dataset, val: Dataset) -> Any:
-        return await self.trainer.fit(train, val)
+        try:
+            return await self.trainer.fit(train, val)
+        finally:
+            self._close_samples()
 
-    async def evaluate(self, values: dict[str, str], data: Dataset) -> Stage2Result:
-        return await self.executor.validate(values, data, chunk=self.spec.config.trainer.validation_chunk)
+    async def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:
+        try:
+            return await self.executor.validate(values, data, chunk=self.spec.config.trainer.validation_chunk,
+                                                label=label)
+        finally:
+            self._close_samples()
+
+    def _close_samples(self) -> None:
+        if self.samples is not None:
+            self.samples.close()
 
     def usage(self) -> dict[str, Usage]:
         return self.trainer.usage()
+
+    def progress(self) -> tuple[list[dict], dict[str, Usage]]:
+        """Events since the last call, and usage so far: what the driver renders."""
+        events = list(self.events)
+        self.events.clear()
+        return events, self.trainer.usage()
+
+    def stop(self, reason: str) -> None:
+        """Stop at the next budget check, like a spent budget: the step rolls back to its checkpoint."""
+        self.trainer.stop_reason = reason
 
     async def stats(self) -> dict[str, Any]:
         workers = dict(self.executor.workers)

@@ -19,6 +19,7 @@ from ray.exceptions import RayActorError, TaskCancelledError
 
 from raygrad.config import ROLES, ModelConfig, RunConfig
 from raygrad.data import Dataset
+from raygrad.evaluate import SampleResult
 from raygrad.executor import BatchOutcome, ScoreSum, Stage2Result, cannot_win
 from raygrad.llm.client import Usage, check_budget
 
@@ -34,8 +35,10 @@ class RuntimeSpec(BaseModel):
 
 
 class RayExecutor:
-    def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, make_worker: Callable[[str], Any]):
+    def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, make_worker: Callable[[str], Any],
+                 sample_sink: Callable[[str, list[SampleResult]], None] | None = None):
         self.spec, self.budget, self.aggregator, self.make_worker = spec, budget, aggregator, make_worker
+        self.sample_sink = sample_sink  # per-sample results of labelled evaluations, shard by shard
         self._ids = itertools.count()
         self.workers: dict[str, Any] = {}
         for _ in range(spec.config.runtime.workers):
@@ -122,7 +125,8 @@ class RayExecutor:
             self.workers[new] = self.make_worker(new)
 
     # -- the Executor interface --------------------------------------------------------------------
-    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int]) -> BatchOutcome:
+    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
+                          label: str = "") -> BatchOutcome:
         step = next(self._step)
         demo_parameters = self._demo_parameters()
         size = max(1, -(-len(positions) // len(self.workers)))
@@ -132,24 +136,36 @@ class RayExecutor:
         demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])] for name in demo_parameters}
         gradients, usage = await self.aggregator.backward.remote(step)
         self._count(usage)
-        return BatchOutcome(results=[r for o in outcomes for r in o.results], demos=demos, gradients=gradients)
+        results = [r for o in outcomes for r in o.results]
+        self._sink(label, results)
+        return BatchOutcome(results=results, demos=demos, gradients=gradients)
 
-    async def score(self, values: dict[str, str], train: Dataset, positions: list[int]) -> float:
-        [scored] = await self._map("score_shard", [(values, train, None, None, positions)])
+    async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
+        keep = self._keeps(label)
+        [scored] = await self._map("score_shard", [(values, train, None, None, positions, keep)])
+        self._sink(label, scored.samples)
         return scored.mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16) -> Stage2Result:
-        size, scored = len(val), ScoreSum()
+                       chunk: int = 16, label: str = "") -> Stage2Result:
+        size, scored, keep = len(val), ScoreSum(), self._keeps(label)
 
         def hopeless(result: ScoreSum) -> bool:
             nonlocal scored
-            scored = scored.add(result)
+            self._sink(label, result.samples)
+            scored = scored.add(result.model_copy(update={"samples": []}))  # the sink has them, not memory
             return cannot_win(scored, size - scored.count, must_beat)
 
-        await self._map("score_shard", ((values, val, start, min(start + chunk, size)) for start in range(0, size, chunk)),
-                        stop=hopeless, keep=False)
+        await self._map("score_shard", ((values, val, start, min(start + chunk, size), None, keep)
+                                        for start in range(0, size, chunk)), stop=hopeless, keep=False)
         return scored.result(size)
+
+    def _keeps(self, label: str) -> bool:
+        return bool(label) and self.sample_sink is not None
+
+    def _sink(self, label: str, samples: list[SampleResult]) -> None:
+        if self._keeps(label) and samples:
+            self.sample_sink(label, samples)
 
     def _demo_parameters(self) -> list[str]:
         from raygrad.workflows import build_workflow

@@ -9,13 +9,14 @@ from typing import Any
 
 import ray
 
-from raygrad.config import ROLES, RunConfig
+from raygrad.config import ROLES, ModelConfig, RunConfig
 from raygrad.data import Dataset
 from raygrad.distributed.actors import GradientAggregator, OptimizerActor, RateBudget
 from raygrad.distributed.executor import RuntimeSpec
 from raygrad.executor import Stage2Result
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
+from raygrad.llm.local import LocalModelServer
 
 
 def connect(address: str | None = None) -> None:
@@ -32,14 +33,10 @@ def connect(address: str | None = None) -> None:
 class DistributedRun:
     """One optimization's actors: the rate budget, the gradient aggregator, the optimizer (and its workers)."""
 
-    def __init__(self, spec: RuntimeSpec, checkpoint: Path):
+    def __init__(self, spec: RuntimeSpec, checkpoint: Path, budget: Any = None):
         runtime = spec.config.runtime
-        limits = {}
-        for role in ROLES:
-            model = spec.models[role]
-            if model.rpm or model.tpm:
-                limits[spec.endpoints[role]] = (model.rpm, model.tpm)
-        self.budget = RateBudget.remote(limits)
+        self.own_budget = budget is None  # a sweep's runs share the sweep's budget
+        self.budget = RateBudget.remote(rate_limits(spec)) if budget is None else budget
         self.aggregator = GradientAggregator.options(num_cpus=0).remote(spec, self.budget)
         worker_options = {"num_cpus": runtime.cpus_per_worker, "max_concurrency": 1000}
         self.optimizer = OptimizerActor.options(max_concurrency=1000).remote(
@@ -48,8 +45,8 @@ class DistributedRun:
     def fit(self, train: Dataset, val: Dataset) -> Any:
         return ray.get(self.optimizer.fit.remote(_shared(train), _shared(val)))
 
-    def evaluate(self, values: dict[str, str], data: Dataset) -> Stage2Result:
-        return ray.get(self.optimizer.evaluate.remote(values, _shared(data)))
+    def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:
+        return ray.get(self.optimizer.evaluate.remote(values, _shared(data), label))
 
     def usage(self) -> dict[str, Usage]:
         return ray.get(self.optimizer.usage.remote())
@@ -58,24 +55,47 @@ class DistributedRun:
         return ray.get(self.optimizer.stats.remote())
 
     def shutdown(self) -> None:
-        workers = ray.get(self.optimizer.workers.remote())
-        for actor in [*workers.values(), self.optimizer, self.aggregator, self.budget]:
+        try:
+            workers = list(ray.get(self.optimizer.workers.remote()).values())
+        except ray.exceptions.RayActorError:  # the optimizer died with its node; its workers may live
+            workers = []
+        for actor in [*workers, self.optimizer, self.aggregator, *([self.budget] if self.own_budget else [])]:
             ray.kill(actor)
+
+
+def rate_limits(spec: RuntimeSpec) -> dict[str, tuple[float | None, float | None]]:
+    """(rpm, tpm) per endpoint with a limit, for the RateBudget."""
+    limits = {}
+    for role in ROLES:
+        model = spec.models[role]
+        if model.rpm or model.tpm:
+            limits[spec.endpoints[role]] = (model.rpm, model.tpm)
+    return limits
 
 
 def _shared(data: Dataset) -> Any:
     return ray.put(data) if isinstance(data, list) else data  # a RowSource is only a path and a range
 
 
+def runtime_spec(config: RunConfig, models: dict[str, ModelConfig], endpoints: dict[str, str],
+                 eval_name: str = "eval") -> RuntimeSpec:
+    spec = RuntimeSpec(config=config, models=models, endpoints=endpoints,
+                       journal_path=str(Path(config.journal_path).resolve()), eval_name=eval_name)
+    Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)
+    return spec
+
+
 @contextmanager
-def distributed_run(config: RunConfig, address: str | None = None, eval_name: str = "eval") -> Iterator[DistributedRun]:
-    """Connect (or start Ray), resolve the models (starting the local one if needed), start the actors."""
+def distributed_run(config: RunConfig, address: str | None = None, eval_name: str = "eval", budget: Any = None,
+                    local: LocalModelServer | None = None) -> Iterator[DistributedRun]:
+    """Connect (or start Ray), resolve the models (starting the local one unless given), start the actors.
+
+    `budget`: a RateBudget actor shared with other runs (a sweep's); by default the run has its own.
+    """
     connect(address or config.runtime.address)
-    with resolved_models(config) as (models, endpoints):
-        spec = RuntimeSpec(config=config, models=models, endpoints=endpoints,
-                           journal_path=str(Path(config.journal_path).resolve()), eval_name=eval_name)
-        Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)
-        run = DistributedRun(spec, (config.run_dir / "checkpoint.json").resolve())
+    with resolved_models(config, local=local) as (models, endpoints):
+        spec = runtime_spec(config, models, endpoints, eval_name)
+        run = DistributedRun(spec, (config.run_dir / "checkpoint.json").resolve(), budget)
         try:
             yield run
         finally:

@@ -73,15 +73,16 @@ class LLMClient:
     """Calls one endpoint. Create it inside the process (and event loop) that uses it."""
 
     def __init__(self, config: ModelConfig, *, journal: Journal | None = None, endpoint_id: str | None = None,
-                 limiter: EndpointLimiter | None = None):
+                 limiter: EndpointLimiter | None = None, role: str | None = None):
         if config.model is None:
             raise ValueError("resolve the embedded local model first (raygrad.llm.local.resolve_model)")
-        self.config = config
+        self.config, self.role = config, role  # the role is recorded with each journaled call
         self.journal = journal
         # Identity of the endpoint in journal keys: the api_base, or a stable name for a server on a random port.
         self.endpoint_id = endpoint_id or config.api_base
         self.limiter = limiter or EndpointLimiter(config.rpm, config.tpm, config.max_in_flight)
         self.usage = Usage()
+        self._in_flight: dict[str, asyncio.Task] = {}  # replayable calls being made, by journal key
         # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
         self.budget_guard: Callable[[], str | None] | None = None
         self._litellm = import_litellm()
@@ -103,9 +104,29 @@ class LLMClient:
             if stored is not None:
                 self.usage.cached_calls += 1
                 return Completion(**{**stored, "cached": True, "latency_s": 0.0})
+        if not replayable:
+            return await self._call_and_journal(key, messages, sampling, response_schema)
+        if key in self._in_flight:  # the same call is on its way (a repeated question): wait, don't pay twice
+            task = self._in_flight[key]
+            try:
+                completion = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # this caller was cancelled
+                return await self.complete(messages, journal_tag=journal_tag, response_schema=response_schema,
+                                           **params)  # the caller that made it was: make it again
+            self.usage.cached_calls += 1
+            return completion.model_copy(update={"cached": True, "latency_s": 0.0})
+        task = asyncio.ensure_future(self._call_and_journal(key, messages, sampling, response_schema))
+        self._in_flight[key] = task
+        task.add_done_callback(lambda done: self._in_flight.pop(key) if self._in_flight.get(key) is done else None)
+        return await task
+
+    async def _call_and_journal(self, key: str, messages: list[dict], sampling: dict,
+                                response_schema: dict | None) -> Completion:
         completion = await self._call_with_retries(messages, sampling, response_schema)
         if self.journal is not None:
-            self.journal.put(key, self.config.model, completion.model_dump(exclude={"cached"}))
+            self.journal.put(key, self.config.model, {**completion.model_dump(exclude={"cached"}), "role": self.role})
         return completion
 
     async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], *,

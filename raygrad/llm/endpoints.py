@@ -12,16 +12,15 @@ from raygrad.llm.local import LOCAL_ENDPOINT_ID, LocalModelServer
 
 
 @contextmanager
-def resolved_models(config: RunConfig, roles: tuple[str, ...] = ROLES
+def resolved_models(config: RunConfig, roles: tuple[str, ...] = ROLES, local: LocalModelServer | None = None
                     ) -> Iterator[tuple[dict[str, ModelConfig], dict[str, str]]]:
-    """Per role: the endpoint's config (the local model started and pointed at) and its endpoint id.
-
-    Every API key variable is checked first, before anything starts or any call is made.
+    """Per role: the endpoint's config (the local model started, unless `local` is given, and pointed
+    at) and its endpoint id. Every API key variable is checked first, before anything starts or any
+    call is made.
     """
     for role in roles:
         config.model_for(role).api_key()  # raises ConfigError naming a missing variable
     with ExitStack() as stack:
-        local: LocalModelServer | None = None
         models, endpoints = {}, {}
         for role in roles:
             model_config, endpoint_id = config.model_for(role), None
@@ -48,6 +47,7 @@ def role_clients(config: RunConfig, roles: tuple[str, ...] = ROLES) -> Iterator[
             model_config, endpoint = models[role], endpoints[role]
             if endpoint not in limiters:
                 limiters[endpoint] = EndpointLimiter(model_config.rpm, model_config.tpm, model_config.max_in_flight)
-            clients[role] = LLMClient(model_config, journal=journal, endpoint_id=endpoint, limiter=limiters[endpoint])
+            clients[role] = LLMClient(model_config, journal=journal, endpoint_id=endpoint, limiter=limiters[endpoint],
+                                      role=role)
         stack.callback(journal.close)
         yield clients

@@ -1,0 +1,98 @@
+"""One optimization run on Ray, from its config to its result files: what `raygrad optimize` and each
+run of a sweep do."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from raygrad.config import RunConfig
+from raygrad.data import load_split
+from raygrad.distributed.runtime import DistributedRun, distributed_run
+from raygrad.llm.client import Usage
+from raygrad.llm.local import LocalModelServer
+from raygrad.results import write_tables
+from raygrad.storage import RESULT_FILES, Storage
+from raygrad.sweeps import RESULT
+from raygrad.trainer import TrainState, save_atomically
+from raygrad.workflows import build_workflow
+
+
+class RunResult(BaseModel):
+    """What a finished (or budget-stopped) run reports; written as result.json in its directory."""
+
+    name: str
+    workflow: str
+    steps: int
+    accepted: int
+    candidates: int
+    initial_val: float
+    best_val: float
+    val_size: int
+    test_before: float
+    test_after: float | None  # None when the run stopped at a budget before the end
+    test_size: int
+    failed_samples: int
+    values: dict[str, str]
+    start_values: dict[str, str]
+    usage: dict[str, Usage]
+    wall_s: float
+    stopped: str | None = None
+    resumed_from: str | None = None  # the checkpoint's location, when the run continued from one
+    ray: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def cost(self) -> float:
+        return sum(u.cost for u in self.usage.values())
+
+    @property
+    def calls(self) -> int:
+        return sum(u.calls for u in self.usage.values())
+
+
+def optimize_run(config: RunConfig, address: str | None = None, budget: Any = None,
+                 local: LocalModelServer | None = None, on_started: Callable[[DistributedRun], None] | None = None,
+                 eval_name: str | None = None) -> RunResult:
+    """Optimize one run, resuming from its checkpoint (local, else storage's); write its results.
+
+    Data is read first, so a bad dataset stops the run before any call is made.
+    """
+    train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
+    workflow, _ = build_workflow(config.workflow)
+    start_values = workflow.state()
+    run_dir = config.run_dir
+    storage = Storage(config.storage) if config.storage else None
+    checkpoint = run_dir / "checkpoint.json"
+    resumed_from = str(checkpoint) if checkpoint.exists() else None
+    if storage and not resumed_from and storage.get("checkpoint.json", checkpoint):
+        resumed_from = f"{config.storage}/checkpoint.json"
+    started = time.monotonic()
+    with distributed_run(config, address, eval_name=eval_name or config.workflow.eval or "workflow's",
+                         budget=budget, local=local) as run:
+        if on_started is not None:
+            on_started(run)
+        before = run.evaluate(start_values, test, "test-before")
+        state: TrainState = run.fit(train, val)
+        after = None if state.stopped else run.evaluate(state.values, test, "test-after")
+        usage, stats = run.usage(), run.stats()
+    result = RunResult(
+        name=config.name, workflow=config.workflow.name, steps=state.step,
+        accepted=sum(c.accepted for c in state.candidates), candidates=len(state.candidates),
+        initial_val=state.initial_val, best_val=state.best_val, val_size=len(val), test_before=before.score,
+        test_after=after.score if after else None, test_size=len(test),
+        failed_samples=before.failed + (after.failed if after else 0), values=state.values,
+        start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
+        resumed_from=resumed_from, ray=stats)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_atomically(run_dir / "prompts.json", json.dumps(state.values, indent=2, ensure_ascii=False))
+    write_tables(run_dir, state, config.journal_path, reply_text=config.reply_text)
+    if not state.stopped:  # a run stopped at a budget is not finished: the same command continues it
+        save_atomically(run_dir / RESULT, result.model_dump_json(indent=2))
+    if storage:
+        for name in RESULT_FILES:
+            if (run_dir / name).exists():
+                storage.put(run_dir / name)
+    return result

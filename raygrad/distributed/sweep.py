@@ -1,0 +1,197 @@
+"""A sweep on one Ray cluster: runs side by side, one shared rate budget, failures kept to their run.
+
+Each run is an ordinary run (its own optimizer, aggregator and workers); the runs' actors lease from
+one RateBudget, where runs on the same endpoint get max-min fair shares (raygrad.distributed.ledger).
+The driver polls each running optimizer for progress events and usage, renders them, and enforces
+the sweep's limits by telling every running optimizer to stop (a step in progress rolls back to its
+checkpoint, so the same command later continues it).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from typing import Any, TextIO
+
+import ray
+from pydantic import BaseModel
+
+from raygrad.config import ROLES, ConfigError
+from raygrad.distributed.actors import RateBudget
+from raygrad.distributed.runs import RunResult, optimize_run
+from raygrad.distributed.runtime import DistributedRun, connect
+from raygrad.llm.client import BudgetExhausted, Usage
+from raygrad.llm.local import LocalModelServer
+from raygrad.progress import ProgressView
+from raygrad.sweeps import ERROR, RESULT, PlannedRun, SweepConfig, resume_command, run_status, write_run_config
+from raygrad.trainer import TrainState, save_atomically
+
+
+class RunOutcome(BaseModel):
+    name: str
+    status: str  # finished, skipped (finished before), stopped (a limit), failed
+    error: str | None = None
+    result: RunResult | None = None
+
+
+def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, address: str | None = None,
+              interval_s: float = 30.0, live: bool | None = None) -> list[RunOutcome]:
+    """Run every unfinished run of the sweep (finished ones are skipped); returns each run's outcome."""
+    for run in planned:  # every key variable is checked before anything starts or any call is made
+        for role in ROLES:
+            try:
+                run.config.model_for(role).api_key()
+            except ConfigError as err:
+                raise ConfigError(f"{run.origin} ({run.name}), models.{role}: {err}") from None
+    connect(address)
+    view = ProgressView([r.name for r in planned], out, interval_s, live)
+    with ExitStack() as stack:
+        local = stack.enter_context(LocalModelServer()) if any(
+            r.config.model_for(role).is_local for r in planned for role in ROLES) else None
+        budget = RateBudget.options(num_cpus=0).remote(_shared_limits(planned, local))
+        runner = _SweepRunner(sweep, view, budget, local)
+        return runner.run_all(planned)
+
+
+class _SweepRunner:
+    def __init__(self, sweep: SweepConfig, view: ProgressView, budget: Any, local: LocalModelServer | None):
+        self.sweep, self.view, self.budget, self.local = sweep, view, budget, local
+        self.active: dict[str, DistributedRun] = {}
+        self.lock = threading.Lock()
+        self.stop_reason: str | None = None
+        self.started = time.monotonic()
+
+    def run_all(self, planned: list[PlannedRun]) -> list[RunOutcome]:
+        outcomes: dict[str, RunOutcome] = {}
+        todo = []
+        for run in planned:
+            write_run_config(run)
+            if run_status(run.directory) == "finished":
+                result = RunResult.model_validate_json((run.directory / RESULT).read_text(encoding="utf-8"))
+                outcomes[run.name] = RunOutcome(name=run.name, status="skipped", result=result)
+                self.view.runs[run.name].spend(result.usage)
+                self.view.runs[run.name].apply({"step": result.steps, "steps": result.steps,
+                                                "initial_val": result.initial_val, "best_val": result.best_val})
+                self.view.ended(run.name, "skipped", "finished before")
+            else:
+                self.view.runs[run.name].spend(load_usage(run))  # sweep limits count earlier sessions too
+                todo.append(run)
+        with ThreadPoolExecutor(max_workers=self.sweep.concurrency, thread_name_prefix="run") as pool:
+            pending: dict[Future, PlannedRun] = {pool.submit(self._run_one, run): run for run in todo}
+            while pending:
+                done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    run = pending.pop(future)
+                    outcomes[run.name] = future.result()
+                    outcome = outcomes[run.name]
+                    self.view.ended(run.name, outcome.status, outcome.error or "")
+                self._poll()
+                self._enforce_limits()
+                self.view.render()
+        self.view.render(force=True)
+        return [outcomes[run.name] for run in planned]
+
+    # -- one run, in a thread ------------------------------------------------------------------
+    def _run_one(self, run: PlannedRun) -> RunOutcome:
+        for attempt in range(self.sweep.retries + 1):
+            if self.stop_reason:
+                return RunOutcome(name=run.name, status="stopped", error=f"not started: {self.stop_reason}")
+            self.view.runs[run.name].status = "running"
+            try:
+                result = optimize_run(run.config, budget=self.budget, local=self.local,
+                                      on_started=lambda started: self._register(run.name, started))
+            except ray.exceptions.RayActorError as err:
+                if attempt < self.sweep.retries:  # its node was lost: resume from the checkpoint at once
+                    self.view.runs[run.name].note = f"actors lost, resuming (attempt {attempt + 2})"
+                    continue
+                return self._failed(run, err)
+            except BudgetExhausted as err:  # a limit reached before its first step could start
+                return RunOutcome(name=run.name, status="stopped", error=str(err))
+            except Exception as err:  # one bad run must not sink the sweep
+                return self._failed(run, err)
+            finally:
+                with self.lock:
+                    self.active.pop(run.name, None)
+            (run.directory / ERROR).unlink(missing_ok=True)
+            self.view.runs[run.name].spend(result.usage)
+            return RunOutcome(name=run.name, status="stopped" if result.stopped else "finished",
+                              error=result.stopped, result=result)
+        raise AssertionError("unreachable")
+
+    def _register(self, name: str, run: DistributedRun) -> None:
+        with self.lock:
+            self.active[name] = run
+            if self.stop_reason:
+                run.optimizer.stop.remote(self.stop_reason)
+
+    def _failed(self, run: PlannedRun, err: BaseException) -> RunOutcome:
+        message = f"{type(err).__name__}: {err}".strip()
+        save_atomically(run.directory / ERROR, json.dumps({
+            "error": message, "traceback": traceback.format_exception(err), "resume": resume_command(run.directory)},
+            indent=2))
+        return RunOutcome(name=run.name, status="failed", error=f"{message.splitlines()[0][:300]}; to resume: "
+                                                                 f"{resume_command(run.directory)}")
+
+    # -- the driver's loop ------------------------------------------------------------------------
+    def _poll(self) -> None:
+        with self.lock:
+            active = dict(self.active)
+        refs = {name: run.optimizer.progress.remote() for name, run in active.items()}
+        for name, ref in refs.items():
+            try:
+                events, usage = ray.get(ref, timeout=10)
+            except (ray.exceptions.RayError, TimeoutError):
+                continue  # a lost actor: its run's thread sees the error and resumes or fails it
+            progress = self.view.runs[name]
+            for event in events:
+                progress.apply(event)
+            progress.spend(usage)
+
+    def _enforce_limits(self) -> None:
+        if self.stop_reason:
+            return
+        limits, totals = self.sweep.limits, self.view.totals()
+        reason = None
+        if limits.max_calls and totals.calls >= limits.max_calls:
+            reason = f"sweep call limit reached ({totals.calls} >= {limits.max_calls})"
+        elif limits.max_tokens and totals.tokens >= limits.max_tokens:
+            reason = f"sweep token limit reached ({totals.tokens} >= {limits.max_tokens})"
+        elif limits.max_cost and totals.cost >= limits.max_cost:
+            reason = f"sweep cost limit reached (${totals.cost:.4f} >= ${limits.max_cost})"
+        elif limits.max_wall_s and time.monotonic() - self.started >= limits.max_wall_s:
+            reason = f"sweep wall-time limit reached ({limits.max_wall_s:.0f} s)"
+        if reason:
+            with self.lock:
+                self.stop_reason = reason
+                for run in self.active.values():
+                    run.optimizer.stop.remote(reason)
+
+
+def _shared_limits(planned: list[PlannedRun], local: LocalModelServer | None) -> dict[str, tuple]:
+    """One (rpm, tpm) per endpoint over every run; two runs that disagree about one are an error."""
+    from raygrad.llm.endpoints import resolved_models
+
+    limits: dict[str, tuple] = {}
+    where: dict[str, str] = {}
+    for run in planned:
+        with resolved_models(run.config, local=local) as (models, endpoints):
+            for role in ROLES:
+                model, endpoint = models[role], endpoints[role]
+                if not (model.rpm or model.tpm):
+                    continue
+                if endpoint in limits and limits[endpoint] != (model.rpm, model.tpm):
+                    raise ConfigError(f"{run.origin} ({run.name}), models.{role}: rpm/tpm {model.rpm}/{model.tpm} "
+                                      f"differ from {where[endpoint]}'s {limits[endpoint]} for the same endpoint")
+                limits[endpoint], where[endpoint] = (model.rpm, model.tpm), run.name
+    return limits
+
+
+def load_usage(run: PlannedRun) -> dict[str, Usage]:
+    """What a run spent in earlier sessions (its checkpoint), for sweep totals."""
+    checkpoint = run.directory / "checkpoint.json"
+    if not checkpoint.exists():
+        return {}
+    return TrainState.model_validate_json(checkpoint.read_text(encoding="utf-8")).usage

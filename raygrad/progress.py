@@ -1,0 +1,92 @@
+"""Progress of a sweep, rendered by the driver only: the actors send events, this draws them.
+
+On a terminal: a live view, one bar per run plus totals, redrawn in place. Elsewhere (job logs): one
+compact status line per run at a steady interval, and a line whenever a run ends.
+"""
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from pydantic import BaseModel
+
+from raygrad.llm.client import Usage
+
+
+class RunProgress(BaseModel):
+    name: str
+    status: str = "waiting"  # waiting, running, finished, stopped, failed, skipped
+    step: int = 0
+    steps: int = 0
+    initial_val: float | None = None
+    best_val: float | None = None
+    calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    note: str = ""
+
+    def apply(self, event: dict) -> None:
+        for key in ("step", "steps", "initial_val", "best_val"):
+            if key in event:
+                setattr(self, key, event[key])
+
+    def spend(self, usage: dict[str, Usage]) -> None:
+        self.calls = sum(u.calls for u in usage.values())
+        self.tokens = sum(u.prompt_tokens + u.completion_tokens for u in usage.values())
+        self.cost = sum(u.cost for u in usage.values())
+
+    def line(self) -> str:
+        val = "" if self.best_val is None else f" val {self.initial_val or 0:.3f}->{self.best_val:.3f}"
+        return (f"{self.name}: {self.status} step {self.step}/{self.steps}{val} calls {self.calls} "
+                f"tokens {self.tokens} ${self.cost:.4f}" + (f" ({self.note})" if self.note else ""))
+
+
+class ProgressView:
+    def __init__(self, names: list[str], out: TextIO, interval_s: float = 30.0, live: bool | None = None):
+        self.runs = {name: RunProgress(name=name) for name in names}
+        self.out, self.interval_s = out, interval_s
+        self.live = out.isatty() if live is None else live
+        self._drawn, self._last_log = 0, float("-inf")
+
+    def totals(self) -> RunProgress:
+        done = sum(r.status in ("finished", "skipped") for r in self.runs.values())
+        return RunProgress(name="total", status=f"{done}/{len(self.runs)} done",
+                           calls=sum(r.calls for r in self.runs.values()),
+                           tokens=sum(r.tokens for r in self.runs.values()),
+                           cost=sum(r.cost for r in self.runs.values()))
+
+    def ended(self, name: str, status: str, note: str = "") -> None:
+        run = self.runs[name]
+        run.status, run.note = status, note
+        if not self.live:
+            self.out.write(run.line() + "\n")
+            self.out.flush()
+
+    def render(self, force: bool = False) -> None:
+        if self.live:
+            self._redraw()
+        elif force or time.monotonic() - self._last_log >= self.interval_s:
+            self._last_log = time.monotonic()
+            for run in self.runs.values():
+                if run.status == "running":
+                    self.out.write(run.line() + "\n")
+            self.out.write(self.totals().line() + "\n")
+            self.out.flush()
+
+    def _redraw(self) -> None:
+        lines = [self._bar(r) for r in self.runs.values()]
+        total = self.totals()
+        lines.append(f"{'total':<24} {total.status:<28} calls {total.calls:>7}  tokens {total.tokens:>9}  "
+                     f"${total.cost:.4f}")
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F")  # back to the first line drawn last time
+        self.out.write("".join(f"\x1b[2K{line}\n" for line in lines))
+        self.out.flush()
+        self._drawn = len(lines)
+
+    @staticmethod
+    def _bar(run: RunProgress, width: int = 20) -> str:
+        filled = round(width * run.step / run.steps) if run.steps else (width if run.status == "finished" else 0)
+        val = f"{run.best_val:.3f}" if run.best_val is not None else "  -  "
+        return (f"{run.name[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {run.step:>3}/{run.steps:<3} "
+                f"{run.status:<9} val {val}  calls {run.calls:>7}  ${run.cost:.4f}")

@@ -1,0 +1,198 @@
+"""Sweeps: many runs from one YAML file, a directory per run, and what is finished or not (no Ray here).
+
+    name: nightly
+    output_dir: sweeps            # run directories: <output_dir>/<name>/<run>/ (local disk: the journal is SQLite)
+    storage: s3://bucket/raygrad  # optional copy of each run's results: <storage>/<name>/<run>/
+    concurrency: 4                # runs at once
+    limits: {max_calls: 200000, max_cost: 50, max_wall_s: 28800}   # for the whole sweep
+    base: {workflow: {name: object_count}, models: {...}, trainer: {steps: 12}}   # shared by every run
+    runs:                         # each a run config merged over `base`; default: one run
+      - {name: oc}
+      - {name: mh, workflow: {name: multihop_qa}, data: {generator: {name: multihop_qa}}}
+    grid:                         # every run once per combination (a product over dotted paths)
+      trainer.seed: [0, 1]
+      models.task.temperature: [0.0, 0.7]
+
+A run directory holds `config.yaml` (the run's config as expanded), the call journal, the checkpoint
+(rewritten atomically after every step), results, and `result.json` once it finished or
+`error.json` if it failed. Running the sweep again skips finished runs and resumes the others.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from raygrad.config import ConfigError, RunConfig, field_path, resolve_data_path
+
+SWEEP_FILE, RUN_CONFIG, RESULT, ERROR = "sweep.json", "config.yaml", "result.json", "error.json"
+
+
+class SweepLimits(BaseModel):
+    """Limits on the whole sweep; per-run limits are each run's trainer.max_* settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_calls: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
+    max_wall_s: float | None = Field(None, gt=0, description="for this invocation of the sweep")
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("sweep", pattern=r"^[A-Za-z0-9_.-]+$")
+    output_dir: str = "sweeps"
+    storage: str | None = None
+    concurrency: int = Field(2, ge=1, description="runs at once")
+    retries: int = Field(1, ge=0, description="times a run whose actors died (a lost node) is resumed at once")
+    limits: SweepLimits = Field(default_factory=SweepLimits)
+    base: dict[str, Any] = Field(default_factory=dict)
+    runs: list[dict[str, Any]] = Field(default_factory=lambda: [{}])
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+class PlannedRun(BaseModel):
+    """One run of a sweep: its name, its expanded config, and where it came from (for error messages)."""
+
+    name: str
+    config: RunConfig
+    origin: str
+
+    @property
+    def directory(self) -> Path:
+        return self.config.run_dir
+
+
+def load_sweep(path: str | Path) -> tuple[SweepConfig, list[PlannedRun]]:
+    """Read a sweep file and expand its runs; every error names the file and the place in it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such sweep file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of name, base, runs, grid, ...")
+    try:
+        sweep = SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: " + "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())) from None
+    return sweep, expand(sweep, path)
+
+
+def expand(sweep: SweepConfig, source: Path) -> list[PlannedRun]:
+    """Every run x every grid combination, each validated as a RunConfig before anything runs."""
+    keys = list(sweep.grid)
+    combinations = list(itertools.product(*(sweep.grid[k] for k in keys))) or [()]
+    planned: list[PlannedRun] = []
+    for index, overrides in enumerate(sweep.runs):
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{source}: runs[{index}]: must be a mapping (a run config)")
+        for combination in combinations:
+            raw = _merge(copy.deepcopy(sweep.base), overrides)
+            origin = f"runs[{index}]"
+            for key, value in zip(keys, combination):
+                _set_dotted(raw, key, value, source)
+            if keys:
+                origin += " with " + ", ".join(f"{k}={v!r}" for k, v in zip(keys, combination))
+            base_name = str(raw.get("name") or f"run{index}")
+            suffix = "-".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, combination))
+            raw["name"] = _safe(f"{base_name}-{suffix}" if suffix else base_name)
+            raw["output_dir"] = str(sweep.directory)
+            if sweep.storage:
+                raw["storage"] = f"{sweep.storage.rstrip('/')}/{sweep.name}/{raw['name']}"
+            try:
+                config = RunConfig.model_validate(raw)
+            except ValidationError as err:
+                problems = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())
+                raise ConfigError(f"{source}: {origin}: {problems}") from None
+            resolve_data_path(config, source)
+            planned.append(PlannedRun(name=config.name, config=config, origin=origin))
+    names = [p.name for p in planned]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"{source}: two runs are named {twice[0]!r}: give each run in `runs` its own name")
+    return planned
+
+
+def _merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _set_dotted(raw: dict, key: str, value: Any, source: Path) -> None:
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: grid.{key}: {part!r} is not a section")
+    node[last] = copy.deepcopy(value)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
+
+
+# -- run directories -----------------------------------------------------------------------------
+def run_status(directory: Path) -> str:
+    """finished, failed (resumable), started (resumable) or new."""
+    if (directory / RESULT).exists():
+        return "finished"
+    if (directory / ERROR).exists():
+        return "failed"
+    return "started" if (directory / "checkpoint.json").exists() else "new"
+
+
+def write_run_config(run: PlannedRun) -> None:
+    run.directory.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(json.loads(run.config.model_dump_json(exclude_defaults=True)), sort_keys=False)
+    (run.directory / RUN_CONFIG).write_text(text, encoding="utf-8")
+
+
+def write_sweep_file(sweep: SweepConfig, planned: list[PlannedRun]) -> None:
+    """The sweep's settings and its runs' names, so `raygrad resume DIR` needs nothing else."""
+    sweep.directory.mkdir(parents=True, exist_ok=True)
+    record = {"sweep": sweep.model_dump(mode="json"), "runs": [p.name for p in planned]}
+    (sweep.directory / SWEEP_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def load_sweep_dir(directory: Path) -> tuple[SweepConfig, list[PlannedRun]]:
+    """A sweep from its directory: the settings it ran with, each run from its own config.yaml."""
+    from raygrad.config import load_config
+
+    try:
+        record = json.loads((directory / SWEEP_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{directory}: neither a sweep directory ({SWEEP_FILE}) nor a run directory "
+                          f"({RUN_CONFIG})") from None
+    sweep = SweepConfig.model_validate(record["sweep"])
+    planned = []
+    for name in record["runs"]:
+        config = load_config(directory / name / RUN_CONFIG)
+        config.output_dir = str(directory)  # the directory may have moved since
+        planned.append(PlannedRun(name=name, config=config, origin=name))
+    sweep.output_dir = str(directory.parent)
+    sweep.name = directory.name
+    return sweep, planned
+
+
+def resume_command(directory: Path) -> str:
+    return f"raygrad resume {directory}"
