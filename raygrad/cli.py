@@ -11,6 +11,7 @@ from pathlib import Path
 from raygrad.config import ConfigError, RunConfig, load_config
 from raygrad.data import DatasetError, load_split
 from raygrad.llm.client import BudgetExhausted
+from raygrad.report import ReportError
 
 
 def _config(path: str | None) -> RunConfig:
@@ -124,6 +125,14 @@ def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
     return 1 if "failed" in statuses else 3 if "stopped" in statuses else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from raygrad.report import write_report
+
+    path = write_report(args.directory, args.output)
+    print(f"report: {path}   (plots as PNG beside it)")
+    return 0
+
+
 def cmd_serve_local(args: argparse.Namespace) -> int:
     from raygrad.llm.local import LOCAL_MODEL_NAME, LocalModelServer
 
@@ -161,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="seconds between status lines when the output is not a terminal")
     sweep.set_defaults(run=cmd_sweep)
     resume.set_defaults(run=cmd_resume)
+    report = commands.add_parser("report", help="an HTML page (and PNG plots) of a sweep's or a run's results")
+    report.add_argument("directory", help="a sweep directory or a run directory")
+    report.add_argument("--output", help="folder for report.html and the PNGs (default: DIR/report)")
+    report.set_defaults(run=cmd_report)
     serve = commands.add_parser("serve-local", help="serve the embedded local model in the foreground")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=cmd_serve_local)
@@ -171,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ConfigError, DatasetError) as err:
+    except (ConfigError, DatasetError, ReportError) as err:
         print(f"raygrad: error: {err}", file=sys.stderr)
         return 2
     except BudgetExhausted as err:
