@@ -154,3 +154,87 @@ def test_progress_is_one_status_line_per_run_in_logs_and_bars_on_a_terminal():
     live.render()
     drawn = terminal.getvalue()
     assert "[##########..........]   2/4" in drawn and drawn.count("\x1b[3F") == 1  # redrawn in place
+
+
+def one_run_sweep(tmp_path, server, name: str, workers: int = 1) -> str:
+    return sweep_file(tmp_path, server, name,
+                      runs=f"runs:\n  - {{name: oc, trainer: {{steps: 3, seed: 3}}, runtime: {{workers: {workers}}}}}")
+
+
+def assert_same_results(tmp_path, first: str, second: str) -> None:
+    whole = json.loads((tmp_path / "sweeps" / first / "oc" / "result.json").read_text())
+    resumed = json.loads((tmp_path / "sweeps" / second / "oc" / "result.json").read_text())
+    for key in ("values", "initial_val", "best_val", "test_before", "test_after", "steps", "accepted"):
+        assert resumed[key] == whole[key], key
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_then_the_same_command_ends_like_an_uninterrupted_sweep(ray_cluster, sim_server,
+                                                                                      tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    latency = 0.2
+    whole, cut = (sim_server(responder="object_count_trainer", latency_s=latency) for _ in range(2))
+    assert main(["sweep", one_run_sweep(tmp_path, whole, "whole")]) == 0
+    path = one_run_sweep(tmp_path, cut, "cut")
+    driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep", path, "--address", ray_cluster.address],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(cut.log) < len(whole.log) // 2:  # mid-way through the optimization
+        assert driver.poll() is None
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    driver.wait()
+    time.sleep(3)  # Ray stops the dead driver's actors
+    before_resume = len(cut.log)
+    assert main(["sweep", path]) == 0
+    assert_same_results(tmp_path, "whole", "cut")
+    # A call is made again only if its reply was not journaled when the driver died: requests in
+    # flight then (arrived less than `latency` + a little before), or sent by its actors while Ray
+    # stopped them. Every other call was replayed from the journal.
+    seen: dict[str, float] = {}
+    repeated = []
+    for entry in cut.log:
+        key = json.dumps([entry.messages, entry.response_format], sort_keys=True)
+        if key in seen:
+            repeated.append(seen[key])
+        seen.setdefault(key, entry.time)
+    assert all(killed_at - latency - 0.5 <= t <= killed_at + 3 for t in repeated), (killed_at, repeated)
+    assert len(repeated) <= 2 * 8  # at most what one worker and the aggregator had in flight
+    assert len(cut.log) - before_resume < len(whole.log)
+
+
+@pytest.mark.slow
+def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_sweep(ray_cluster, sim_server,
+                                                                                    tmp_path):
+    import threading
+    import time
+
+    from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
+
+    whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
+    assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
+    doomed = ray_cluster.add_node(num_cpus=1)  # a fourth node, to be lost: workers spread one per node
+    ray_cluster.wait_for_nodes()
+    outcome: list[int] = []
+    sweep = threading.Thread(target=lambda: outcome.append(
+        main(["sweep", one_run_sweep(tmp_path, cut, "cut", workers=4)])))
+    sweep.start()
+
+    def workers_on_doomed_node() -> int:
+        return sum(a["Address"]["NodeID"] == doomed.node_id for a in ray_state.actors().values()
+                   if a["ActorClassName"] == "ForwardWorker" and a["State"] == "ALIVE")
+
+    while len(cut.log) < len(whole.log) // 3 or not workers_on_doomed_node():
+        assert sweep.is_alive()
+        time.sleep(0.05)
+    ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
+    sweep.join(timeout=600)
+    assert outcome == [0]
+    assert_same_results(tmp_path, "whole", "cut")
+    result = json.loads((tmp_path / "sweeps" / "cut" / "oc" / "result.json").read_text())
+    assert result["ray"]["replaced"]  # the loss really hit this run

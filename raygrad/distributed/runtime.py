@@ -38,7 +38,8 @@ class DistributedRun:
         self.own_budget = budget is None  # a sweep's runs share the sweep's budget
         self.budget = RateBudget.remote(rate_limits(spec)) if budget is None else budget
         self.aggregator = GradientAggregator.options(num_cpus=0).remote(spec, self.budget)
-        worker_options = {"num_cpus": runtime.cpus_per_worker, "max_concurrency": 1000}
+        # Spread: workers use every node's CPUs and network, and a lost node takes few of them.
+        worker_options = {"num_cpus": runtime.cpus_per_worker, "max_concurrency": 1000, "scheduling_strategy": "SPREAD"}
         self.optimizer = OptimizerActor.options(max_concurrency=1000).remote(
             spec, self.budget, self.aggregator, str(checkpoint), worker_options)
 
