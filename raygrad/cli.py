@@ -12,6 +12,8 @@ from raygrad.config import ConfigError, RunConfig, load_config
 from raygrad.data import DatasetError, load_split
 from raygrad.llm.client import BudgetExhausted
 from raygrad.report import ReportError
+from raygrad.storage import StorageError
+from raygrad.trainer import CheckpointError
 
 
 def _config(path: str | None) -> RunConfig:
@@ -62,6 +64,8 @@ def print_result(result, run_dir: Path) -> None:
         print(f"resumed from {result.resumed_from}")
     print(f"optimized {result.workflow} for {result.steps} steps ({result.accepted} of {result.candidates} "
           f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped else ""))
+    if result.skipped_rows:
+        print(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / 'skipped_rows.json'}")
     print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)")
     if result.test_after is None:
         print(f"  test        {result.test_before:.3f} -> (not evaluated: the run stopped at its budget)")
@@ -187,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, ReportError) as err:
         print(f"raygrad: error: {err}", file=sys.stderr)
         return 2
+    except (CheckpointError, StorageError) as err:
+        err = getattr(err, "cause", None) or err  # raised in a Ray actor: its own message, not Ray's traceback
+        print(f"raygrad: stopped: {err}. Free space or fix the path, then run the same command again to resume "
+              "from the last checkpoint.", file=sys.stderr)
+        return 4
     except BudgetExhausted as err:
         print(f"raygrad: stopped: {err}; raise the budget and run the same command again to continue",
               file=sys.stderr)

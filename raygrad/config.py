@@ -102,9 +102,13 @@ class DataConfig(_Strict):
     shards: bool = Field(False, description="read a Parquet/JSONL file a shard at a time on the workers, "
                                             "never all on the driver (for large datasets)")
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
+    skip_bad_rows: bool = Field(False, description="leave out rows that cannot be used (each listed in the run's "
+                                                   "skipped_rows.json) instead of stopping at the first")
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
+        if self.skip_bad_rows and self.shards:
+            raise ValueError("skip_bad_rows reads the whole file on the driver; it cannot be used with shards")
         if self.path is None and self.generator is None:
             self.generator = GeneratorConfig()
         if self.path is not None and self.generator is not None:

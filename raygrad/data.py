@@ -27,7 +27,7 @@ class Example(BaseModel):
 _FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
-def _read_rows(path: Path, fmt: str) -> Iterable[Any]:
+def _read_rows(path: Path, fmt: str, skipping: list[str] | None = None) -> Iterable[Any]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -43,7 +43,10 @@ def _read_rows(path: Path, fmt: str) -> Iterable[Any]:
                         try:
                             yield json.loads(line)
                         except json.JSONDecodeError as err:
-                            raise DatasetError(f"{path}: row {number}: not valid JSON ({err.msg})") from None
+                            bad = DatasetError(f"{path}: row {number}: not valid JSON ({err.msg})")
+                            if skipping is None:
+                                raise bad from None
+                            yield bad
             else:
                 try:
                     data = json.load(handle)
@@ -65,8 +68,12 @@ def _text(value: Any, path: Path, row: int, field: str) -> str:
 
 
 def load_examples(path: str | Path, input_field: str = "input", target_field: str = "target",
-                  fmt: str | None = None) -> list[Example]:
-    """Read every row of a dataset file; the first bad row raises DatasetError naming file and row."""
+                  fmt: str | None = None, skipped: list[str] | None = None) -> list[Example]:
+    """Read every row of a dataset file; the first bad row raises DatasetError naming file and row.
+
+    With `skipped` (a list), a bad row is left out and its error appended there instead; a file
+    that cannot be read at all (not UTF-8, not JSON) still raises.
+    """
     path = Path(path)
     fmt = fmt or _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -74,15 +81,26 @@ def load_examples(path: str | Path, input_field: str = "input", target_field: st
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file")
     examples = []
-    for row_number, row in enumerate(_read_rows(path, fmt)):
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path}: row {row_number}: expected an object with fields, got {type(row).__name__}")
-        for field in (input_field, target_field):
-            if field not in row or row[field] is None:
-                raise DatasetError(f"{path}: row {row_number}: missing field {field!r}")
-        examples.append(Example(id=str(row_number), input=_text(row[input_field], path, row_number, input_field),
-                                target=_text(row[target_field], path, row_number, target_field)))
+    for row_number, row in enumerate(_read_rows(path, fmt, skipped)):
+        try:
+            examples.append(_checked(row, row_number, path, input_field, target_field))
+        except DatasetError as err:
+            if skipped is None:
+                raise
+            skipped.append(str(err))
     return examples
+
+
+def _checked(row: Any, row_number: int, path: Path, input_field: str, target_field: str) -> Example:
+    if isinstance(row, DatasetError):  # a JSONL line that did not parse, kept to be skipped
+        raise row
+    if not isinstance(row, dict):
+        raise DatasetError(f"{path}: row {row_number}: expected an object with fields, got {type(row).__name__}")
+    for field in (input_field, target_field):
+        if field not in row or row[field] is None:
+            raise DatasetError(f"{path}: row {row_number}: missing field {field!r}")
+    return Example(id=str(row_number), input=_text(row[input_field], path, row_number, input_field),
+                   target=_text(row[target_field], path, row_number, target_field))
 
 
 def parse_range(spec: str, size: int) -> slice:
@@ -98,10 +116,11 @@ def parse_range(spec: str, size: int) -> slice:
     return slice(start, stop)
 
 
-def load_split(config: DataConfig, split: str) -> "Dataset":
+def load_split(config: DataConfig, split: str, skipped: list[str] | None = None) -> "Dataset":
     """The examples of one named split; an unknown or empty split is an error.
 
     With `data.shards`, a RowSource (the file's path and the split's row range) instead of a list.
+    With `data.skip_bad_rows`, bad rows are left out and listed in `skipped` (if given).
     """
     if split not in config.splits:
         raise DatasetError(f"no split {split!r} in data.splits (have: {', '.join(config.splits)})")
@@ -114,7 +133,10 @@ def load_split(config: DataConfig, split: str) -> "Dataset":
             raise DatasetError(f"data.splits.{split} = {config.splits[split]!r} selects no rows of {config.path}")
         return source
     if config.path is not None:
-        examples = load_examples(config.path, config.input_field, config.target_field, config.format)
+        bad: list[str] | None = [] if config.skip_bad_rows else None
+        examples = load_examples(config.path, config.input_field, config.target_field, config.format, bad)
+        if bad and skipped is not None:
+            skipped.extend(b for b in bad if b not in skipped)
         source = config.path
     else:
         generator = config.generator

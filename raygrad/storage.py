@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-RESULT_FILES = ("checkpoint.json", "prompts.json")
+RESULT_FILES = ("checkpoint.json", "prompts.json", "result.json")
+
+
+class StorageError(OSError):
+    """The storage path cannot be written or read; the message names it. Local files are intact."""
 
 
 class Storage:
@@ -21,13 +25,28 @@ class Storage:
         except (TypeError, ValueError):  # a plain path
             self._fs, self._base = fs.LocalFileSystem(), str(Path(uri).resolve())
 
+    def check(self) -> None:
+        """Fail now, before any LLM call, if storage cannot be written."""
+        probe = f"{self._base}/.raygrad-write-check"
+        try:
+            self._fs.create_dir(self._base, recursive=True)
+            with self._fs.open_output_stream(probe) as out:
+                out.write(b"ok")
+            self._fs.delete_file(probe)
+        except (OSError, ValueError) as err:
+            raise StorageError(f"storage {self.uri}: cannot write there: {err}") from None
+
     def put(self, local: Path) -> None:
         """Copy one file in; the copy appears whole or not at all (written aside, then moved)."""
-        self._fs.create_dir(self._base, recursive=True)
         final, partial = f"{self._base}/{local.name}", f"{self._base}/{local.name}.partial"
-        with self._fs.open_output_stream(partial) as out:
-            out.write(local.read_bytes())
-        self._fs.move(partial, final)
+        try:
+            self._fs.create_dir(self._base, recursive=True)
+            with self._fs.open_output_stream(partial) as out:
+                out.write(local.read_bytes())
+            self._fs.move(partial, final)
+        except (OSError, ValueError) as err:
+            raise StorageError(f"storage {self.uri}: cannot write {local.name}: {err}; the local copy {local} "
+                               "is intact") from None
 
     def get(self, name: str, local: Path) -> bool:
         """Copy `name` out to `local` if storage has it; True if it did."""

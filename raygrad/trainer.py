@@ -60,13 +60,22 @@ class TrainState(BaseModel):
     elapsed_s: float = 0.0  # wall time spent in fit() over every session of this run
 
 
+class CheckpointError(OSError):
+    """The checkpoint could not be written (disk full, unwritable); the previous one is intact."""
+
+
 def save_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)  # a reader sees the old checkpoint or the new one, never half of one
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {err.strerror or err}; the previous version of it is "
+                              "intact") from None
 
 
 class Trainer:

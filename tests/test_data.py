@@ -98,3 +98,19 @@ def test_row_source_reads_only_the_shard_asked_for(tmp_path):
         assert shard(source, 490, 600)[-1].input == "q699"  # clipped at the split's end
     with pytest.raises(DatasetError, match="no column 'answer'"):
         RowSource.open(tmp_path / "big.parquet", target_field="answer")
+
+
+def test_bad_rows_are_skipped_and_listed_when_the_config_asks(tmp_path):
+    rows = ['{"input": "a", "target": "1"}', '{"input": "b"}', '{"input": \n', '{"input": "c", "target": "3"}',
+            '["not", "an", "object"]']
+    (tmp_path / "mixed.jsonl").write_text("\n".join(rows) + "\n")
+    config = DataConfig(path=str(tmp_path / "mixed.jsonl"), skip_bad_rows=True, splits={"all": ":"})
+    skipped: list[str] = []
+    examples = load_split(config, "all", skipped)
+    assert [(e.id, e.input) for e in examples] == [("0", "a"), ("3", "c")]  # ids stay the file's row numbers
+    assert [s.split(": ", 1)[1] for s in skipped] == ["row 1: missing field 'target'", "row 2: not valid JSON "
+                                                      "(Expecting value)", "row 4: expected an object with fields, got list"]
+    with pytest.raises(DatasetError, match="row 1: missing field 'target'"):  # by default: the first bad row stops
+        load_split(config.model_copy(update={"skip_bad_rows": False}), "all")
+    with pytest.raises(ValueError, match="cannot be used with shards"):
+        DataConfig(path="x.parquet", skip_bad_rows=True, shards=True)

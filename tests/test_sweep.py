@@ -238,3 +238,45 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
     assert_same_results(tmp_path, "whole", "cut")
     result = json.loads((tmp_path / "sweeps" / "cut" / "oc" / "result.json").read_text())
     assert result["ray"]["replaced"]  # the loss really hit this run
+
+
+def test_api_keys_never_reach_run_directories_reports_or_logs(ray_cluster, sim_server, tmp_path, capsys,
+                                                             monkeypatch):
+    import secrets
+
+    import ray
+
+    key = f"sk-test-{secrets.token_hex(16)}"
+    monkeypatch.setenv("RAYGRAD_TEST_API_KEY", key)
+    server = sim_server(responder="object_count_trainer")
+    model = f'{{model: openai/simulated, api_base: "{server.url}", api_key_env: RAYGRAD_TEST_API_KEY}}'
+    runs = f"runs:\n  - {{name: keyed, models: {{task: {model}, backward: {model}, optimizer: {model}}}}}"
+    path = sweep_file(tmp_path, server, "keys", runs=runs, extra=f"storage: file://{tmp_path / 'store'}")
+    assert main(["sweep", path]) == 0
+    assert main(["report", str(tmp_path / "sweeps" / "keys")]) == 0
+    printed = capsys.readouterr()
+    assert server.log  # calls were made with the key...
+    assert key not in printed.out + printed.err
+    logs = ray._private.worker.global_worker.node.get_logs_dir_path()
+    searched = 0
+    for folder in (tmp_path, logs):  # ...and it is in no file: journal, checkpoint, tables, report, storage, Ray logs
+        for file in (p for p in __import__("pathlib").Path(folder).rglob("*") if p.is_file()):
+            assert key.encode() not in file.read_bytes(), file
+            searched += 1
+    assert searched > 20
+
+
+def test_an_unwritable_storage_path_stops_before_any_call_naming_it(sim_server, tmp_path, capsys):
+    server = sim_server(responder="object_count_trainer")
+    (tmp_path / "a-file").write_text("storage cannot be below a file")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+name: blocked
+output_dir: {tmp_path / 'runs'}
+models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
+storage: {tmp_path / 'a-file' / 'store'}
+""")
+    assert main(["optimize", str(config)]) == 4
+    err = capsys.readouterr().err
+    assert f"storage {tmp_path / 'a-file' / 'store'}: cannot write there" in err and "Traceback" not in err
+    assert server.log == []

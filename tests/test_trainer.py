@@ -124,3 +124,39 @@ async def test_early_rejection_saves_calls_and_changes_no_decision():
     assert fast.values == full.values and [c.accepted for c in fast.candidates] == [c.accepted for c in full.candidates]
     stopped = [c for c in fast.candidates if c.reason.startswith("stage 2: cannot beat")]
     assert stopped and fast_calls < full_calls  # the stage-2 calls of hopeless candidates were never made
+
+
+async def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_last_checkpoint_intact(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    from raygrad import trainer as trainer_module
+    from raygrad.trainer import CheckpointError
+
+    train, val = data(20, 3), data(40, 4)
+    config = TrainerConfig(steps=3, batch_size=4, proposals=3, seed=9)
+
+    def make(path):
+        return Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
+                       config, checkpoint=path)
+
+    full = await make(tmp_path / "whole.json").fit(train, val)
+    path = tmp_path / "run.json"
+    writes, real_fsync = {"n": 0}, os.fsync
+
+    def fsync_until_full(fd):
+        writes["n"] += 1
+        if writes["n"] > 2:  # steps 0 and 1 are saved, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(trainer_module.os, "fsync", fsync_until_full)
+    with pytest.raises(CheckpointError, match=rf"cannot write {path}: No space left on device; the previous"):
+        await make(path).fit(train, val)
+    monkeypatch.undo()
+    assert TrainState.model_validate_json(path.read_text()).step == 2  # whole, and the last one written
+    assert not path.with_name(path.name + ".tmp").exists()
+    resumed = await make(path).fit(train, val)  # space freed: the same command resumes
+    assert (resumed.values, resumed.best_val, resumed.step) == (full.values, full.best_val, 3)

@@ -56,6 +56,7 @@ class _RoleClients:
 
     def __init__(self, spec: RuntimeSpec, holder: str, budget: Any):
         self.spec, self.holder, self.budget = spec, budget_holder(spec, holder), budget
+        spec.export_api_keys()
         self._clients: dict[str, LLMClient] = {}
         self._limiters: dict[str, EndpointLimiter] = {}
         self._journal: Journal | None = None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, SecretStr
 from ray.exceptions import RayActorError, TaskCancelledError
 
 from raygrad.config import ROLES, ModelConfig, RunConfig
@@ -32,6 +33,14 @@ class RuntimeSpec(BaseModel):
     endpoints: dict[str, str]  # per role, the endpoint id (budget and journal key)
     journal_path: str
     eval_name: str
+    # The driver's API keys (by variable name) for actors on nodes whose environment lacks them; a
+    # SecretStr prints as '**********', and this spec is never written to disk.
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def export_api_keys(self) -> None:
+        """In an actor: make the keys visible to this process's LLM clients (the node's own win)."""
+        for name, value in self.api_keys.items():
+            os.environ.setdefault(name, value.get_secret_value())
 
 
 class RayExecutor:

@@ -41,6 +41,7 @@ class RunResult(BaseModel):
     usage: dict[str, Usage]
     wall_s: float
     stopped: str | None = None
+    skipped_rows: int = 0  # bad rows left out (data.skip_bad_rows), listed in skipped_rows.json
     resumed_from: str | None = None  # the checkpoint's location, when the run continued from one
     ray: dict[str, Any] = Field(default_factory=dict)
 
@@ -60,11 +61,14 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
 
     Data is read first, so a bad dataset stops the run before any call is made.
     """
-    train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
+    skipped: list[str] = []
+    train, val, test = (load_split(config.data, split, skipped) for split in ("train", "val", "test"))
     workflow, _ = build_workflow(config.workflow)
     start_values = workflow.state()
     run_dir = config.run_dir
     storage = Storage(config.storage) if config.storage else None
+    if storage:
+        storage.check()
     checkpoint = run_dir / "checkpoint.json"
     resumed_from = str(checkpoint) if checkpoint.exists() else None
     if storage and not resumed_from and storage.get("checkpoint.json", checkpoint):
@@ -85,8 +89,10 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
         test_after=after.score if after else None, test_size=len(test),
         failed_samples=before.failed + (after.failed if after else 0), values=state.values,
         start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
-        resumed_from=resumed_from, ray=stats)
+        resumed_from=resumed_from, skipped_rows=len(skipped), ray=stats)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if skipped:
+        save_atomically(run_dir / "skipped_rows.json", json.dumps(skipped, indent=2, ensure_ascii=False))
     save_atomically(run_dir / "prompts.json", json.dumps(state.values, indent=2, ensure_ascii=False))
     write_tables(run_dir, state, config.journal_path, reply_text=config.reply_text)
     if not state.stopped:  # a run stopped at a budget is not finished: the same command continues it

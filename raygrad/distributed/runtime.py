@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 
 from raygrad.config import ROLES, ModelConfig, RunConfig
 from raygrad.data import Dataset
@@ -80,8 +81,10 @@ def _shared(data: Dataset) -> Any:
 
 def runtime_spec(config: RunConfig, models: dict[str, ModelConfig], endpoints: dict[str, str],
                  eval_name: str = "eval") -> RuntimeSpec:
+    key_names = {models[role].api_key_env for role in ROLES if models[role].api_key_env}
     spec = RuntimeSpec(config=config, models=models, endpoints=endpoints,
-                       journal_path=str(Path(config.journal_path).resolve()), eval_name=eval_name)
+                       journal_path=str(Path(config.journal_path).resolve()), eval_name=eval_name,
+                       api_keys={name: SecretStr(os.environ[name]) for name in key_names if os.environ.get(name)})
     Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)
     return spec
 

@@ -128,6 +128,7 @@ class _SweepRunner:
                 run.optimizer.stop.remote(self.stop_reason)
 
     def _failed(self, run: PlannedRun, err: BaseException) -> RunOutcome:
+        err = getattr(err, "cause", None) or err  # raised in a Ray actor: its own error, not Ray's wrapper
         message = f"{type(err).__name__}: {err}".strip()
         save_atomically(run.directory / ERROR, json.dumps({
             "error": message, "traceback": traceback.format_exception(err), "resume": resume_command(run.directory)},

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from raygrad.config import ModelConfig
+from raygrad.config import ConfigError, ModelConfig
 from raygrad.llm import import_litellm
 from raygrad.llm.journal import Journal, call_key
 from raygrad.llm.limits import EndpointLimiter, parse_duration
@@ -159,7 +159,7 @@ class LLMClient:
                         timeout=cfg.timeout_s, num_retries=0, max_retries=0, **cfg.pricing(), **sampling)
                     latency = time.monotonic() - slot.admitted
                     self.limiter.settle(slot, latency)
-            except BudgetExhausted:
+            except (BudgetExhausted, ConfigError):  # a missing key variable will not appear by retrying
                 raise
             except fatal as err:
                 self.usage.failed_calls += 1
