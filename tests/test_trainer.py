@@ -160,3 +160,19 @@ async def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_last_checkpo
     assert not path.with_name(path.name + ".tmp").exists()
     resumed = await make(path).fit(train, val)  # space freed: the same command resumes
     assert (resumed.values, resumed.best_val, resumed.step) == (full.values, full.best_val, 3)
+
+
+async def test_a_wall_time_limit_stops_between_calls_and_counts_every_session(tmp_path):
+    train, val = data(20, 3), data(40, 4)
+    clients = {role: ScriptedLLM(object_count_trainer, delay_s=0.01) for role in ("task", "backward", "optimizer")}
+    path = tmp_path / "run.json"
+    config = TrainerConfig(steps=50, batch_size=4, proposals=2, seed=9, max_wall_s=0.5)
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients, config,
+                          checkpoint=path).fit(train, val)
+    assert state.stopped and "wall-time limit reached" in state.stopped and 0 < state.step < 50
+    saved = TrainState.model_validate_json(path.read_text())
+    assert 0.5 <= saved.elapsed_s < 5 and saved.step == state.step
+    # Resumed, the time already spent counts: at once over the limit, no new step.
+    again = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
+                          scripted_clients(), config, checkpoint=path).fit(train, val)
+    assert again.step == state.step and "wall-time limit" in again.stopped
