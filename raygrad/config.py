@@ -185,21 +185,27 @@ def field_path(loc: tuple) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a YAML run config; raise ConfigError naming the file and field."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file's top-level mapping (empty file: {}); ConfigError naming the file otherwise."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: no such {what} file") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML run config; raise ConfigError naming the file and field."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "config")
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from raygrad.config import ConfigError, RunConfig, field_path, resolve_data_path
+from raygrad.config import ConfigError, RunConfig, field_path, read_yaml_mapping, resolve_data_path
 
 SWEEP_FILE, RUN_CONFIG, RESULT, ERROR = "sweep.json", "config.yaml", "result.json", "error.json"
 
@@ -76,16 +76,7 @@ class PlannedRun(BaseModel):
 def load_sweep(path: str | Path) -> tuple[SweepConfig, list[PlannedRun]]:
     """Read a sweep file and expand its runs; every error names the file and the place in it."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such sweep file") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of name, base, runs, grid, ...")
+    raw = read_yaml_mapping(path, "sweep")
     try:
         sweep = SweepConfig.model_validate(raw)
     except ValidationError as err:
