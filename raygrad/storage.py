@@ -1,14 +1,17 @@
 """Durable copies of a run's results on any pyarrow filesystem (s3://, gs://, hdfs://, file://, a path).
 
 A run works in its local directory (the call journal is SQLite and wants a local disk); after every
-checkpoint and at the end its small result files are copied to `storage`. A run started where its
-local directory is gone (a new cluster) first takes its checkpoint back from storage and resumes.
+checkpoint the checkpoint is copied to `storage`, and when the run ends its whole directory: results,
+tables, config and a consistent snapshot of the journal. A run started where its local directory is
+gone (a new cluster) first takes its checkpoint and journal back from storage and resumes.
 """
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 from pathlib import Path
 
-RESULT_FILES = ("checkpoint.json", "prompts.json", "result.json")
+JOURNAL = "journal.sqlite"
 
 
 class StorageError(OSError):
@@ -36,16 +39,36 @@ class Storage:
         except (OSError, ValueError) as err:
             raise StorageError(f"storage {self.uri}: cannot write there: {err}") from None
 
-    def put(self, local: Path) -> None:
-        """Copy one file in; the copy appears whole or not at all (written aside, then moved)."""
-        final, partial = f"{self._base}/{local.name}", f"{self._base}/{local.name}.partial"
+    def put_run(self, run_dir: Path, journal: Path | None = None) -> None:
+        """Copy a run's directory: every result file, and the journal as a consistent snapshot."""
+        for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+            name = path.relative_to(run_dir).as_posix()
+            if name.startswith(JOURNAL) or path.name.startswith("_") or path.suffix in (".tmp", ".partial"):
+                continue
+            self.put(path, name)
+        journal = journal or run_dir / JOURNAL
+        if journal.exists():
+            with tempfile.TemporaryDirectory() as folder:
+                snapshot = Path(folder) / JOURNAL
+                source, target = sqlite3.connect(journal), sqlite3.connect(snapshot)
+                try:
+                    source.backup(target)  # consistent even while other processes write to it
+                finally:
+                    source.close()
+                    target.close()
+                self.put(snapshot)
+
+    def put(self, local: Path, name: str | None = None) -> None:
+        """Copy one file in as `name` (default: its own); it appears whole or not at all (written aside, then moved)."""
+        name = name or local.name
+        final, partial = f"{self._base}/{name}", f"{self._base}/{name}.partial"
         try:
-            self._fs.create_dir(self._base, recursive=True)
+            self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             with self._fs.open_output_stream(partial) as out:
                 out.write(local.read_bytes())
             self._fs.move(partial, final)
         except (OSError, ValueError) as err:
-            raise StorageError(f"storage {self.uri}: cannot write {local.name}: {err}; the local copy {local} "
+            raise StorageError(f"storage {self.uri}: cannot write {name}: {err}; the local copy {local} "
                                "is intact") from None
 
     def get(self, name: str, local: Path) -> bool:

@@ -15,7 +15,7 @@ from raygrad.distributed.runtime import DistributedRun, distributed_run
 from raygrad.llm.client import Usage
 from raygrad.llm.local import LocalModelServer
 from raygrad.results import write_tables
-from raygrad.storage import RESULT_FILES, Storage
+from raygrad.storage import JOURNAL, Storage
 from raygrad.sweeps import RESULT
 from raygrad.trainer import TrainState, save_atomically
 from raygrad.workflows import build_workflow
@@ -73,6 +73,8 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
     resumed_from = str(checkpoint) if checkpoint.exists() else None
     if storage and not resumed_from and storage.get("checkpoint.json", checkpoint):
         resumed_from = f"{config.storage}/checkpoint.json"
+        if not config.journal_path.exists():
+            storage.get(JOURNAL, config.journal_path)  # calls made before are replayed, not paid again
     started = time.monotonic()
     with distributed_run(config, address, eval_name=eval_name or config.workflow.eval or "workflow's",
                          budget=budget, local=local) as run:
@@ -98,7 +100,5 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
     if not state.stopped:  # a run stopped at a budget is not finished: the same command continues it
         save_atomically(run_dir / RESULT, result.model_dump_json(indent=2))
     if storage:
-        for name in RESULT_FILES:
-            if (run_dir / name).exists():
-                storage.put(run_dir / name)
+        storage.put_run(run_dir, config.journal_path)
     return result
