@@ -7,12 +7,13 @@
 # need RAY_AUTH_MODE=token in their environment (this script prints what to export).
 set -euo pipefail
 RAY=${RAY:-ray}
-export RAY_AUTH_MODE=token  # the head generates a token (~/.ray/auth_token); joining nodes must use it
+export RAY_AUTH_MODE=token  # every node and client of the cluster uses the token in ~/.ray/auth_token
 PORT=${RAYGRAD_HEAD_PORT:-6380}
 DASHBOARD_PORT=${RAYGRAD_DASHBOARD_PORT:-8266}
 case "${1:-start}" in
   start)
     workers=${2:-2}
+    "$RAY" get-auth-token --generate >/dev/null  # `ray start` needs a token and does not create one
     "$RAY" start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus=1 \
       --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats
     for _ in $(seq "$workers"); do  # one after the other: parallel `ray start`s race for ports

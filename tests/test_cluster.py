@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -28,9 +29,10 @@ def head_cluster(tmp_path):
     """A head and a worker node started with `ray start --block`, stopped with their processes only."""
     port, dashboard = free_port(), free_port()
     # Jobs run `python` from the nodes' PATH: this environment's, as on a cluster built from one image.
-    # Ray 2.60 `ray start --head` clusters use token auth: joining nodes and job clients need RAY_AUTH_MODE=token.
+    # Ray 2.60 `ray start --head` clusters use token auth: joining nodes and job clients need RAY_AUTH_MODE=token
+    # and the cluster's token, which `ray start` does not create (a fresh machine has no ~/.ray/auth_token).
     node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                "RAY_AUTH_MODE": "token"}
+                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
     logs = open(tmp_path / "ray_start.log", "w")
     nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
