@@ -84,9 +84,10 @@ class ModelConfig(_Strict):
 
 
 class GeneratorConfig(_Strict):
-    """A built-in dataset: seeded object-counting questions, or the 40 shipped multi-hop questions."""
+    """A built-in dataset: seeded object-counting questions, or the questions shipped with raygrad
+    (40 two-hop questions for multihop_qa and react_agent, 60 TREC-style questions for trec)."""
 
-    name: Literal["object_count", "multihop_qa"] = "object_count"
+    name: Literal["object_count", "multihop_qa", "trec"] = "object_count"
     size: int = Field(250, ge=1)
     seed: int = 0
 
@@ -117,10 +118,18 @@ class DataConfig(_Strict):
 
 
 class WorkflowConfig(_Strict):
-    name: Literal["generic", "object_count", "multihop_qa"] = "object_count"
+    name: Literal["generic", "object_count", "trec", "multihop_qa", "react_agent"] = "object_count"
     instruction: str | None = None
     output_format: str | None = None
     eval: Literal["exact", "number", "contains", "f1"] | None = None
+    corpus: str | None = Field(None, description="passages (JSONL of id, title, text) that multihop_qa and react_agent "
+                                                 "search; default: the small corpus shipped with raygrad")
+
+    @model_validator(mode="after")
+    def _corpus_is_searched(self) -> "WorkflowConfig":
+        if self.corpus is not None and self.name not in ("multihop_qa", "react_agent"):
+            raise ValueError(f"corpus: workflow {self.name} searches no corpus (multihop_qa and react_agent do)")
+        return self
 
 
 class TrainerConfig(_Strict):
@@ -215,7 +224,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 
 def resolve_data_path(config: RunConfig, source: Path) -> RunConfig:
-    """Data paths are relative to the config file, so a config travels with its data."""
+    """Data and corpus paths are relative to the config file, so a config travels with its data."""
     if config.data.path is not None and not Path(config.data.path).is_absolute():
         config.data.path = str((source.parent / config.data.path).resolve())
+    if config.workflow.corpus is not None and not Path(config.workflow.corpus).is_absolute():
+        config.workflow.corpus = str((source.parent / config.workflow.corpus).resolve())
     return config

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from raygrad.config import DataConfig
 from raygrad.objectcount import generate_object_counting
-from raygrad.retrieval import multihop_questions
+from raygrad.retrieval import multihop_questions, trec_questions
 
 
 class DatasetError(ValueError):
@@ -141,8 +141,9 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
     else:
         generator = config.generator
         assert generator is not None
-        if generator.name == "multihop_qa":  # the fixed questions shipped with raygrad
-            rows = [{"input": r["input"], "target": r["target"]} for r in multihop_questions()[:generator.size]]
+        if generator.name in ("multihop_qa", "trec"):  # fixed questions shipped with raygrad
+            shipped = multihop_questions() if generator.name == "multihop_qa" else trec_questions()
+            rows = [{"input": r["input"], "target": r["target"]} for r in shipped[:generator.size]]
         else:
             rows = generate_object_counting(generator.size, generator.seed)
         examples = [Example(id=str(i), **row) for i, row in enumerate(rows)]

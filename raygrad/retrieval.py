@@ -6,8 +6,11 @@ import math
 import re
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+from raygrad.config import ConfigError
 
 _STOPWORDS = frozenset(
     "a an and are as at be by for from had has he her his in is it its of on or she that the their there "
@@ -57,15 +60,47 @@ class BM25:
         return [p.render() for p in self.top(query, k)]
 
 
-def _read_jsonl(name: str) -> list[dict]:
-    text = resources.files("raygrad.corpora").joinpath("multihop", name).read_text(encoding="utf-8")
+def _read_jsonl(folder: str, name: str) -> list[dict]:
+    text = resources.files("raygrad.corpora").joinpath(folder, name).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def multihop_corpus() -> list[Passage]:
-    return [Passage(**row) for row in _read_jsonl("corpus.jsonl")]
+    return [Passage(**row) for row in _read_jsonl("multihop", "corpus.jsonl")]
 
 
 def multihop_questions() -> list[dict]:
     """Rows of input, target and the ids of the two supporting passages."""
-    return _read_jsonl("questions.jsonl")
+    return _read_jsonl("multihop", "questions.jsonl")
+
+
+def trec_questions() -> list[dict]:
+    """60 TREC-style questions (input, target: one of the six coarse classes) shipped with raygrad."""
+    return _read_jsonl("trec", "questions.jsonl")
+
+
+class CorpusError(ConfigError):
+    """A corpus file (workflow.corpus) that cannot be searched; the message names the file and line."""
+
+
+def load_corpus(path: str | Path) -> list[Passage]:
+    """Passages from a JSONL file of {id, title, text} (as `raygrad fetch hotpotqa` writes)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such corpus file (workflow.corpus)") from None
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    passages = []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            passages.append(Passage.model_validate_json(line))
+        except ValidationError as err:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in err.errors())
+            raise CorpusError(f"{path}: line {number}: not a passage {{id, title, text}} ({problem})") from None
+    if not passages:
+        raise CorpusError(f"{path}: no passages")
+    return passages

@@ -1,10 +1,12 @@
 """Built-in workflows."""
 from __future__ import annotations
 
+import re
+
 from raygrad.config import WorkflowConfig
 from raygrad.engine import Function, LLMCall, Parameter, Workflow
 from raygrad.evals import EVALS, EvalFn
-from raygrad.retrieval import BM25, multihop_corpus
+from raygrad.retrieval import BM25, load_corpus, multihop_corpus
 
 
 class SingleCall(Workflow):
@@ -65,12 +67,83 @@ class MultiHopQA(Workflow):
         return await self.answer(question=input, passages=passages)
 
 
-WORKFLOWS: dict[str, type[SingleCall] | type[MultiHopQA]] = {
-    "generic": SingleCall, "object_count": ObjectCount, "multihop_qa": MultiHopQA}
+TREC_CLASSES = {"ABBR": "abbreviation", "ENTY": "entity", "DESC": "description", "HUM": "human",
+                "LOC": "location", "NUM": "numeric value"}
+
+
+def parse_label(reply: str) -> str:
+    """The last TREC class named in a reply ('... so the class is LOC.' -> 'LOC'), else the reply itself."""
+    found = re.findall(r"\b(" + "|".join(TREC_CLASSES) + r")\b", reply, re.I)
+    return found[-1].upper() if found else reply.strip()
+
+
+class QuestionClassification(SingleCall):
+    """TREC-style question classification into six coarse classes; a parser node reads the label."""
+
+    default_instruction = ("Classify the question by the kind of answer it asks for: "
+                           + ", ".join(f"{label} ({meaning})" for label, meaning in TREC_CLASSES.items()) + ".")
+    default_output_format = "Reply with the class label."
+    default_eval = "exact"
+
+    def __init__(self, instruction: str | None = None, output_format: str | None = None, demos: str = ""):
+        super().__init__(instruction, output_format, demos)
+        self.parse = Function(parse_label, name="parse_label")
+
+    async def forward(self, input: str) -> str:  # noqa: A002
+        return await self.parse(await self.answer(question=input))
+
+
+def parse_action(reply: str) -> tuple[str, str]:
+    """The last 'search[...]' or 'finish[...]' in a reply, as (tool, argument); ('', reply) if none."""
+    found = re.findall(r"\b(search|finish)\s*\[([^\]]*)\]", reply, re.I)
+    return (found[-1][0].lower(), found[-1][1].strip()) if found else ("", reply.strip())
+
+
+class ReActAgent(Workflow):
+    """A ReAct-style agent: one LLM call per turn picks a tool, until it finishes or runs out of turns.
+
+    A cyclic workflow: the same `step` call runs once per turn, each turn's action goes through a
+    parser and the search tool (functional nodes), and its observation feeds the next turn.
+    """
+
+    default_eval = "f1"
+
+    def __init__(self, instruction: str | None = None, output_format: str | None = None, *,
+                 retriever: BM25 | None = None, max_turns: int = 4, passages_per_search: int = 2):
+        self.instruction = Parameter(instruction or "Answer the question. Search the passages for the facts you "
+                                                    "need, one search per turn.", role="instruction")
+        self.demos = Parameter("", role="demos")
+        self.tool_format = Parameter(output_format or "Reply with one action: search[query] to look something up, "
+                                                      "or finish[answer] when you know the answer.",
+                                     role="output format")
+        self.step = LLMCall(system=[self.instruction, self.demos, self.tool_format])
+        self.parse = Function(parse_action, name="parse_action")
+        self.retriever = retriever or BM25(multihop_corpus())
+        self.search = Function(self.retriever.search, name="search")
+        self.max_turns, self.passages_per_search = max_turns, passages_per_search
+
+    async def forward(self, input: str) -> str:  # noqa: A002
+        transcript: list[str] = []
+        for _ in range(self.max_turns):
+            tool, argument = await self.parse(await self.step(question=input, transcript=transcript))
+            if tool == "finish":
+                return argument
+            if tool == "search":
+                found = await self.search(argument, k=self.passages_per_search)
+                transcript = transcript + [f"search[{argument}]", *found]
+            else:
+                transcript = transcript + ["(no action found in the reply)", argument]
+        return ""  # out of turns: no answer
+
+
+WORKFLOWS: dict[str, type[Workflow]] = {
+    "generic": SingleCall, "object_count": ObjectCount, "trec": QuestionClassification, "multihop_qa": MultiHopQA,
+    "react_agent": ReActAgent}
 
 
 def build_workflow(config: WorkflowConfig) -> tuple[Workflow, EvalFn]:
     """The workflow and eval function a config names."""
     cls = WORKFLOWS[config.name]
-    workflow = cls(instruction=config.instruction, output_format=config.output_format)
-    return workflow, EVALS[config.eval or cls.default_eval]
+    options = {"retriever": BM25(load_corpus(config.corpus))} if config.corpus else {}
+    workflow = cls(instruction=config.instruction, output_format=config.output_format, **options)
+    return workflow, EVALS[config.eval or cls.default_eval]  # type: ignore[attr-defined]

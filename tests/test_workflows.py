@@ -1,31 +1,19 @@
 """Built-in workflows; multi-hop QA trains through its retriever (a functional node) and its loop."""
 from __future__ import annotations
 
-from raygrad import prompts
 from raygrad.data import Example
 from raygrad.engine import run_forward
-from raygrad.evals import f1
-from raygrad.retrieval import multihop_corpus, multihop_questions
-from raygrad.testing import ScriptedLLM
-from raygrad.testing.responders import object_count_trainer
+from raygrad.evals import exact_match, f1
+from raygrad.retrieval import multihop_corpus, multihop_questions, trec_questions
+from raygrad.testing import RESPONDERS, ScriptedLLM
 from raygrad.trainer import Trainer, TrainerConfig
-from raygrad.workflows import MultiHopQA
+from raygrad.workflows import MultiHopQA, QuestionClassification, ReActAgent, parse_action, parse_label
 
 QUESTIONS = {q["input"]: q for q in multihop_questions()}
 PASSAGES = {p.id: p for p in multihop_corpus()}
 
 
-def multihop_reader(messages, body):
-    """Queries name the bridge once it was retrieved; answers are terse only when told 'only'."""
-    system, user = messages[0]["content"], messages[-1]["content"]
-    if system in (prompts.BACKWARD_SYSTEM, prompts.OPTIMIZER_SYSTEM):
-        return object_count_trainer(messages, body)
-    question = QUESTIONS[user.split("question:\n", 1)[1].split("\n\npassages:", 1)[0]]
-    bridge, answer_passage = (PASSAGES[i] for i in question["supporting"])
-    if system.startswith("Write a search query"):
-        return bridge.text if bridge.text in user else question["input"]
-    answer = question["target"] if answer_passage.text in user else "unknown"
-    return answer if "only" in system.lower() else f"From what I read, I believe it is {answer}."
+multihop_reader = RESPONDERS["multihop_trainer"]  # queries name the bridge once retrieved; terse only if told 'only'
 
 
 def examples(rows: slice, needs_second_hop: bool = False) -> list[Example]:
@@ -63,3 +51,52 @@ async def test_training_reaches_the_query_through_the_retriever_and_fixes_the_fo
     assert len(query_prompts) == 2 * 4  # once per hop
     assert all("count each item" in p.split("<DOWNSTREAM_FEEDBACK>")[1] for p in query_prompts)
     assert "only" in workflow.answer_format.value.lower() or "only" in workflow.answer_instruction.value.lower()
+
+
+def trec_examples(rows: slice) -> list[Example]:
+    return [Example(id=str(i), input=r["input"], target=r["target"]) for i, r in list(enumerate(trec_questions()))[rows]]
+
+
+async def test_question_classification_reads_the_label_through_a_parser_node():
+    output, trace = await run_forward(QuestionClassification(), "Why is the sky blue?",
+                                      ScriptedLLM(lambda messages, body: "It asks for an explanation, so: desc."))
+    assert output == "DESC"
+    assert [(n.name, n.kind, n.parents) for n in trace.nodes] == [("answer", "llm", []), ("parse_label", "function", [0])]
+    assert parse_label("NUM or LOC? I say LOC") == "LOC" and parse_label("no idea") == "no idea"
+
+
+async def test_question_classification_trains_through_its_parser_with_backward_for_errors_only():
+    clients = {role: ScriptedLLM("trec_trainer") for role in ("task", "backward", "optimizer")}
+    workflow = QuestionClassification(instruction="Classify the question.", output_format="Reply.")
+    state = await Trainer(workflow, exact_match, clients, TrainerConfig(steps=2, batch_size=4, proposals=3),
+                          eval_name="exact").fit(trec_examples(slice(0, 24)), trec_examples(slice(24, 42)))
+    assert state.best_val > state.initial_val and any(s.accepted for s in state.steps)
+    errors = sum(s.errors for s in state.steps)
+    assert errors > 0 and len(clients["backward"].calls) == 2 * errors  # instruction and output format; none for demos
+
+
+async def test_react_agent_runs_a_tool_loop_and_each_turn_is_a_node_fed_by_the_last_observation():
+    question = QUESTIONS[examples(slice(0, 40), needs_second_hop=True)[0].input]
+    agent = ReActAgent(instruction="Think step by step. Count each fact, ignore the rest; only the total answer:")
+    output, trace = await run_forward(agent, question["input"], ScriptedLLM("react_agent"))
+    assert [(n.name, n.call_index) for n in trace.nodes] == [
+        ("step", 0), ("parse_action", 0), ("search", 0), ("step", 1), ("parse_action", 1), ("search", 1),
+        ("step", 2), ("parse_action", 2)]
+    ids = {(n.name, n.call_index): n.id for n in trace.nodes}
+    assert ids[("search", 0)] in trace.nodes[ids[("step", 1)]].parents
+    assert {ids[("search", 0)], ids[("search", 1)]} <= set(trace.nodes[ids[("step", 2)]].parents)
+    assert PASSAGES[question["supporting"][1]].text in str(trace.nodes[ids[("search", 1)]].output)
+    assert output in (question["target"], "not sure")
+    assert parse_action("Action: search[a] ... finish[b]") == ("finish", "b") and parse_action("hm")[0] == ""
+
+
+async def test_react_agent_trains_every_turn_of_its_loop():
+    clients = {role: ScriptedLLM("react_agent_trainer") for role in ("task", "backward", "optimizer")}
+    agent = ReActAgent(instruction="Answer the question.", output_format="Use search[query] or finish[answer].")
+    chosen = examples(slice(0, 40), needs_second_hop=True)
+    state = await Trainer(agent, f1, clients, TrainerConfig(steps=2, batch_size=4, proposals=3),
+                          eval_name="f1").fit(chosen[:8], chosen[8:20])
+    assert state.best_val > state.initial_val
+    # Each error sample took three turns; the step's instruction gets a gradient at every turn.
+    instruction_prompts = [m for m in clients["backward"].calls if "the variable instruction as JSON" in m[1]["content"]]
+    assert len(instruction_prompts) == 3 * sum(s.errors for s in state.steps) > 0

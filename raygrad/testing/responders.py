@@ -6,7 +6,10 @@ under a quality that grows with how many helpful phrases the system prompt holds
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -58,21 +61,99 @@ def _proposals_for(value: str, k: int) -> list[str]:
     return (proposals + [f"{value} Be careful."])[:k]
 
 
-def object_count_trainer(messages: list[dict], body: dict[str, Any]) -> str:
+def object_count_exact(messages: list[dict], body: dict[str, Any]) -> str:
+    """Always the right count, in the format the prompt asks for: DSPy's field markers when it shows
+    them, else 'Answer: N'. For comparing frameworks: a sample scored wrong was lost, not misanswered."""
+    text = "\n".join(str(m.get("content", "")) for m in messages)
+    truth = solve_object_counting(text[text.find("I have "):])
+    if truth is None:
+        return "I do not know."
+    if "[[ ## answer ## ]]" in text:
+        return f"[[ ## answer ## ]]\n{truth}\n\n[[ ## completed ## ]]"
+    return f"Answer: {truth}"
+
+
+def with_optimizer_roles(task: Responder) -> Responder:
     """Task, backward engine and optimizer in one: answers by the role its system prompt shows."""
-    import json
-    import re
+    def respond(messages: list[dict], body: dict[str, Any]) -> str:
+        from raygrad import prompts
 
-    from raygrad import prompts
+        system, user = _last(messages, "system"), _last(messages, "user")
+        if system == prompts.BACKWARD_SYSTEM:
+            return json.dumps({"feedback": "The count was off; say to count each item of the asked category only."})
+        if system == prompts.OPTIMIZER_SYSTEM:
+            value = re.search(r"<VARIABLE[^>]*>\n(.*?)\n</VARIABLE>", user, re.S)
+            k = int(re.search(r"Propose (\d+) different", user).group(1))  # type: ignore[union-attr]
+            return json.dumps({"proposals": _proposals_for(value.group(1) if value else "", k)})
+        return task(messages, body)
+    return respond
 
+
+@functools.cache
+def _trec_key() -> dict[str, str]:
+    from raygrad.retrieval import trec_questions
+
+    return {row["input"]: row["target"] for row in trec_questions()}
+
+
+def trec(messages: list[dict], body: dict[str, Any]) -> str:
+    """TREC-style classes of the shipped questions, right as often as the system prompt is good."""
+    system, question = _last(messages, "system"), _last(messages, "user")
+    truth = _trec_key().get(question.strip())
+    if truth is None:
+        return "I do not know."
+    labels = sorted(set(_trec_key().values()))
+    wrong = labels[(labels.index(truth) + 1) % len(labels)]
+    return f"Class: {truth if unit_hash(system, question) < prompt_quality(system) else wrong}"
+
+
+@functools.cache
+def _multihop_key() -> tuple[dict[str, dict], dict[str, str]]:
+    from raygrad.retrieval import multihop_corpus, multihop_questions
+
+    return {q["input"]: q for q in multihop_questions()}, {p.id: p.text for p in multihop_corpus()}
+
+
+def _multihop_question(user: str) -> tuple[dict, str, str] | None:
+    """The shipped question a prompt is about, with its bridge and answer passages' texts."""
+    questions, passages = _multihop_key()
+    asked = user.split("question:\n", 1)[-1].split("\n\n", 1)[0].strip()
+    if asked not in questions:
+        return None
+    bridge, answer = (passages[i] for i in questions[asked]["supporting"])
+    return questions[asked], bridge, answer
+
+
+def multihop(messages: list[dict], body: dict[str, Any]) -> str:
+    """MultiHopQA's calls: queries name the bridge once it was retrieved; answers are terse only when told 'only'."""
     system, user = _last(messages, "system"), _last(messages, "user")
-    if system == prompts.BACKWARD_SYSTEM:
-        return json.dumps({"feedback": "The count was off; say to count each item of the asked category only."})
-    if system == prompts.OPTIMIZER_SYSTEM:
-        value = re.search(r"<VARIABLE[^>]*>\n(.*?)\n</VARIABLE>", user, re.S)
-        k = int(re.search(r"Propose (\d+) different", user).group(1))  # type: ignore[union-attr]
-        return json.dumps({"proposals": _proposals_for(value.group(1) if value else "", k)})
-    return object_count(messages, body)
+    found = _multihop_question(user)
+    if found is None:
+        return "unknown"
+    question, bridge, answer_passage = found
+    if system.startswith("Write a search query"):
+        return bridge if bridge in user else question["input"]
+    answer = question["target"] if answer_passage in user else "unknown"
+    return answer if "only" in system.lower() else f"From what I read, I believe it is {answer}."
 
 
-RESPONDERS["object_count_trainer"] = object_count_trainer
+def react_agent(messages: list[dict], body: dict[str, Any]) -> str:
+    """ReActAgent's turns: search the question, then the bridge, then finish (right as often as the prompt is good)."""
+    system, user = _last(messages, "system"), _last(messages, "user")
+    found = _multihop_question(user)
+    if found is None:
+        return "finish[unknown]"
+    question, bridge, answer_passage = found
+    if answer_passage in user:
+        good = unit_hash(system, question["input"]) < prompt_quality(system)
+        return f"Thought: I have it.\nAction: finish[{question['target'] if good else 'not sure'}]"
+    if bridge in user:
+        return f"Thought: now the second fact.\nAction: search[{bridge}]"
+    return f"Thought: first the bridge.\nAction: search[{question['input']}]"
+
+
+object_count_trainer = with_optimizer_roles(object_count)
+RESPONDERS.update({"object_count_exact": object_count_exact, "trec": trec, "multihop": multihop, "react_agent": react_agent,
+                   "object_count_trainer": object_count_trainer, "trec_trainer": with_optimizer_roles(trec),
+                   "multihop_trainer": with_optimizer_roles(multihop),
+                   "react_agent_trainer": with_optimizer_roles(react_agent)})
