@@ -137,6 +137,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from raygrad.public_data import fetch_hotpotqa, fetch_trec
+
+    directory = Path(args.directory)
+    if args.dataset == "trec":
+        sources = {split: Path(path) for split, path in zip(("train", "test"), args.source or [])}
+        written = fetch_trec(directory, sources)
+    else:
+        written = fetch_hotpotqa(directory, Path(args.source[0]) if args.source else None, args.limit)
+    for path in written:
+        print(f"wrote {path} ({sum(1 for _ in path.open(encoding='utf-8'))} rows)")
+    return 0
+
+
 def cmd_serve_local(args: argparse.Namespace) -> int:
     from raygrad.llm.local import LOCAL_MODEL_NAME, LocalModelServer
 
@@ -178,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("directory", help="a sweep directory or a run directory")
     report.add_argument("--output", help="folder for report.html and the PNGs (default: DIR/report)")
     report.set_defaults(run=cmd_report)
+    fetch = commands.add_parser("fetch", help="download a public dataset of the paper's tasks and convert it")
+    fetch.add_argument("dataset", choices=["trec", "hotpotqa"])
+    fetch.add_argument("directory", help="folder for the converted JSONL files")
+    fetch.add_argument("--source", nargs="+", metavar="FILE",
+                       help="convert copies downloaded by hand instead (trec: TRAIN TEST label files; "
+                            "hotpotqa: the JSON file)")
+    fetch.add_argument("--limit", type=int, help="hotpotqa: keep the first N questions (and their paragraphs)")
+    fetch.set_defaults(run=cmd_fetch)
     serve = commands.add_parser("serve-local", help="serve the embedded local model in the foreground")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=cmd_serve_local)
