@@ -95,6 +95,7 @@ class SimulatedServer:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)  # OpenAI's Responses API (AdalFlow's client uses it)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_log", self._log)
         return app
@@ -117,10 +118,24 @@ class SimulatedServer:
                 "x-ratelimit-reset-requests": f"{max(0.0, reset or 0.0):.3f}s"}
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        now = time.monotonic()
         body = await request.json()
+        return await self._answer(body, body.get("messages", []), _chat_completion)
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """The same budget, faults and answers as chat completions, in the Responses API's shape."""
+        body = await request.json()
+        given = body.get("input", "")
+        messages = [{"role": "user", "content": given}] if isinstance(given, str) else [
+            {"role": m.get("role", "user"), "content": _text_of(m.get("content", ""))} for m in given]
+        if body.get("instructions"):
+            messages.insert(0, {"role": "system", "content": body["instructions"]})
+        return await self._answer(body, messages, _response_object)
+
+    async def _answer(self, body: dict, messages: list[dict],
+                      shape: Callable[[str, str, dict], dict]) -> web.StreamResponse:
+        now = time.monotonic()
         model = str(body.get("model", ""))
-        entry = LogEntry(time=now, model=model, status=200, messages=body.get("messages", []),
+        entry = LogEntry(time=now, model=model, status=200, messages=messages,
                          response_format=body.get("response_format"))
         self.log.append(entry)
         s = self.settings
@@ -156,13 +171,8 @@ class SimulatedServer:
                                 content_type="application/json", headers=headers)
         text = self.responder(entry.messages, body)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in entry.messages)
-        return web.json_response({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                      "total_tokens": prompt_tokens + len(text.split())},
-        }, headers=headers)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}
+        return web.json_response(shape(model, text, usage), headers=headers)
 
     # -- running in a background thread ----------------------------------------------------
     def start(self) -> "SimulatedServer":
@@ -196,6 +206,31 @@ class SimulatedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _text_of(content: object) -> str:
+    """A message's text, whether a string or a list of parts ({"type": "input_text", "text": ...})."""
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content)
+
+
+def _chat_completion(model: str, text: str, usage: dict) -> dict:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}}
+
+
+def _response_object(model: str, text: str, usage: dict) -> dict:
+    return {"id": f"resp_{uuid.uuid4().hex[:12]}", "object": "response", "created_at": int(time.time()),
+            "status": "completed", "model": model,
+            "output": [{"type": "message", "id": f"msg_{uuid.uuid4().hex[:12]}", "status": "completed",
+                        "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
+                      "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+                      "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}}
 
 
 def main(argv: list[str] | None = None, on_ready: Callable[[SimulatedServer], None] | None = None) -> None:
