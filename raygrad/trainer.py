@@ -210,6 +210,8 @@ class Trainer:
         aggregated = aggregate(outcome.gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
         peers = self.workflow.peers()
         for name in sorted(set(aggregated) | set(outcome.demos)):
+            if batch_score >= 1.0:  # a perfect minibatch: no candidate can beat it in stage 1, so none is asked for
+                break
             failed = state.failed.setdefault(name, [])
             if name in outcome.demos:
                 candidates = propose_demos(state.demo_pool.get(name, []), parameters[name].value, cfg.proposals,

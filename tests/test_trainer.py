@@ -176,3 +176,22 @@ async def test_a_wall_time_limit_stops_between_calls_and_counts_every_session(tm
     again = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
                           scripted_clients(), config, checkpoint=path).fit(train, val)
     assert again.step == state.step and "wall-time limit" in again.stopped
+
+
+async def test_once_the_minibatch_is_perfect_no_more_candidates_are_asked_for_in_that_step():
+    def responder(messages, body):
+        if messages[0]["content"] == prompts.BACKWARD_SYSTEM:
+            return json.dumps({"feedback": "Say the magic word."})
+        if messages[0]["content"] == prompts.OPTIMIZER_SYSTEM:
+            return json.dumps({"proposals": ["Answer. MAGIC"]})
+        question = messages[1]["content"]
+        truth = next(e.target for e in data(20, 5) if e.input == question)
+        return f"Answer: {truth if 'MAGIC' in messages[0]['content'] else 0}"
+
+    clients = {role: ScriptedLLM(responder) for role in ("task", "backward", "optimizer")}
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    state = await Trainer(workflow, number_match, clients, TrainerConfig(steps=1, batch_size=4, proposals=1)
+                          ).fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert state.steps[0].accepted == ["instruction"] and state.best_val == 1.0
+    # output_format comes next, but the minibatch is all right now: no proposal, no stage-1 calls for it.
+    assert len(clients["optimizer"].calls) == 1 and [c.parameter for c in state.candidates] == ["instruction"]
