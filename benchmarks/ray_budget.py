@@ -25,8 +25,9 @@ from raygrad.distributed.runtime import connect, distributed_run
 RPM, WINDOW, LATENCY = 600, 6.0, 0.5
 
 
-def run(samples: int, workers: int, output: str) -> list[object]:
-    with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder="object_count") as url:
+def run(samples: int, workers: int, output: str, responder: str = "object_count") -> list[object]:
+    """One row of the table: the samples evaluated by `workers` Ray workers under one budget."""
+    with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder=responder) as url:
         model = {"model": "openai/simulated", "api_base": url, "rpm": RPM, "max_in_flight": 256}
         config = RunConfig.model_validate({
             "name": f"budget-{workers}", "output_dir": output, "workflow": {"name": "object_count"},
@@ -39,13 +40,19 @@ def run(samples: int, workers: int, output: str) -> list[object]:
             result = ray_run.evaluate({}, load_split(config.data, "val"))
             wall = time.monotonic() - started
         log = server_log(url)
+    span, burst, refused, most = budget_use(log, samples)
+    return [workers, samples, f"{wall:.1f}", f"{span:.1f}", f"{burst:.1f}", f"{span / burst:.3f}", refused,
+            result.failed, most]
+
+
+def budget_use(log: list[dict], samples: int) -> tuple[float, float, str, str]:
+    """From a server log: first request to last reply, the burst limit for `samples`, refusals, busiest window."""
     refused = sum(1 for e in log if e["status"] == 429)
     accepted = [e["time"] for e in log if e["status"] != 429]
     span = max(accepted) + LATENCY - min(e["time"] for e in log)
     burst = WINDOW * math.ceil(samples / (RPM * WINDOW / 60)) - WINDOW + LATENCY
-    return [workers, samples, f"{wall:.1f}", f"{span:.1f}", f"{burst:.1f}", f"{span / burst:.3f}",
-            f"{refused} ({100 * refused / max(len(log), 1):.1f}%)", result.failed,
-            f"{max_in_window(accepted, WINDOW)} / {int(RPM * WINDOW / 60)}"]
+    return (span, burst, f"{refused} ({100 * refused / max(len(log), 1):.1f}%)",
+            f"{max_in_window(accepted, WINDOW)} / {int(RPM * WINDOW / 60)}")
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class LogEntry(BaseModel):
     fault: str | None = Field(None, description="rate_limited, error, hang or malformed")
     messages: list[dict]
     response_format: dict | None = None
+    usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of an answer (words)")
 
 
 class _Budget:
@@ -171,7 +172,7 @@ class SimulatedServer:
                                 content_type="application/json", headers=headers)
         text = self.responder(entry.messages, body)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in entry.messages)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}
+        entry.usage = usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}
         return web.json_response(shape(model, text, usage), headers=headers)
 
     # -- running in a background thread ----------------------------------------------------
