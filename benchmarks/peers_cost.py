@@ -23,11 +23,12 @@ import re
 import tempfile
 from typing import Any
 
+from adalflow_task import client, exact, import_adalflow, object_count_task, samples
 from common import write_table
 
 from raygrad.objectcount import generate_object_counting
 from raygrad.testing import ServerSettings, SimulatedServer
-from raygrad.testing.responders import _proposals_for, object_count, object_count_trainer
+from raygrad.testing.responders import helpful_proposals, object_count, object_count_trainer
 
 INSTRUCTION = "You will answer a reasoning question."
 OUTPUT_FORMAT = "Respond with the final answer as a number on the last line."
@@ -46,7 +47,7 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
         value = value.group(1).strip() if value else ""
         # AdalFlow lists failed proposals by their reasoning (not their value): each names its addition.
         failed = text.split("<START_OF_CURRENT_ITERATION>", 1)[1] if "<START_OF_CURRENT_ITERATION>" in text else ""
-        fresh = [(p, f"Add: {p[len(value):].strip()}") for p in _proposals_for(value, 7)]
+        fresh = [(p, f"Add: {p[len(value):].strip()}") for p in helpful_proposals(value, 7)]
         proposal, reasoning = next(((p, r) for p, r in fresh if r not in failed), fresh[-1])
         return (f"<response><reasoning>{reasoning}</reasoning><method>editing</method>"
                 f"<proposed_variable>{proposal}</proposed_variable></response>")
@@ -96,67 +97,16 @@ def run_raygrad(url: str, train: list[dict], val: list[dict], steps: int, direct
 
 
 def run_adalflow(url: str, train: list[dict], val: list[dict], steps: int, directory: str) -> float:
-    import litellm
-
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(os.path.join(os.path.dirname(litellm.__file__), "litellm_core_utils",
-                                                        "tokenizers"))  # adalflow would download cl100k_base
-    os.environ["HOME"] = directory  # AdalFlow's cache and checkpoints go under ~/.adalflow: a fresh one
-    import adalflow as adal
-    from adalflow.components.model_client import OpenAIClient
-    from types import SimpleNamespace  # adalflow.datasets imports torch
-
-    def client(role: str) -> dict:
-        return {"model_client": OpenAIClient(base_url=url, api_key="sk-bench"),
-                "model_kwargs": {"model": role, "temperature": 0.0}}
-
+    adal = import_adalflow(home=directory)
     template = ("<START_OF_SYSTEM_PROMPT>\n{{instruction}}\n\n{{output_format}}\n<END_OF_SYSTEM_PROMPT>\n"
                 "<START_OF_USER>\n{{input_str}}\n<END_OF_USER>")
-
-    @adal.func_to_data_component
-    def last_number(text: str) -> str:
-        found = re.findall(r"-?\d+", text)
-        return found[-1] if found else ""
-
-    class Counter(adal.Component):
-        def __init__(self):
-            super().__init__()
-            self.llm = adal.Generator(
-                **client("task"), template=template, output_processors=last_number, use_cache=True,
-                prompt_kwargs={
-                    "instruction": adal.Parameter(data=INSTRUCTION, role_desc="task instruction", requires_opt=True,
-                                                  param_type=adal.ParameterType.PROMPT),
-                    "output_format": adal.Parameter(data=OUTPUT_FORMAT, role_desc="output format", requires_opt=True,
-                                                    param_type=adal.ParameterType.PROMPT)})
-
-        def call(self, question: str, id: str | None = None):
-            return self.llm(prompt_kwargs={"input_str": question}, id=id)
-
-    class Task(adal.AdalComponent):
-        def prepare_task(self, sample):
-            return self.task.call, {"question": sample.question, "id": sample.id}
-
-        def prepare_eval(self, sample, y_pred):
-            return self.eval_fn, {"y": "" if y_pred is None or y_pred.data is None else y_pred.data,
-                                  "y_gt": sample.answer}
-
-        def prepare_loss(self, sample, pred):
-            y_gt = adal.Parameter(name="y_gt", data=sample.answer, eval_input=sample.answer, requires_opt=False)
-            pred.eval_input = pred.full_response.data
-            return self.loss_fn, {"kwargs": {"y": pred, "y_gt": y_gt}, "id": sample.id}
-
-    def exact(y: str, y_gt: str) -> float:
-        return float(str(y).strip() == str(y_gt).strip())
-
-    task = Task(task=Counter(), eval_fn=exact,
-                loss_fn=adal.EvalFnToTextLoss(eval_fn=exact, eval_fn_desc="1 if str(y) == str(y_gt) else 0"),
-                backward_engine_model_config=client("backward"), text_optimizer_model_config=client("optimizer"))
+    task = object_count_task(url, template, {"instruction": INSTRUCTION, "output_format": OUTPUT_FORMAT},
+                             loss_fn=adal.EvalFnToTextLoss(eval_fn=exact, eval_fn_desc="1 if str(y) == str(y_gt) else 0"),
+                             backward_engine_model_config=client(url, "backward"),
+                             text_optimizer_model_config=client(url, "optimizer"))
     trainer = adal.Trainer(adaltask=task, max_steps=steps, train_batch_size=4, max_proposals_per_step=5,
                            num_workers=4, strategy="constrained", ckpt_path=directory, raw_shots=0, bootstrap_shots=0)
-
-    def samples(rows: list[dict], offset: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(id=str(offset + i), question=r["input"], answer=r["target"]) for i, r in enumerate(rows)]
-
-    _, results = trainer.fit(train_dataset=samples(train, 0), val_dataset=samples(val, len(train)))
+    _, results = trainer.fit(train_dataset=samples(train), val_dataset=samples(val, len(train)))
     return max(results.val_scores)
 
 

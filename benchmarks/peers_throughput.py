@@ -21,9 +21,8 @@ import logging
 import os
 import tempfile
 import time
-from pathlib import Path
-from types import SimpleNamespace  # adalflow.datasets imports torch
 
+from adalflow_task import object_count_task, samples
 from common import server_log, simulated_server, write_table
 from ray_budget import LATENCY, RPM, WINDOW, budget_use
 
@@ -65,41 +64,9 @@ def run_dspy(url: str, rows: list[dict]) -> tuple[list[float], int]:
 
 
 def run_adalflow(url: str, rows: list[dict]) -> tuple[list[float], int]:
-    # `import adalflow` loads tiktoken's cl100k_base, which it would download; litellm ships that file.
-    import litellm
-
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(litellm.__file__).parent / "litellm_core_utils" / "tokenizers")
-    import adalflow as adal
-    from adalflow.components.model_client import OpenAIClient
-
-    def parse_answer(text: str) -> str:
-        return text.rsplit("Answer:", 1)[-1].strip()
-
-    class Counter(adal.Component):
-        def __init__(self):
-            super().__init__()
-            self.llm = adal.Generator(
-                model_client=OpenAIClient(base_url=url, api_key="sk-bench"),
-                model_kwargs={"model": "simulated", "temperature": 0.0},
-                template="<SYS>{{system_prompt}}</SYS>\n{{input_str}}", use_cache=False,
-                prompt_kwargs={"system_prompt": adal.Parameter(
-                    data="You will answer a reasoning question. End with 'Answer: N'.", requires_opt=True,
-                    role_desc="task instruction")},
-                output_processors=adal.func_to_data_component(parse_answer))
-
-        def call(self, question: str, id: str | None = None):
-            return self.llm(prompt_kwargs={"input_str": question}, id=id)
-
-    class Task(adal.AdalComponent):
-        def prepare_task(self, sample):
-            return self.task.call, {"question": sample.question, "id": sample.id}
-
-        def prepare_eval(self, sample, y_pred):
-            return self.eval_fn, {"y": str(y_pred.data), "y_gt": sample.answer}
-
-    task = Task(task=Counter(), eval_fn=lambda y, y_gt: float(y == y_gt))
-    dataset = [SimpleNamespace(id=str(i), question=r["input"], answer=r["target"]) for i, r in enumerate(rows)]
-    result = task.validation_step(dataset, 0, num_workers=THREADS)
+    task = object_count_task(url, "<SYS>{{system_prompt}}</SYS>\n{{input_str}}",
+                             {"system_prompt": "You will answer a reasoning question. End with 'Answer: N'."})
+    result = task.validation_step(samples(rows), 0, num_workers=THREADS)
     return [float(score) for score in result.per_item_scores], 0  # a failed call is printed and scored 0
 
 

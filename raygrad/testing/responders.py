@@ -51,7 +51,7 @@ def object_count(messages: list[dict], body: dict[str, Any]) -> str:
 RESPONDERS: dict[str, Responder] = {"echo": echo, "object_count": object_count}
 
 
-def _proposals_for(value: str, k: int) -> list[str]:
+def helpful_proposals(value: str, k: int) -> list[str]:
     """Deterministic 'improvements': each adds one helpful phrase the value lacks (or rewords it)."""
     missing = [p for p in HELPFUL_PHRASES if p not in value.lower()]
     additions = {"step by step": "Think step by step.", "count each": "Count each item separately.",
@@ -84,7 +84,7 @@ def with_optimizer_roles(task: Responder) -> Responder:
         if system == prompts.OPTIMIZER_SYSTEM:
             value = re.search(r"<VARIABLE[^>]*>\n(.*?)\n</VARIABLE>", user, re.S)
             k = int(re.search(r"Propose (\d+) different", user).group(1))  # type: ignore[union-attr]
-            return json.dumps({"proposals": _proposals_for(value.group(1) if value else "", k)})
+            return json.dumps({"proposals": helpful_proposals(value.group(1) if value else "", k)})
         return task(messages, body)
     return respond
 
