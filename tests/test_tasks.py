@@ -63,3 +63,20 @@ def test_each_task_optimizes_on_the_simulated_provider(task, ray_cluster, sim_se
     # validation shards cancelled by early rejection, whose replies nobody waited for.
     paid, chunk = sum(u["calls"] for u in result["usage"].values()), load_config(path).trainer.validation_chunk
     assert paid <= len(server.answered()) <= paid + chunk * result["ray"]["cancelled_shards"]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("task", ["trec", "agent"])
+def test_the_local_configs_run_on_the_embedded_model(task, ray_cluster, tmp_path):
+    """The configs as shipped (all roles on SmolLM2 via llama.cpp), cut to a few samples and one step."""
+    raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
+    raw["data"]["splits"] = {"train": "0:2", "val": "2:4", "test": "4:6"}
+    raw["trainer"].update(steps=1, batch_size=2, proposals=1)
+    raw.update(output_dir=str(tmp_path / "runs"), runtime={"workers": 1})
+    path = tmp_path / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["optimize", str(path)]) == 0
+    result = json.loads((tmp_path / "runs" / raw["name"] / "result.json").read_text())
+    assert result["failed_samples"] == 0 and result["usage"]["task"]["calls"] >= 6  # val, test twice, batch
+    assert 0.0 <= result["test_after"] <= 1.0
