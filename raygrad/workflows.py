@@ -99,6 +99,11 @@ def parse_action(reply: str) -> tuple[str, str]:
     return (found[-1][0].lower(), found[-1][1].strip()) if found else ("", reply.strip())
 
 
+def out_of_turns(last_reply: str) -> str:
+    """No answer. A node of its own, so the loss of a sample that never finished reaches the loop."""
+    return ""
+
+
 class ReActAgent(Workflow):
     """A ReAct-style agent: one LLM call per turn picks a tool, until it finishes or runs out of turns.
 
@@ -120,12 +125,14 @@ class ReActAgent(Workflow):
         self.parse = Function(parse_action, name="parse_action")
         self.retriever = retriever or BM25(multihop_corpus())
         self.search = Function(self.retriever.search, name="search")
+        self.give_up = Function(out_of_turns, name="out_of_turns")
         self.max_turns, self.passages_per_search = max_turns, passages_per_search
 
     async def forward(self, input: str) -> str:  # noqa: A002
         transcript: list[str] = []
         for _ in range(self.max_turns):
-            tool, argument = await self.parse(await self.step(question=input, transcript=transcript))
+            reply = await self.step(question=input, transcript=transcript)
+            tool, argument = await self.parse(reply)
             if tool == "finish":
                 return argument
             if tool == "search":
@@ -133,7 +140,7 @@ class ReActAgent(Workflow):
                 transcript = transcript + [f"search[{argument}]", *found]
             else:
                 transcript = transcript + ["(no action found in the reply)", argument]
-        return ""  # out of turns: no answer
+        return await self.give_up(reply)
 
 
 WORKFLOWS: dict[str, type[Workflow]] = {

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from raygrad.data import Example
 from raygrad.engine import run_forward
+from raygrad.executor import LocalExecutor
 from raygrad.evals import exact_match, f1
 from raygrad.retrieval import multihop_corpus, multihop_questions, trec_questions
 from raygrad.testing import RESPONDERS, ScriptedLLM
@@ -100,3 +101,18 @@ async def test_react_agent_trains_every_turn_of_its_loop():
     # Each error sample took three turns; the step's instruction gets a gradient at every turn.
     instruction_prompts = [m for m in clients["backward"].calls if "the variable instruction as JSON" in m[1]["content"]]
     assert len(instruction_prompts) == 3 * sum(s.errors for s in state.steps) > 0
+
+
+async def test_an_agent_that_never_finishes_answers_nothing_and_its_loss_still_reaches_every_turn():
+    clients = {role: ScriptedLLM(lambda m, b: "search[more]") for role in ("task", "optimizer")}
+    clients["backward"] = ScriptedLLM("react_agent_trainer")
+    agent = ReActAgent(max_turns=2)
+    output, trace = await run_forward(agent, "Where was the founder of Velmora Instruments born?", clients["task"])
+    assert output == "" and [(n.name, n.call_index) for n in trace.nodes][-2:] == [("search", 1), ("out_of_turns", 0)]
+    assert trace.nodes[-1].parents == [ids for ids, n in enumerate(trace.nodes) if (n.name, n.call_index) == ("step", 1)]
+    example = examples(slice(0, 1))[0]
+    outcome = await LocalExecutor(agent, f1, clients).train_batch(agent.state(), [example], [0])
+    assert outcome.results[0].score == 0.0
+    # Both turns' step calls get feedback for both trainable parameters; the first turn also as the
+    # second turn's predecessor (through the search tool).
+    assert len(clients["backward"].calls) == 2 + 2 + 1
