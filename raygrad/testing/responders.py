@@ -48,9 +48,6 @@ def object_count(messages: list[dict], body: dict[str, Any]) -> str:
     return f"Let me count.\nAnswer: {truth if correct else truth + 1}"
 
 
-RESPONDERS: dict[str, Responder] = {"echo": echo, "object_count": object_count}
-
-
 def helpful_proposals(value: str, k: int) -> list[str]:
     """Deterministic 'improvements': each adds one helpful phrase the value lacks (or rewords it)."""
     missing = [p for p in HELPFUL_PHRASES if p not in value.lower()]
@@ -153,7 +150,10 @@ def react_agent(messages: list[dict], body: dict[str, Any]) -> str:
 
 
 object_count_trainer = with_optimizer_roles(object_count)
-RESPONDERS.update({"object_count_exact": object_count_exact, "trec": trec, "multihop": multihop, "react_agent": react_agent,
-                   "object_count_trainer": object_count_trainer, "trec_trainer": with_optimizer_roles(trec),
-                   "multihop_trainer": with_optimizer_roles(multihop),
-                   "react_agent_trainer": with_optimizer_roles(react_agent)})
+
+# By name, for `python -m raygrad.testing.server --responder NAME`; *_trainer ones also play backward and optimizer.
+RESPONDERS: dict[str, Responder] = {
+    "echo": echo, "object_count": object_count, "object_count_exact": object_count_exact, "trec": trec,
+    "multihop": multihop, "react_agent": react_agent, "object_count_trainer": object_count_trainer,
+    "trec_trainer": with_optimizer_roles(trec), "multihop_trainer": with_optimizer_roles(multihop),
+    "react_agent_trainer": with_optimizer_roles(react_agent)}
