@@ -4,7 +4,6 @@ from __future__ import annotations
 import random
 
 from raygrad import prompts
-from raygrad.data import Example
 from raygrad.engine import run_forward
 from raygrad.evals import number_match
 from raygrad.objectcount import solve_object_counting

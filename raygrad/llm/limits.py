@@ -14,7 +14,6 @@ plus the request's extra delay: its latency beyond the fastest latency seen on t
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import re
 import time
