@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -66,3 +67,16 @@ def test_a_bad_corpus_names_the_file_and_line(tmp_path):
         build_workflow(WorkflowConfig(name="multihop_qa", corpus=str(tmp_path / "corpus.jsonl")))
     with pytest.raises(ValueError, match="workflow object_count searches no corpus"):
         WorkflowConfig(name="object_count", corpus="x.jsonl")
+
+
+def test_without_a_network_fetch_says_how_to_convert_a_copy_instead(tmp_path, capsys, monkeypatch):
+    from raygrad import public_data
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(public_data, "HOTPOTQA_URL", f"http://127.0.0.1:{port}/hotpot.json")
+    assert main(["fetch", "hotpotqa", str(tmp_path / "h")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot download http://127.0.0.1:{port}/hotpot.json" in err and "--source FILE" in err
+    assert not (tmp_path / "h").exists()
