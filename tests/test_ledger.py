@@ -28,21 +28,48 @@ def test_leases_from_many_holders_used_late_never_overrun_any_window():
     assert len(sent) > 0.95 * 60 * 60 / ledger.span
 
 
-def simulate(ledger: RateLedger, asks: dict[str, int], seconds: float, seed: int = 0) -> dict[str, list[float]]:
-    """Holders lease `asks[holder]` send times whenever they hold none, and send each when due."""
+def simulate(ledger: RateLedger, asks: dict[str, int], seconds: float, seed: int = 0,
+             delay: float = 0.0, report_used: bool = False) -> dict[str, list[float]]:
+    """Holders lease `asks[holder]` send times whenever they hold none, and send each when due: up to
+    `use_by` late, and the request reaches the provider up to `delay` after that. With `report_used`,
+    each holder tells the ledger when it used its send times before it leases again."""
     rng = random.Random(seed)
     now, sent = 1000.0, {holder: [] for holder in asks}
     held: dict[str, list[float]] = {holder: [] for holder in asks}
+    used: dict[str, list[tuple[float, float]]] = {holder: [] for holder in asks}
     while now < 1000.0 + seconds:
         for holder in rng.sample(list(asks), len(asks)):  # no holder is always first to ask
             times = held[holder]
             times[:] = [t for t in times if t + ledger.use_by >= now]
             if not times:
-                times.extend(ledger.lease(holder, asks[holder], now).times)
+                if report_used and used[holder]:
+                    ledger.used(holder, used[holder])
+                    used[holder] = []
+                times.extend(ledger.lease(holder, asks[holder], now, send_delay=delay or None).times)
             while times and times[0] <= now:
-                sent[holder].append(times.pop(0) + rng.uniform(0, ledger.use_by))
+                at = times.pop(0)
+                handed = at + rng.uniform(0, ledger.use_by)
+                used[holder].append((at, handed))
+                sent[holder].append(handed + rng.uniform(0, delay))
         now += rng.uniform(0.001, 0.05)
     return sent
+
+
+def test_send_times_reported_as_used_on_time_let_the_next_window_start_sooner_and_never_overrun():
+    ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.02, horizon=1.5)
+    first = ledger.lease("w", 10, now=0.0, send_delay=0.1).times
+    ledger.used("w", [(t, t + 0.01) for t in first])  # each used 10 ms after its time
+    ledger.used("w", [(t, t) for t in first])  # told twice: counted once
+    second = ledger.lease("w", 10, now=0.5, send_delay=0.1).times
+    assert round(second[0] - first[0], 6) == round(1.0 + 0.01 + 0.1, 6)  # not 1.0 + use_by + 0.1
+    # Many holders, requests leaving up to 0.1 s after being handed out, usage reported: no window
+    # holds more than the budget, and the tenth window starts sooner than without the reports.
+    asks = {f"run/w{i}": 1 + 5 * i for i in range(8)}
+    runs = [sorted(t for times in simulate(RateLedger(capacity=60, window=6.0, use_by=0.05, slack=0.02, horizon=2.0),
+                                            asks, 60.0, delay=0.1, report_used=report).values() for t in times)
+            for report in (False, True)]
+    assert max_in_any_window(runs[1], 6.0) <= 60 and len(runs[1]) == len(runs[0]) == 600
+    assert runs[1][540] < runs[0][540]
 
 
 def test_runs_sharing_a_budget_get_equal_parts_however_many_workers_each_has():

@@ -42,8 +42,8 @@ class RateBudget:
 
     def report(self, endpoint: str, holder: str, kind: str, *args: Any) -> None:
         ledger = self.ledgers[endpoint]
-        if kind == "unused":
-            ledger.unused(holder, *args)
+        if kind in ("unused", "used"):
+            getattr(ledger, kind)(holder, *args)
         else:
             getattr(ledger, kind)(*args)  # "resize" or "pause_until"
 

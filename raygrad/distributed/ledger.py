@@ -12,7 +12,9 @@ and a loaded node (which reports a longer delay) costs the budget a little time,
 A worker cannot start requests infinitely fast (an LLM client spends milliseconds of CPU on each),
 so one holder's send times are spaced by the dispatch interval it reports: a burst of 60 due at
 one instant would mostly go void. Send times a worker still could not use are handed back
-(`unused`) and leased again, so a slow moment costs a little time, never budget.
+(`unused`) and leased again, so a slow moment costs a little time, never budget. Send times it did
+use are reported with the moment it used them (`used`): the window after each then starts from its
+real lateness instead of the whole `use_by`.
 
 The ledger is not on the path of every call: one lease serves many requests. Leases reach only
 `horizon` seconds ahead, so a worker cannot hoard the budget, and `release(holder)` gives back the
@@ -50,6 +52,7 @@ class _Grant:
     holder: str
     tokens: float
     late: float = 0.0  # how long after `at` it may reach the provider
+    sent: bool = False  # its holder reported when it handed it to a request
 
 
 @dataclass
@@ -108,6 +111,21 @@ class RateLedger:
                 kept.append(grant)
         self._grants = kept
         self._last_at[holder] = max((g.at for g in self._grants if g.holder == holder), default=float("-inf"))
+
+    def used(self, holder: str, sent: list[tuple[float, float]]) -> None:
+        """Send times `holder` used, each with the moment it handed it to a request. Such a grant can
+        reach the provider only its real lateness (not the whole `use_by`) plus its holder's delay
+        after its time, so the send times a window after it may start that much sooner."""
+        times = [g.at for g in self._grants]
+        for at, when in sent:
+            index = bisect.bisect_left(times, at)
+            while index < len(times) and times[index] == at:
+                grant = self._grants[index]
+                if grant.holder == holder and not grant.sent:
+                    grant.late -= self.use_by - min(max(0.0, when - at), self.use_by)
+                    grant.sent = True
+                    break
+                index += 1
 
     def lease(self, holder: str, count: int, now: float, tokens_per_request: float = 0.0,
               send_delay: float | None = None, send_interval: float = 0.0) -> Lease:

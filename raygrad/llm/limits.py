@@ -122,6 +122,7 @@ class LeasedWindow:
         # Time between two hand-outs when the second was already due: this client's cost per send.
         self._intervals: collections.deque[float] = collections.deque(maxlen=32)
         self._last_handout = float("-inf")
+        self._used: list[tuple[float, float]] = []  # (send time, when handed out), told the ledger with the next lease
 
     @property
     def send_interval(self) -> float:
@@ -174,6 +175,9 @@ class LeasedWindow:
                     self._hand_back(void)
                     if not self._times:
                         await asyncio.sleep(0)  # one loop turn: callers starting together ask as one
+                        if self._used:  # before the lease: the ledger places the next times knowing these
+                            self._report("used", self._used)
+                            self._used = []
                         lease = await self._lease(self._waiting, tokens, self.send_delay, self.send_interval)
                         self.leases += 1
                         self._times.extend(lease.times)
@@ -192,6 +196,7 @@ class LeasedWindow:
                         if at <= self._last_handout:
                             self._intervals.append(now - self._last_handout)
                         self._last_handout = now
+                        self._used.append((at, now))
                         return Slot(time.monotonic())
                     self._hand_back([at])
         finally:
