@@ -136,7 +136,12 @@ def test_a_sweep_limit_stops_runs_and_the_same_command_finishes_them_paying_noth
         cut = json.loads((tmp_path / "sweeps" / "cut" / name / "result.json").read_text())
         assert (cut["values"], cut["best_val"], cut["test_after"]) == (whole["values"], whole["best_val"],
                                                                         whole["test_after"])
-    assert len(cut_server.log) == len(whole_server.log)  # nothing paid twice
+    # Nothing paid twice: the interrupted sweep sent no more requests than the uninterrupted one, but
+    # for those of validation shards cancelled by early rejection while in flight (which of their 4
+    # requests went out before the cancel depends on timing, in either sweep).
+    cancelled = sum(json.loads((tmp_path / "sweeps" / sweep / name / "result.json").read_text())["ray"]["cancelled_shards"]
+                    for sweep in ("whole", "cut") for name in ("oc-seed=1", "oc-seed=2"))
+    assert len(cut_server.log) - len(whole_server.log) <= 4 * cancelled
 
 
 def test_progress_is_one_status_line_per_run_in_logs_and_bars_on_a_terminal():

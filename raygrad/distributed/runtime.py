@@ -31,17 +31,25 @@ def connect(address: str | None = None) -> None:
         ray.init(include_dashboard=False, log_to_driver=False)
 
 
+def on_driver_node() -> dict[str, Any]:
+    """Actor options that place a coordinator (budget, aggregator, optimizer) beside the driver, so
+    losing a worker node loses only workers, which are replaced (soft: elsewhere if it cannot fit)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)}
+
+
 class DistributedRun:
     """One optimization's actors: the rate budget, the gradient aggregator, the optimizer (and its workers)."""
 
     def __init__(self, spec: RuntimeSpec, checkpoint: Path, budget: Any = None):
         runtime = spec.config.runtime
         self.own_budget = budget is None  # a sweep's runs share the sweep's budget
-        self.budget = RateBudget.remote(rate_limits(spec)) if budget is None else budget
-        self.aggregator = GradientAggregator.options(num_cpus=0).remote(spec, self.budget)
+        self.budget = RateBudget.options(**on_driver_node()).remote(rate_limits(spec)) if budget is None else budget
+        self.aggregator = GradientAggregator.options(num_cpus=0, **on_driver_node()).remote(spec, self.budget)
         # Spread: workers use every node's CPUs and network, and a lost node takes few of them.
         worker_options = {"num_cpus": runtime.cpus_per_worker, "max_concurrency": 1000, "scheduling_strategy": "SPREAD"}
-        self.optimizer = OptimizerActor.options(max_concurrency=1000).remote(
+        self.optimizer = OptimizerActor.options(max_concurrency=1000, **on_driver_node()).remote(
             spec, self.budget, self.aggregator, str(checkpoint), worker_options)
 
     def fit(self, train: Dataset, val: Dataset) -> Any:

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from raygrad.config import ROLES, ConfigError
 from raygrad.distributed.actors import RateBudget
 from raygrad.distributed.runs import RunResult, optimize_run
-from raygrad.distributed.runtime import DistributedRun, connect
+from raygrad.distributed.runtime import DistributedRun, connect, on_driver_node
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.local import LocalModelServer
 from raygrad.progress import ProgressView
@@ -51,7 +51,7 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
     with ExitStack() as stack:
         local = stack.enter_context(LocalModelServer()) if any(
             r.config.model_for(role).is_local for r in planned for role in ROLES) else None
-        budget = RateBudget.options(num_cpus=0).remote(_shared_limits(planned, local))
+        budget = RateBudget.options(num_cpus=0, **on_driver_node()).remote(_shared_limits(planned, local))
         runner = _SweepRunner(sweep, view, budget, local)
         return runner.run_all(planned)
 
