@@ -42,6 +42,11 @@ class BM25:
         n = len(passages)
         self._idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5)) for term, df in frequency.items()}
 
+    def __deepcopy__(self, memo: dict) -> "BM25":
+        # Read-only once built: the workflow copies made per candidate (executor.with_values) share it
+        # instead of copying a whole index for every shard they score.
+        return self
+
     def scores(self, query: str) -> list[float]:
         terms = tokenize(query)
         scores = []

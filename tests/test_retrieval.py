@@ -28,3 +28,14 @@ def test_each_question_needs_both_hops():
     assert second_from_question < 30  # the question alone often misses the passage with the answer
     for q in questions:  # the answer is in the second passage, not the first
         assert q["target"].lower() in by_id[q["supporting"][1]].text.lower()
+
+
+def test_workflow_copies_share_the_read_only_index():
+    import copy
+
+    from raygrad.workflows import MultiHopQA
+
+    workflow = MultiHopQA()
+    candidate = copy.deepcopy(workflow)  # as executor.with_values makes one per candidate and shard
+    assert candidate.retriever is workflow.retriever and candidate.query_instruction is not workflow.query_instruction
+    assert candidate.retrieve.fn.__self__ is workflow.retriever
