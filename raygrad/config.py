@@ -225,8 +225,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 def resolve_data_path(config: RunConfig, source: Path) -> RunConfig:
     """Data and corpus paths are relative to the config file, so a config travels with its data."""
-    if config.data.path is not None and not Path(config.data.path).is_absolute():
-        config.data.path = str((source.parent / config.data.path).resolve())
-    if config.workflow.corpus is not None and not Path(config.workflow.corpus).is_absolute():
-        config.workflow.corpus = str((source.parent / config.workflow.corpus).resolve())
+    def beside_source(path: str | None) -> str | None:
+        return path if path is None or Path(path).is_absolute() else str((source.parent / path).resolve())
+
+    config.data.path = beside_source(config.data.path)
+    config.workflow.corpus = beside_source(config.workflow.corpus)
     return config

@@ -95,11 +95,13 @@ def _trec_key() -> dict[str, str]:
 
 def trec(messages: list[dict], body: dict[str, Any]) -> str:
     """TREC-style classes of the shipped questions, right as often as the system prompt is good."""
+    from raygrad.workflows import TREC_CLASSES
+
     system, question = _last(messages, "system"), _last(messages, "user")
     truth = _trec_key().get(question.strip())
     if truth is None:
         return "I do not know."
-    labels = sorted(set(_trec_key().values()))
+    labels = sorted(TREC_CLASSES)
     wrong = labels[(labels.index(truth) + 1) % len(labels)]
     return f"Class: {truth if unit_hash(system, question) < prompt_quality(system) else wrong}"
 
