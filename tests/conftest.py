@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,13 @@ from raygrad.testing import ServerSettings, SimulatedServer
 BBH_OBJECT_COUNTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbh" / "object_counting.json"
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Print a failure when it happens: if native code (Ray's, llama.cpp's) later crashes this process,
+    the end-of-run summary, and with it the reason, would be lost."""
+    if report.failed:
+        sys.stderr.write(f"\n{report.nodeid} failed ({report.when}):\n{report.longreprtext}\n")
 
 
 @pytest.fixture
@@ -48,5 +56,7 @@ def ray_cluster():
         cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False)
     yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    try:
+        ray.shutdown()
+    finally:
+        cluster.shutdown()

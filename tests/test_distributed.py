@@ -103,7 +103,13 @@ def test_a_worker_killed_mid_step_loses_nothing_and_pays_no_journaled_call_twice
         killed_at = time.monotonic()
         state = ray.get(fitting)
         stats = run.stats()
+        lost_late = stats["workers"][0]  # lost after its last shard: stats, and so the run, must not fail
+        ray.kill(gone := ray.get(run.optimizer.workers.remote())[lost_late])
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(gone.peak_rss_mb.remote())
+        late = run.stats()
     assert len(stats["replaced"]) == 1 and len(stats["workers"]) == 2
+    assert lost_late in stats["peak_rss_mb"] and lost_late not in late["peak_rss_mb"] and len(late["peak_rss_mb"]) == 2
     assert state.values == expected.values and state.best_val == expected.best_val
     assert [s.batch for s in state.steps] == [s.batch for s in expected.steps]
     # A request sent twice was in flight when its worker died (sent, never answered, so never

@@ -216,30 +216,41 @@ def test_kill_9_of_the_driver_then_the_same_command_ends_like_an_uninterrupted_s
 @pytest.mark.slow
 def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_sweep(ray_cluster, sim_server,
                                                                                     tmp_path):
-    import threading
+    import subprocess
+    import sys
     import time
 
+    import ray
     from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
 
     whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
     assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
-    doomed = ray_cluster.add_node(num_cpus=1)  # a fourth node, to be lost: workers spread one per node
+    ray_cluster.add_node(num_cpus=1)  # one more node, so the cluster keeps its size after the loss
     ray_cluster.wait_for_nodes()
-    outcome: list[int] = []
-    sweep = threading.Thread(target=lambda: outcome.append(
-        main(["sweep", one_run_sweep(tmp_path, cut, "cut", workers=4)])))
-    sweep.start()
+    # The driver runs in a process of its own, so a failing test can always stop it (a thread could not be).
+    log = tmp_path / "cut.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep",
+                                   one_run_sweep(tmp_path, cut, "cut", workers=4), "--address", ray_cluster.address],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def doomed_node():
+            """A worker node (not the head, nor where this process or the run's coordinators live) with a
+            live worker on it, if there is one yet."""
+            actors = [a for a in ray_state.actors().values() if a["State"] == "ALIVE"]
+            kept = {ray.get_runtime_context().get_node_id(), ray_cluster.head_node.node_id}
+            kept |= {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] != "ForwardWorker"}
+            hosts = {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] == "ForwardWorker"} - kept
+            return next((n for n in ray_cluster.worker_nodes if n.node_id in hosts), None)
 
-    def workers_on_doomed_node() -> int:
-        return sum(a["Address"]["NodeID"] == doomed.node_id for a in ray_state.actors().values()
-                   if a["ActorClassName"] == "ForwardWorker" and a["State"] == "ALIVE")
-
-    while len(cut.log) < len(whole.log) // 3 or not workers_on_doomed_node():
-        assert sweep.is_alive()
-        time.sleep(0.05)
-    ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
-    sweep.join(timeout=600)
-    assert outcome == [0]
+        while len(cut.log) < len(whole.log) // 3 or (doomed := doomed_node()) is None:
+            assert driver.poll() is None, log.read_text()
+            time.sleep(0.05)
+        ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
+        assert driver.wait(timeout=600) == 0, log.read_text()
+    finally:
+        driver.kill()
+        driver.wait()
     assert_same_results(tmp_path, "whole", "cut")
     result = json.loads((tmp_path / "sweeps" / "cut" / "oc" / "result.json").read_text())
     assert result["ray"]["replaced"]  # the loss really hit this run

@@ -211,10 +211,12 @@ class OptimizerActor:
 
     async def stats(self) -> dict[str, Any]:
         workers = dict(self.executor.workers)
-        peaks = await asyncio.gather(*(w.peak_rss_mb.remote() for w in workers.values()))
+        # A worker lost after its last shard is only found dead here: it has no peak, and fails nothing.
+        peaks = await asyncio.gather(*(w.peak_rss_mb.remote() for w in workers.values()), return_exceptions=True)
         return {"workers": list(workers), "replaced": self.executor.replaced,
                 "cancelled_shards": self.executor.cancelled_shards,
-                "peak_rss_mb": {"optimizer": peak_rss_mb(), **dict(zip(workers, peaks))}}
+                "peak_rss_mb": {"optimizer": peak_rss_mb(),
+                                **{w: p for w, p in zip(workers, peaks) if not isinstance(p, BaseException)}}}
 
     def workers(self) -> dict[str, Any]:
         return dict(self.executor.workers)
