@@ -65,7 +65,8 @@ def print_result(result, run_dir: Path) -> None:
           f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped else ""))
     if result.skipped_rows:
         print(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / 'skipped_rows.json'}")
-    print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)")
+    print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)"
+          + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
     if result.test_after is None:
         print(f"  test        {result.test_before:.3f} -> (not evaluated: the run stopped at its budget)")
     else:

@@ -172,7 +172,7 @@ class Trainer:
                                         for n, p in self.workflow.parameters().items() if p.trainable})
         self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
                        "initial_val": state.initial_val, "best_val": state.best_val})
-        while state.step < self.config.steps:
+        while state.step < self.config.steps and state.best_val < 1.0:  # nothing beats a perfect score: done
             before = state.model_copy(deep=True), rng.getstate(), self.workflow.state()
             try:
                 await self._step(state, rng, train, val)

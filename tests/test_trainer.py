@@ -178,20 +178,37 @@ async def test_a_wall_time_limit_stops_between_calls_and_counts_every_session(tm
     assert again.step == state.step and "wall-time limit" in again.stopped
 
 
-async def test_once_the_minibatch_is_perfect_no_more_candidates_are_asked_for_in_that_step():
-    def responder(messages, body):
-        if messages[0]["content"] == prompts.BACKWARD_SYSTEM:
-            return json.dumps({"feedback": "Say the magic word."})
-        if messages[0]["content"] == prompts.OPTIMIZER_SYSTEM:
-            return json.dumps({"proposals": ["Answer. MAGIC"]})
-        question = messages[1]["content"]
-        truth = next(e.target for e in data(20, 5) if e.input == question)
-        return f"Answer: {truth if 'MAGIC' in messages[0]['content'] else 0}"
+def magic_word(messages, body) -> str:
+    """Every answer is right once the instruction says MAGIC, and wrong before."""
+    if messages[0]["content"] == prompts.BACKWARD_SYSTEM:
+        return json.dumps({"feedback": "Say the magic word."})
+    if messages[0]["content"] == prompts.OPTIMIZER_SYSTEM:
+        return json.dumps({"proposals": ["Answer. MAGIC"]})
+    question = messages[1]["content"]
+    truth = next(e.target for e in data(20, 5) if e.input == question)
+    return f"Answer: {truth if 'MAGIC' in messages[0]['content'] else 0}"
 
-    clients = {role: ScriptedLLM(responder) for role in ("task", "backward", "optimizer")}
+
+async def test_once_the_minibatch_is_perfect_no_more_candidates_are_asked_for_in_that_step():
+    clients = {role: ScriptedLLM(magic_word) for role in ("task", "backward", "optimizer")}
     workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
     state = await Trainer(workflow, number_match, clients, TrainerConfig(steps=1, batch_size=4, proposals=1)
                           ).fit(data(20, 5)[:4], data(20, 5)[4:])
     assert state.steps[0].accepted == ["instruction"] and state.best_val == 1.0
     # output_format comes next, but the minibatch is all right now: no proposal, no stage-1 calls for it.
     assert len(clients["optimizer"].calls) == 1 and [c.parameter for c in state.candidates] == ["instruction"]
+
+
+async def test_a_perfect_validation_score_ends_the_run_since_no_candidate_can_beat_it(tmp_path):
+    clients = {role: ScriptedLLM(magic_word) for role in ("task", "backward", "optimizer")}
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    path = tmp_path / "checkpoint.json"
+    trainer = Trainer(workflow, number_match, clients, TrainerConfig(steps=5, batch_size=4, proposals=1),
+                      checkpoint=path)
+    state = await trainer.fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert state.best_val == 1.0 and state.step == 1 and not state.stopped
+    # 16 initial validation + 4 minibatch + 4 stage 1 + 16 stage 2, and not one call for steps 2 to 5.
+    assert len(clients["task"].calls) == 40
+    resumed = await Trainer(workflow, number_match, clients, TrainerConfig(steps=5, batch_size=4, proposals=1),
+                            checkpoint=path).fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert resumed.step == 1 and len(clients["task"].calls) == 40
