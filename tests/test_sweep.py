@@ -119,6 +119,19 @@ grid:
     requests = len(server.log)
     assert main(["sweep", path]) == 1
     assert len(server.log) == requests and "skipped" in capsys.readouterr().out
+    assert_no_actor_left()
+
+
+def assert_no_actor_left(timeout_s: float = 10.0) -> None:
+    """A driver may run sweep after sweep: each must end every actor it started (ray.kill is asynchronous)."""
+    import time
+
+    from ray._private import state as ray_state
+
+    deadline = time.monotonic() + timeout_s
+    while alive := [a["ActorClassName"] for a in ray_state.actors().values() if a["State"] != "DEAD"]:
+        assert time.monotonic() < deadline, alive
+        time.sleep(0.1)
 
 
 def test_a_sweep_limit_stops_runs_and_the_same_command_finishes_them_paying_nothing_twice(ray_cluster, sim_server,
@@ -161,9 +174,10 @@ def test_progress_is_one_status_line_per_run_in_logs_and_bars_on_a_terminal():
     assert "[##########..........]   2/4" in drawn and drawn.count("\x1b[3F") == 1  # redrawn in place
 
 
-def one_run_sweep(tmp_path, server, name: str, workers: int = 1) -> str:
+def one_run_sweep(tmp_path, server, name: str, workers: int = 1, cpus_per_worker: float = 0.5) -> str:
+    runtime = f"{{workers: {workers}, cpus_per_worker: {cpus_per_worker}}}"
     return sweep_file(tmp_path, server, name,
-                      runs=f"runs:\n  - {{name: oc, trainer: {{steps: 3, seed: 3}}, runtime: {{workers: {workers}}}}}")
+                      runs=f"runs:\n  - {{name: oc, trainer: {{steps: 3, seed: 3}}, runtime: {runtime}}}")
 
 
 def assert_same_results(tmp_path, first: str, second: str) -> None:
@@ -225,26 +239,32 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
 
     whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
     assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
-    ray_cluster.add_node(num_cpus=1)  # one more node, so the cluster keeps its size after the loss
+    # Five 1-CPU nodes and four workers of one CPU each: every worker has a node of its own, whatever
+    # the scheduler prefers, and a replacement fits once a node is gone.
+    for _ in range(2):
+        ray_cluster.add_node(num_cpus=1)
     ray_cluster.wait_for_nodes()
     # The driver runs in a process of its own, so a failing test can always stop it (a thread could not be).
     log = tmp_path / "cut.log"
     with log.open("w") as out:
-        driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep",
-                                   one_run_sweep(tmp_path, cut, "cut", workers=4), "--address", ray_cluster.address],
+        driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep", "--address", ray_cluster.address,
+                                   one_run_sweep(tmp_path, cut, "cut", workers=4, cpus_per_worker=1)],
                                   stdout=out, stderr=subprocess.STDOUT)
     try:
+        placed: list = []
+
         def doomed_node():
-            """A worker node (not the head, nor where this process or the run's coordinators live) with a
-            live worker on it, if there is one yet."""
+            """A worker node with a live worker on it, if there is one yet: not the head, nor a node where this
+            process or the run's coordinators live (Ray can attach a driver to any node of the machine)."""
             actors = [a for a in ray_state.actors().values() if a["State"] == "ALIVE"]
+            placed[:] = [(a["ActorClassName"], a["Address"]["NodeID"][:6]) for a in actors]
             kept = {ray.get_runtime_context().get_node_id(), ray_cluster.head_node.node_id}
             kept |= {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] != "ForwardWorker"}
             hosts = {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] == "ForwardWorker"} - kept
             return next((n for n in ray_cluster.worker_nodes if n.node_id in hosts), None)
 
         while len(cut.log) < len(whole.log) // 3 or (doomed := doomed_node()) is None:
-            assert driver.poll() is None, log.read_text()
+            assert driver.poll() is None, (placed, log.read_text())
             time.sleep(0.05)
         ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
         assert driver.wait(timeout=600) == 0, log.read_text()

@@ -52,6 +52,7 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
         local = stack.enter_context(LocalModelServer()) if any(
             r.config.model_for(role).is_local for r in planned for role in ROLES) else None
         budget = RateBudget.options(num_cpus=0, **on_driver_node()).remote(_shared_limits(planned, local))
+        stack.callback(ray.kill, budget)  # now, not whenever its last handle is collected
         runner = _SweepRunner(sweep, view, budget, local)
         return runner.run_all(planned)
 
