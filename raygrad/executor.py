@@ -123,6 +123,11 @@ class Executor(Protocol):
     def usage(self) -> dict[str, Usage]: ...
 
 
+def demo_parameters(workflow: Workflow) -> list[str]:
+    """The trainable few-shot demo parameters, whose candidates come from correct samples' traces."""
+    return sorted(n for n, p in workflow.parameters().items() if p.trainable and p.role == "demos")
+
+
 class LocalExecutor:
     """Everything in this process and event loop: the engine with no Ray at all."""
 
@@ -136,9 +141,8 @@ class LocalExecutor:
     async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
                           label: str = "") -> BatchOutcome:
         workflow = with_values(self.workflow, values)
-        demo_parameters = sorted(n for n, p in workflow.parameters().items() if p.trainable and p.role == "demos")
         results, demos, errors = await forward_samples(workflow, take(train, positions), self.clients["task"],
-                                                       self.eval_fn, self.error_threshold, demo_parameters)
+                                                       self.eval_fn, self.error_threshold, demo_parameters(workflow))
         gradients = await backward_errors(workflow, errors, self.clients["backward"], self.eval_name)
         return BatchOutcome(results=results, demos=demos, gradients=gradients)
 

@@ -22,7 +22,8 @@ from raygrad.distributed.ledger import Lease, RateLedger
 from raygrad.distributed.executor import RuntimeSpec
 from raygrad.engine import Trace
 from raygrad.evaluate import SampleResult
-from raygrad.executor import BatchOutcome, ScoreSum, Stage2Result, backward_errors, forward_samples, score_samples, with_values
+from raygrad.executor import (BatchOutcome, ScoreSum, Stage2Result, backward_errors, demo_parameters, forward_samples,
+                              score_samples, with_values)
 from raygrad.llm.client import LLMClient, Usage
 from raygrad.llm.journal import Journal
 from raygrad.llm.limits import EndpointLimiter, LeasedWindow
@@ -170,7 +171,7 @@ class OptimizerActor:
             return ForwardWorker.options(**worker_options).remote(spec, worker_id, budget, aggregator)
 
         self.samples = SampleTables(Path(checkpoint).parent) if spec.config.samples_table else None
-        self.executor = RayExecutor(spec, budget, aggregator, make_worker,
+        self.executor = RayExecutor(spec, budget, aggregator, make_worker, demo_parameters(self.workflow),
                                     sample_sink=self.samples.write if self.samples else None)
         storage = Storage(spec.config.storage) if spec.config.storage else None
         self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them

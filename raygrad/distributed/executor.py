@@ -45,8 +45,9 @@ class RuntimeSpec(BaseModel):
 
 class RayExecutor:
     def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, make_worker: Callable[[str], Any],
-                 sample_sink: Callable[[str, list[SampleResult]], None] | None = None):
+                 demo_parameters: list[str], sample_sink: Callable[[str, list[SampleResult]], None] | None = None):
         self.spec, self.budget, self.aggregator, self.make_worker = spec, budget, aggregator, make_worker
+        self.demo_parameters = demo_parameters
         self.sample_sink = sample_sink  # per-sample results of labelled evaluations, shard by shard
         self._ids = itertools.count()
         self.workers: dict[str, Any] = {}
@@ -137,12 +138,13 @@ class RayExecutor:
     async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
                           label: str = "") -> BatchOutcome:
         step = next(self._step)
-        demo_parameters = self._demo_parameters()
         size = max(1, -(-len(positions) // len(self.workers)))
-        shards = [(values, train, positions[i:i + size], step, demo_parameters) for i in range(0, len(positions), size)]
+        shards = [(values, train, positions[i:i + size], step, self.demo_parameters)
+                  for i in range(0, len(positions), size)]
         outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
         check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
-        demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])] for name in demo_parameters}
+        demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])]
+                                  for name in self.demo_parameters}
         gradients, usage = await self.aggregator.backward.remote(step)
         self._count(usage)
         results = [r for o in outcomes for r in o.results]
@@ -175,12 +177,6 @@ class RayExecutor:
     def _sink(self, label: str, samples: list[SampleResult]) -> None:
         if self._keeps(label) and samples:
             self.sample_sink(label, samples)
-
-    def _demo_parameters(self) -> list[str]:
-        from raygrad.workflows import build_workflow
-
-        workflow, _ = build_workflow(self.spec.config.workflow)
-        return sorted(n for n, p in workflow.parameters().items() if p.trainable and p.role == "demos")
 
 
 async def _await(ref: Any) -> Any:

@@ -107,6 +107,7 @@ def trec(messages: list[dict], body: dict[str, Any]) -> str:
 
 
 @functools.cache
+@functools.cache
 def _multihop_key() -> tuple[dict[str, dict], dict[str, str]]:
     from raygrad.retrieval import multihop_corpus, multihop_questions
 
