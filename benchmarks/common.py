@@ -5,9 +5,9 @@ import json
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -13,9 +13,9 @@ import tempfile
 
 from common import server_log, simulated_server, write_table
 
-from raygrad.config import RunConfig
-from raygrad.data import load_split
 from raygrad.distributed.runtime import connect, distributed_run
+from raygrad.runs.assemble import load_split
+from raygrad.runs.config import RunConfig
 
 
 def run(early: bool, val_size: int, steps: int, output: str) -> tuple[object, int, dict]:

@@ -13,7 +13,7 @@ from common import write_table
 
 from raygrad.llm.client import LLMClient
 from raygrad.llm.local import LOCAL_ENDPOINT_ID, LocalModelServer
-from raygrad.objectcount import generate_object_counting
+from raygrad.tasks.object_count import generate_object_counting
 
 
 async def measure(server: LocalModelServer, requests: int) -> list[object]:

@@ -26,9 +26,10 @@ from typing import Any
 from adalflow_task import client, exact, import_adalflow, object_count_task, samples
 from common import write_table
 
-from raygrad.objectcount import generate_object_counting
-from raygrad.testing import ServerSettings, SimulatedServer
-from raygrad.testing.responders import helpful_proposals, object_count, object_count_trainer
+from raygrad.tasks.object_count import generate_object_counting
+from raygrad.tasks.object_count import respond as object_count
+from raygrad.tasks.simulated import helpful_proposals
+from raygrad.testing import RESPONDERS, ServerSettings, SimulatedServer
 
 INSTRUCTION = "You will answer a reasoning question."
 OUTPUT_FORMAT = "Respond with the final answer as a number on the last line."
@@ -39,7 +40,7 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
     """raygrad's prompts come as system + user messages; AdalFlow's as one rendered text."""
     text = "\n".join(str(m.get("content", "")) for m in messages)
     if "<START_OF_SYSTEM_PROMPT>" not in text:
-        return object_count_trainer(messages, body)
+        return RESPONDERS["object_count_trainer"](messages, body)
     if body.get("model") == "backward":
         return "The count was off; say to count each item of the asked category only."
     if body.get("model") == "optimizer":
@@ -75,12 +76,12 @@ def per_role(server: SimulatedServer) -> dict[str, tuple[int, int, float]]:
 def run_raygrad(url: str, train: list[dict], val: list[dict], steps: int, directory: str) -> tuple[float, int]:
     """raygrad's trainer in this process over HTTP (on Ray the same steps make the same calls).
     Returns the best validation score and the steps run (a perfect score ends the run)."""
-    from raygrad.config import ModelConfig, RunConfig, TrainerConfig
     from raygrad.data import Example
-    from raygrad.evals import number_match
     from raygrad.llm.endpoints import role_clients
-    from raygrad.trainer import Trainer
-    from raygrad.workflows import ObjectCount
+    from raygrad.optim.metrics import number_match
+    from raygrad.optim.trainer import Trainer
+    from raygrad.runs.config import ModelConfig, RunConfig, TrainerConfig
+    from raygrad.tasks import ObjectCount
 
     config = RunConfig(name="cost", output_dir=directory,
                        models={role: ModelConfig(model=f"openai/{role}", api_base=url) for role in ROLES})

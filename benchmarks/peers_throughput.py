@@ -26,7 +26,7 @@ from adalflow_task import object_count_task, samples
 from common import server_log, simulated_server, write_table
 from ray_budget import LATENCY, RPM, WINDOW, budget_use
 
-from raygrad.objectcount import generate_object_counting
+from raygrad.tasks.object_count import generate_object_counting
 
 THREADS = 16
 SERVER = {"rpm": RPM, "window_s": WINDOW, "latency_s": LATENCY, "responder": "object_count_exact"}
@@ -34,9 +34,9 @@ SERVER = {"rpm": RPM, "window_s": WINDOW, "latency_s": LATENCY, "responder": "ob
 
 def run_raygrad(url: str, rows: list[dict], workers: int) -> tuple[list[float], int]:
     """Scores of the completed samples, and how many failed (reported apart, never scored)."""
-    from raygrad.config import RunConfig
     from raygrad.data import Example
     from raygrad.distributed.runtime import distributed_run
+    from raygrad.runs.config import RunConfig
 
     with tempfile.TemporaryDirectory() as output:
         config = RunConfig.model_validate({

@@ -16,13 +16,13 @@ import time
 
 from common import max_in_window, server_log, simulated_server, write_table
 
-from raygrad.config import ModelConfig
 from raygrad.data import Example
-from raygrad.evals import number_match
-from raygrad.evaluate import evaluate
 from raygrad.llm.client import LLMClient
-from raygrad.objectcount import generate_object_counting
-from raygrad.workflows import ObjectCount
+from raygrad.optim.evaluate import evaluate
+from raygrad.optim.metrics import number_match
+from raygrad.runs.config import ModelConfig
+from raygrad.tasks import ObjectCount
+from raygrad.tasks.object_count import generate_object_counting
 
 RPM, WINDOW, LATENCY = 600, 6.0, 0.5
 

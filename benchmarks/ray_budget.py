@@ -18,9 +18,9 @@ import time
 
 from common import max_in_window, server_log, simulated_server, write_table
 
-from raygrad.config import RunConfig
 from raygrad.data import load_split
 from raygrad.distributed.runtime import connect, distributed_run
+from raygrad.runs.config import RunConfig
 
 RPM, WINDOW, LATENCY = 600, 6.0, 0.5
 

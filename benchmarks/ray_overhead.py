@@ -15,11 +15,11 @@ import time
 
 from common import simulated_server, write_table
 
-from raygrad.config import RunConfig
 from raygrad.data import load_split
 from raygrad.distributed.runtime import connect, distributed_run
 from raygrad.llm import import_litellm
-from raygrad.workflows import ObjectCount
+from raygrad.runs.config import RunConfig
+from raygrad.tasks import ObjectCount
 
 IN_FLIGHT = 64
 

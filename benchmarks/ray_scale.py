@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from common import server_requests, simulated_server, write_table
 
-from raygrad.config import RunConfig
-from raygrad.data import load_split
 from raygrad.distributed.actors import peak_rss_mb
 from raygrad.distributed.runtime import connect, distributed_run
-from raygrad.objectcount import generate_object_counting
+from raygrad.runs.assemble import load_split
+from raygrad.runs.config import RunConfig
+from raygrad.tasks.object_count import generate_object_counting
 
 ROW_GROUP, CHUNK = 10_000, 1_000
 

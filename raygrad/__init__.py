@@ -1,17 +1,26 @@
-"""raygrad: optimize the prompts of LLM workflows with textual gradients (LLM-AutoDiff), on Ray."""
-from raygrad.config import ConfigError, DataConfig, ModelConfig, RunConfig, WorkflowConfig, load_config
-from raygrad.data import DatasetError, Example, load_examples, load_split
-from raygrad.engine import Function, LLMCall, Parameter, Trace, Workflow, run_forward
-from raygrad.evals import EVALS
-from raygrad.evaluate import EvalReport, SampleResult, evaluate
+"""raygrad: optimize the prompts of LLM workflows with textual gradients (LLM-AutoDiff), on Ray.
+
+Layers, lowest first (each imports only those before it): errors, llm, data, core, optim, tasks,
+runs, distributed and the CLI; testing sits beside them for tests and benchmarks.
+"""
+from raygrad.core.graph import Function, LLMCall, Parameter, Trace, Workflow, run_forward
+from raygrad.data import Example, load_examples
+from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import Completion, InvalidReply, LLMCallFailed, LLMClient, Usage
 from raygrad.llm.journal import Journal
-from raygrad.objectcount import generate_object_counting
-from raygrad.workflows import MultiHopQA, ObjectCount, QuestionClassification, ReActAgent, SingleCall
+from raygrad.llm.models import ModelConfig
+from raygrad.optim.evaluate import EvalReport, SampleResult, evaluate
+from raygrad.optim.metrics import EVALS
+from raygrad.optim.settings import TrainerConfig
+from raygrad.runs.assemble import load_split
+from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig, load_config
+from raygrad.tasks import MultiHopQA, ObjectCount, QuestionClassification, ReActAgent, SingleCall
+from raygrad.tasks.object_count import generate_object_counting
 
 __all__ = [
     "EVALS", "Completion", "ConfigError", "DataConfig", "DatasetError", "EvalReport", "Example", "Function",
     "InvalidReply", "Journal", "LLMCall", "LLMCallFailed", "LLMClient", "ModelConfig", "MultiHopQA", "ObjectCount",
-    "Parameter", "QuestionClassification", "ReActAgent", "RunConfig", "SampleResult", "SingleCall", "Trace", "Usage",
-    "Workflow", "WorkflowConfig", "evaluate", "generate_object_counting", "load_config", "load_examples", "load_split", "run_forward",
+    "Parameter", "QuestionClassification", "ReActAgent", "RunConfig", "SampleResult", "SingleCall", "Trace",
+    "TrainerConfig", "Usage", "Workflow", "WorkflowConfig", "evaluate", "generate_object_counting", "load_config",
+    "load_examples", "load_split", "run_forward",
 ]

@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from raygrad.config import ConfigError, RunConfig, load_config
-from raygrad.data import DatasetError, load_split
+from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import BudgetExhausted
-from raygrad.report import ReportError
-from raygrad.storage import StorageError
-from raygrad.trainer import CheckpointError
+from raygrad.runs.config import RunConfig, load_config
+from raygrad.runs.report import ReportError
+from raygrad.runs.rundir import CONFIG, PROMPTS, SKIPPED_ROWS, CheckpointError
+from raygrad.runs.storage import StorageError
 
 
 def _config(path: str | None) -> RunConfig:
@@ -20,14 +20,14 @@ def _config(path: str | None) -> RunConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from raygrad.evaluate import evaluate
     from raygrad.llm.endpoints import role_clients
-    from raygrad.workflows import build_workflow
+    from raygrad.optim.evaluate import evaluate
+    from raygrad.runs.assemble import build_workflow, load_split
 
     config = _config(args.config)
     examples = load_split(config.data, args.split)  # bad data fails here, before any call
     workflow, eval_fn = build_workflow(config.workflow)
-    with role_clients(config, roles=("task",)) as clients:
+    with role_clients({"task": config.model_for("task")}, config.journal_path) as clients:
         client = clients["task"]
         report = asyncio.run(evaluate(workflow, examples, client, eval_fn, split=args.split))
     output = Path(args.output) if args.output else config.run_dir / f"eval_{args.split}.parquet"
@@ -47,7 +47,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from raygrad.distributed.runs import optimize_run
+    from raygrad.distributed.optimize import optimize_run
 
     config = _config(args.config)
     result = optimize_run(config, args.address)
@@ -64,7 +64,7 @@ def print_result(result, run_dir: Path) -> None:
     print(f"optimized {result.workflow} for {result.steps} steps ({result.accepted} of {result.candidates} "
           f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped else ""))
     if result.skipped_rows:
-        print(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / 'skipped_rows.json'}")
+        print(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / SKIPPED_ROWS}")
     print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)"
           + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
     if result.test_after is None:
@@ -83,24 +83,24 @@ def print_result(result, run_dir: Path) -> None:
           f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
           f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
           f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
-    print(f"  prompts: {run_dir / 'prompts.json'}   results: {run_dir}/*.parquet, samples/")
+    print(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from raygrad.sweeps import load_sweep
+    from raygrad.runs.sweep_plan import load_sweep
 
     sweep, planned = load_sweep(args.sweep)  # every run validated before anything starts
     return _run_sweep(sweep, planned, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from raygrad.sweeps import RUN_CONFIG, load_sweep_dir
+    from raygrad.runs.sweep_plan import load_sweep_dir
 
     directory = Path(args.directory)
-    if (directory / RUN_CONFIG).exists():  # one run's directory
-        from raygrad.distributed.runs import optimize_run
+    if (directory / CONFIG).exists():  # one run's directory
+        from raygrad.distributed.optimize import optimize_run
 
-        config = load_config(directory / RUN_CONFIG)
+        config = load_config(directory / CONFIG)
         config.output_dir, config.name = str(directory.parent), directory.name
         result = optimize_run(config, args.address)
         print_result(result, directory)
@@ -111,7 +111,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
     from raygrad.distributed.sweep import run_sweep
-    from raygrad.sweeps import write_sweep_file
+    from raygrad.runs.sweep_plan import write_sweep_file
 
     write_sweep_file(sweep, planned)
     print(f"sweep {sweep.name}: {len(planned)} runs in {sweep.directory}, {sweep.concurrency} at once")
@@ -130,7 +130,7 @@ def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from raygrad.report import write_report
+    from raygrad.runs.report import write_report
 
     path = write_report(args.directory, args.output)
     print(f"report: {path}   (plots as PNG beside it)")
@@ -138,7 +138,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from raygrad.public_data import fetch_hotpotqa, fetch_trec
+    from raygrad.tasks.public_data import fetch_hotpotqa, fetch_trec
 
     directory = Path(args.directory)
     if args.dataset == "trec":

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from raygrad.config import ModelConfig
 from raygrad.testing import ServerSettings, SimulatedServer
 
+# BIG-Bench Hard's object counting file, read where the shared data lies beside this checkout.
 BBH_OBJECT_COUNTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbh" / "object_counting.json"
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -37,8 +37,12 @@ def sim_server():
         server.stop()
 
 
-def sim_model(server: SimulatedServer, **overrides) -> ModelConfig:
-    return ModelConfig(model="openai/simulated", api_base=server.url, **overrides)
+@pytest.fixture
+def bbh_object_counting() -> Path:
+    """The path of BBH's object_counting.json; a test that needs it is skipped where it is not beside the checkout."""
+    if not BBH_OBJECT_COUNTING.exists():
+        pytest.skip("shared BBH data not beside this checkout")
+    return BBH_OBJECT_COUNTING
 
 
 @pytest.fixture(scope="module")

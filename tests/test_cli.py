@@ -9,7 +9,7 @@ import sys
 import pyarrow.parquet as pq
 
 from raygrad.cli import main
-from raygrad.prompts import BACKWARD_SYSTEM
+from raygrad.core.prompts import BACKWARD_SYSTEM
 
 
 def test_eval_writes_per_sample_parquet_and_prints_a_summary(sim_server, tmp_path, capsys):

@@ -17,19 +17,27 @@ from typing import Any
 
 import ray
 
+from raygrad.core.graph import Trace
 from raygrad.data import Dataset, shard, take
-from raygrad.distributed.ledger import Lease, RateLedger
-from raygrad.distributed.executor import RuntimeSpec
-from raygrad.engine import Trace
-from raygrad.evaluate import SampleResult
-from raygrad.executor import (BatchOutcome, ScoreSum, Stage2Result, backward_errors, demo_parameters, forward_samples,
-                              score_samples, with_values)
-from raygrad.llm.client import LLMClient, Usage
-from raygrad.llm.journal import Journal
-from raygrad.llm.limits import EndpointLimiter, LeasedWindow
-from raygrad.results import SampleTables
-from raygrad.storage import Storage
-from raygrad.workflows import build_workflow
+from raygrad.distributed.dispatch import RuntimeSpec
+from raygrad.llm.client import Usage
+from raygrad.llm.endpoints import RoleClients
+from raygrad.llm.ledger import Lease, RateLedger
+from raygrad.llm.limits import LeasedWindow
+from raygrad.optim.evaluate import SampleResult
+from raygrad.optim.execution import (
+    BatchOutcome,
+    ScoreSum,
+    Stage2Result,
+    backward_errors,
+    demo_parameters,
+    forward_samples,
+    score_samples,
+)
+from raygrad.runs.assemble import build_workflow
+from raygrad.runs.results import SampleTables
+from raygrad.runs.rundir import CheckpointFile
+from raygrad.runs.storage import Storage
 
 
 @ray.remote(num_cpus=0)
@@ -52,49 +60,20 @@ class RateBudget:
         return sum(ledger.release(holder, time.time()) for ledger in self.ledgers.values())
 
 
-class _RoleClients:
-    """LLM clients of one actor, created inside its event loop, budgeted by the shared RateBudget."""
+def actor_clients(spec: RuntimeSpec, actor: str, budget: Any) -> RoleClients:
+    """An actor's LLM clients, created inside its event loop; limited endpoints pace by the shared RateBudget."""
+    spec.export_api_keys()
+    holder = spec.holder(actor)
 
-    def __init__(self, spec: RuntimeSpec, holder: str, budget: Any):
-        self.spec, self.holder, self.budget = spec, budget_holder(spec, holder), budget
-        spec.export_api_keys()
-        self._clients: dict[str, LLMClient] = {}
-        self._limiters: dict[str, EndpointLimiter] = {}
-        self._journal: Journal | None = None
-        self._reported: dict[str, Usage] = {}
-
-    def get(self, role: str) -> LLMClient:
-        if role not in self._clients:
-            if self._journal is None:
-                self._journal = Journal(self.spec.journal_path)
-            model, endpoint = self.spec.models[role], self.spec.endpoints[role]
-            if endpoint not in self._limiters:
-                shared = None
-                if self.budget is not None and (model.rpm or model.tpm):
-                    shared = LeasedWindow(self._leaser(endpoint), self._reporter(endpoint))
-                self._limiters[endpoint] = EndpointLimiter(model.rpm, model.tpm, model.max_in_flight, shared)
-            self._clients[role] = LLMClient(model, journal=self._journal, endpoint_id=endpoint,
-                                            limiter=self._limiters[endpoint], role=role)
-        return self._clients[role]
-
-    def _leaser(self, endpoint: str):
+    def shared(endpoint: str) -> LeasedWindow:
         async def lease(count: int, tokens: float, send_delay: float | None, send_interval: float) -> Lease:
-            return await self.budget.lease.remote(endpoint, self.holder, count, tokens, send_delay, send_interval)
-        return lease
+            return await budget.lease.remote(endpoint, holder, count, tokens, send_delay, send_interval)
 
-    def _reporter(self, endpoint: str):
         def report(kind: str, *args: Any) -> None:
-            self.budget.report.remote(endpoint, self.holder, kind, *args)  # fire and forget, in order
-        return report
+            budget.report.remote(endpoint, holder, kind, *args)  # fire and forget, in order
+        return LeasedWindow(lease, report)
 
-    def usage_delta(self) -> dict[str, Usage]:
-        """Usage since the last call, per role: the driver sums deltas, so a restarted actor loses none."""
-        delta = {}
-        for role, client in self._clients.items():
-            before = self._reported.get(role, Usage())
-            delta[role] = Usage(**{k: getattr(client.usage, k) - getattr(before, k) for k in Usage.model_fields})
-            self._reported[role] = client.usage.model_copy()
-        return delta
+    return RoleClients(spec.models, spec.endpoints, spec.journal_path, shared if budget is not None else None)
 
 
 @ray.remote
@@ -102,7 +81,7 @@ class ForwardWorker:
     def __init__(self, spec: RuntimeSpec, worker_id: str, budget: Any, aggregator: Any):
         self.spec, self.worker_id, self.aggregator = spec, worker_id, aggregator
         self.workflow, self.eval_fn = build_workflow(spec.config.workflow)
-        self.clients = _RoleClients(spec, worker_id, budget)
+        self.clients = actor_clients(spec, worker_id, budget)
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
@@ -114,18 +93,18 @@ class ForwardWorker:
                           demo_parameters: list[str]) -> tuple[BatchOutcome, dict[str, Usage]]:
         """Forward a shard of the minibatch; error traces go straight to the aggregator, not back."""
         results, demos, errors = await forward_samples(
-            with_values(self.workflow, values), take(train, positions), self.clients.get("task"), self.eval_fn,
+            self.workflow, values, take(train, positions), self.clients.get("task"), self.eval_fn,
             self.spec.config.trainer.error_threshold, demo_parameters)
         if errors:
-            await self.aggregator.add.remote(step, values, errors)
+            await self.aggregator.add.remote(step, errors)
         return BatchOutcome(results=results, demos=demos), self.clients.usage_delta()
 
     async def score_shard(self, values: dict[str, str], data: Dataset, start: int | None = None,
                           stop: int | None = None, positions: list[int] | None = None, keep_samples: bool = False
                           ) -> tuple[ScoreSum, dict[str, Usage]]:
         examples = take(data, positions) if positions is not None else shard(data, start or 0, stop or 0)
-        scored = await score_samples(with_values(self.workflow, values), examples, self.clients.get("task"),
-                                     self.eval_fn, keep_samples)
+        scored = await score_samples(self.workflow, values, examples, self.clients.get("task"), self.eval_fn,
+                                     keep_samples)
         return scored, self.clients.usage_delta()
 
 
@@ -134,24 +113,22 @@ class GradientAggregator:
     def __init__(self, spec: RuntimeSpec, budget: Any):
         self.spec = spec
         self.workflow, _ = build_workflow(spec.config.workflow)
-        self.clients = _RoleClients(spec, "aggregator", budget)
-        self.pending: dict[int, list[tuple[dict[str, str], SampleResult, Trace]]] = {}
+        self.clients = actor_clients(spec, "aggregator", budget)
+        self.pending: dict[int, list[tuple[SampleResult, Trace]]] = {}
 
-    def add(self, step: int, values: dict[str, str], errors: list[tuple[SampleResult, Trace]]) -> None:
-        self.pending.setdefault(step, []).extend((values, r, t) for r, t in errors)
+    def add(self, step: int, errors: list[tuple[SampleResult, Trace]]) -> None:
+        self.pending.setdefault(step, []).extend(errors)
 
     async def backward(self, step: int) -> tuple[list, dict[str, Usage]]:
         """Gradients for the error samples of a step (and only those), in sample order."""
         # One entry per sample (a shard redone after a worker died may have sent it twice), in id order.
-        by_sample = {r.id: (values, r, t) for values, r, t in self.pending.pop(step, [])}
+        by_sample = {r.id: (r, t) for r, t in self.pending.pop(step, [])}
         for stale in [s for s in self.pending if s < step]:  # steps rolled back at a budget
             del self.pending[stale]
         errors = [by_sample[i] for i in sorted(by_sample, key=lambda i: (len(i), i))]
         gradients = []
-        if errors:
-            workflow = with_values(self.workflow, errors[0][0])
-            gradients = await backward_errors(workflow, [(r, t) for _, r, t in errors], self.clients.get("backward"),
-                                              self.spec.eval_name)
+        if errors:  # each trace holds the parameter values its calls used: no copy of the workflow needed
+            gradients = await backward_errors(self.workflow, errors, self.clients.get("backward"), self.spec.eval_name)
         return gradients, self.clients.usage_delta()
 
 
@@ -160,12 +137,12 @@ class OptimizerActor:
     """Holds parameter state and history (the Trainer), proposes, validates through the workers, checkpoints."""
 
     def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, checkpoint: str, worker_options: dict):
-        from raygrad.distributed.executor import RayExecutor
-        from raygrad.trainer import Trainer
+        from raygrad.distributed.dispatch import RayExecutor
+        from raygrad.optim.trainer import Trainer
 
         self.spec = spec
         self.workflow, eval_fn = build_workflow(spec.config.workflow)
-        self.clients = _RoleClients(spec, "optimizer", budget)
+        self.clients = actor_clients(spec, "optimizer", budget)
 
         def make_worker(worker_id: str) -> Any:
             return ForwardWorker.options(**worker_options).remote(spec, worker_id, budget, aggregator)
@@ -176,8 +153,8 @@ class OptimizerActor:
         storage = Storage(spec.config.storage) if spec.config.storage else None
         self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them
         self.trainer = Trainer(self.workflow, eval_fn, {"optimizer": _LazyClient(self.clients, "optimizer")},
-                               spec.config.trainer, checkpoint=checkpoint, eval_name=spec.eval_name,
-                               executor=self.executor, after_checkpoint=storage.put if storage else None,
+                               spec.config.trainer, eval_name=spec.eval_name, executor=self.executor,
+                               checkpoint=CheckpointFile(checkpoint, after_save=storage.put if storage else None),
                                on_event=self.events.append)
 
     async def fit(self, train: Dataset, val: Dataset) -> Any:
@@ -223,11 +200,6 @@ class OptimizerActor:
         return dict(self.executor.workers)
 
 
-def budget_holder(spec: RuntimeSpec, actor: str) -> str:
-    """The name an actor leases under: runs of a sweep share a budget fairly, run by run."""
-    return f"{spec.config.name}/{actor}"
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -237,7 +209,7 @@ def peak_rss_mb() -> float:
 class _LazyClient:
     """The optimizer's client, made on first use inside the actor's event loop."""
 
-    def __init__(self, clients: _RoleClients, role: str):
+    def __init__(self, clients: RoleClients, role: str):
         self._clients, self._role = clients, role
         self.budget_guard = None
 

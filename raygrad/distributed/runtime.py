@@ -10,14 +10,16 @@ from typing import Any
 import ray
 from pydantic import SecretStr
 
-from raygrad.config import ROLES, ModelConfig, RunConfig
 from raygrad.data import Dataset
 from raygrad.distributed.actors import GradientAggregator, OptimizerActor, RateBudget
-from raygrad.distributed.executor import RuntimeSpec
-from raygrad.executor import Stage2Result
+from raygrad.distributed.dispatch import RuntimeSpec
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
+from raygrad.llm.models import ROLES, ModelConfig
+from raygrad.optim.execution import Stage2Result
+from raygrad.runs.config import RunConfig
+from raygrad.runs.rundir import CHECKPOINT
 
 
 def connect(address: str | None = None) -> None:
@@ -105,9 +107,9 @@ def distributed_run(config: RunConfig, address: str | None = None, eval_name: st
     `budget`: a RateBudget actor shared with other runs (a sweep's); by default the run has its own.
     """
     connect(address or config.runtime.address)
-    with resolved_models(config, local=local) as (models, endpoints):
+    with resolved_models(config.role_models(), local=local) as (models, endpoints):
         spec = runtime_spec(config, models, endpoints, eval_name)
-        run = DistributedRun(spec, (config.run_dir / "checkpoint.json").resolve(), budget)
+        run = DistributedRun(spec, (config.run_dir / CHECKPOINT).resolve(), budget)
         try:
             yield run
         finally:

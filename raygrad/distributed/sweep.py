@@ -19,15 +19,19 @@ from typing import Any, TextIO
 import ray
 from pydantic import BaseModel
 
-from raygrad.config import ROLES, ConfigError
 from raygrad.distributed.actors import RateBudget
-from raygrad.distributed.runs import RunResult, optimize_run
+from raygrad.distributed.optimize import optimize_run
 from raygrad.distributed.runtime import DistributedRun, connect, on_driver_node
+from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
+from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
-from raygrad.progress import ProgressView
-from raygrad.sweeps import ERROR, RESULT, PlannedRun, SweepConfig, resume_command, run_status, write_run_config
-from raygrad.trainer import TrainState, save_atomically
+from raygrad.llm.models import ROLES
+from raygrad.optim.trainer import TrainState
+from raygrad.runs.progress import ProgressView
+from raygrad.runs.results import RunResult
+from raygrad.runs.rundir import CHECKPOINT, ERROR, RESULT, resume_command, run_status, save_atomically
+from raygrad.runs.sweep_plan import PlannedRun, SweepConfig, write_run_config
 
 
 class RunOutcome(BaseModel):
@@ -155,16 +159,9 @@ class _SweepRunner:
     def _enforce_limits(self) -> None:
         if self.stop_reason:
             return
-        limits, totals = self.sweep.limits, self.view.totals()
-        reason = None
-        if limits.max_calls and totals.calls >= limits.max_calls:
-            reason = f"sweep call limit reached ({totals.calls} >= {limits.max_calls})"
-        elif limits.max_tokens and totals.tokens >= limits.max_tokens:
-            reason = f"sweep token limit reached ({totals.tokens} >= {limits.max_tokens})"
-        elif limits.max_cost and totals.cost >= limits.max_cost:
-            reason = f"sweep cost limit reached (${totals.cost:.4f} >= ${limits.max_cost})"
-        elif limits.max_wall_s and time.monotonic() - self.started >= limits.max_wall_s:
-            reason = f"sweep wall-time limit reached ({limits.max_wall_s:.0f} s)"
+        totals = self.view.totals()
+        reason = self.sweep.limits.reached(totals.calls, totals.tokens, totals.cost, time.monotonic() - self.started,
+                                           scope="sweep ")
         if reason:
             with self.lock:
                 self.stop_reason = reason
@@ -174,12 +171,10 @@ class _SweepRunner:
 
 def _shared_limits(planned: list[PlannedRun], local: LocalModelServer | None) -> dict[str, tuple]:
     """One (rpm, tpm) per endpoint over every run; two runs that disagree about one are an error."""
-    from raygrad.llm.endpoints import resolved_models
-
     limits: dict[str, tuple] = {}
     where: dict[str, str] = {}
     for run in planned:
-        with resolved_models(run.config, local=local) as (models, endpoints):
+        with resolved_models(run.config.role_models(), local=local) as (models, endpoints):
             for role in ROLES:
                 model, endpoint = models[role], endpoints[role]
                 if not (model.rpm or model.tpm):
@@ -193,7 +188,7 @@ def _shared_limits(planned: list[PlannedRun], local: LocalModelServer | None) ->
 
 def load_usage(run: PlannedRun) -> dict[str, Usage]:
     """What a run spent in earlier sessions (its checkpoint), for sweep totals."""
-    checkpoint = run.directory / "checkpoint.json"
+    checkpoint = run.directory / CHECKPOINT
     if not checkpoint.exists():
         return {}
     return TrainState.model_validate_json(checkpoint.read_text(encoding="utf-8")).usage

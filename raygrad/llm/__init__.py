@@ -1,4 +1,9 @@
-"""The LLM layer: one async client over litellm, limits, journal, and the embedded local model."""
+"""The LLM layer: one async client over litellm (client.py), endpoint configs (models.py), rate limits
+(limits.py) and the cluster-wide budget ledger's algorithm (ledger.py), the call journal (journal.py),
+role clients per endpoint (endpoints.py), and the embedded local model (local.py).
+
+Imports only raygrad.errors; never Ray (the RateBudget actor wraps ledger.py from distributed/).
+"""
 from __future__ import annotations
 
 import os

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from raygrad.config import ConfigError, ModelConfig
+from raygrad.errors import ConfigError
 from raygrad.llm import import_litellm
 from raygrad.llm.journal import Journal, call_key
 from raygrad.llm.limits import EndpointLimiter, parse_duration
+from raygrad.llm.models import ModelConfig
 
 T = TypeVar("T", bound=BaseModel)
 

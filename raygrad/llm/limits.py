@@ -18,8 +18,8 @@ import collections
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 

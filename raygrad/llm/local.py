@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from raygrad.config import ModelConfig
+from raygrad.llm.models import ModelConfig
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 # The identity of the local endpoint in journal keys: stable across runs, unlike its random port.

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from raygrad.llm.client import Completion, LLMCallFailed, Usage, check_budget, parse_structured
-from raygrad.testing.responders import RESPONDERS, Responder
+from raygrad.tasks.simulated import Responder
+from raygrad.testing.responders import RESPONDERS
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -40,5 +41,7 @@ class ScriptedLLM:
         return Completion(text=text, model=self.model)
 
     async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], **kwargs: Any) -> T:
-        completion = await self.complete(messages, response_schema=schema.model_json_schema(), **kwargs)
+        response_format = {"type": "json_schema",  # as LLMClient asks: responders see the same request
+                           "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()}}
+        completion = await self.complete(messages, response_format=response_format, **kwargs)
         return parse_structured(completion.text, schema)

@@ -17,11 +17,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from raygrad.testing.responders import RESPONDERS, Responder
+from raygrad.llm.models import ModelConfig
+from raygrad.tasks.simulated import Responder
+from raygrad.testing.responders import RESPONDERS
 
 
 class ServerSettings(BaseModel):
@@ -80,6 +83,10 @@ class SimulatedServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def model_config(self, **overrides: Any) -> ModelConfig:
+        """A ModelConfig that calls this server through litellm, as any OpenAI-compatible provider."""
+        return ModelConfig(model="openai/simulated", api_base=self.url, **overrides)
 
     def answered(self) -> list[LogEntry]:
         """Requests that got a good answer."""

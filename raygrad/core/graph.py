@@ -1,0 +1,280 @@
+"""The core: trainable text parameters, workflow components, and the trace graph of one sample.
+
+A workflow's `forward` passes plain values around. Each component call (an LLM call, a function)
+records a node in the trace of the sample being run, and its output carries the node's id, so the
+next node knows its predecessors. A node called twice in one sample (a loop) is recorded twice, with
+its call order, so the trace of one sample is a DAG even when the workflow is cyclic. The eval's
+score closes the trace as its loss node.
+
+Parameter values are read from the run, not from the workflow: `run_forward(..., values=...)` runs a
+candidate without copying the workflow, and each LLM node records the values it used.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from raygrad.llm.client import Completion
+
+T = TypeVar("T")
+S = TypeVar("S", bound=BaseModel)
+ParameterRole = Literal["instruction", "output format", "demos"]
+
+
+class Parameter:
+    """A trainable text. The parameters of one LLM call are peers: each is its own node.
+
+    `description` says what the text is for; the backward engine and the optimizer see it.
+    """
+
+    def __init__(self, value: str, role: ParameterRole = "instruction", *, name: str | None = None,
+                 description: str = "", trainable: bool = True):
+        self.value, self.role, self.name, self.trainable = value, role, name, trainable
+        self.description = description
+        self._named_by_user = name is not None
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, role={self.role!r}, value={self.value[:40]!r})"
+
+
+class ChatClient(Protocol):
+    """What the core needs of an LLM: a completion, and a reply validated against a pydantic model."""
+
+    async def complete(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion: ...
+
+    async def complete_structured(self, messages: list[dict[str, str]], schema: type[S], *,
+                                  journal_tag: str | None = None, **kwargs: Any) -> S: ...
+
+
+@dataclass
+class Node:
+    """One call in the trace of one sample."""
+
+    id: int
+    kind: Literal["llm", "function", "loss"]
+    name: str
+    call_index: int  # how many times this component ran before in this sample
+    inputs: dict[str, Any]
+    output: Any
+    parents: list[int]
+    parameters: list[str] = field(default_factory=list)  # names of the Parameters this call used
+    values: dict[str, str] = field(default_factory=dict)  # the values those Parameters had in this call
+    messages: list[dict[str, str]] | None = None
+
+
+class Traced(str):
+    """A str that remembers the trace node that produced it."""
+
+    node_id: int
+
+    def __new__(cls, value: str, node_id: int) -> "Traced":
+        text = super().__new__(cls, value)
+        text.node_id = node_id
+        return text
+
+    def __reduce__(self):  # travels (e.g. to Ray) as a plain str
+        return (str, (str(self),))
+
+
+class Trace:
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.loss: Node | None = None  # recorded by record_loss, once the eval has scored the output
+        self._producers: dict[int, tuple[int, Any]] = {}  # id(value) -> (node id, value kept alive)
+        self._calls: dict[str, int] = {}
+
+    def record(self, kind: Literal["llm", "function"], name: str, inputs: dict[str, Any], output: Any,
+               parameters: dict[str, str] | None = None, messages: list[dict[str, str]] | None = None) -> Any:
+        node = self._add(kind, name, inputs, output)
+        node.values = dict(parameters or {})
+        node.parameters, node.messages = list(node.values), messages
+        return self._tag(output, node.id)
+
+    def record_loss(self, prediction: Any, target: Any, score: float) -> Node:
+        """Close the trace: the loss node, fed by whatever produced the prediction."""
+        self.loss = self._add("loss", "loss", {"prediction": prediction, "target": target}, score)
+        return self.loss
+
+    def _add(self, kind: Literal["llm", "function", "loss"], name: str, inputs: dict[str, Any], output: Any) -> Node:
+        node = Node(id=len(self.nodes), kind=kind, name=name, call_index=self._calls.get(name, 0),
+                    inputs=inputs, output=output, parents=sorted(set(self._parents(inputs))))
+        self._calls[name] = node.call_index + 1
+        self.nodes.append(node)
+        return node
+
+    def _tag(self, value: Any, node_id: int) -> Any:
+        """Mark an output (and the texts inside a list/tuple/dict output) as produced by a node."""
+        if isinstance(value, str):
+            return Traced(value, node_id)
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._tag(item, node_id) for item in value)
+        if isinstance(value, dict):
+            return {key: self._tag(item, node_id) for key, item in value.items()}
+        self._producers[id(value)] = (node_id, value)  # other objects: known by identity
+        return value
+
+    def _parents(self, value: Any) -> Iterator[int]:
+        if isinstance(value, Traced):
+            yield value.node_id
+            return
+        if id(value) in self._producers:
+            yield self._producers[id(value)][0]
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from self._parents(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from self._parents(item)
+
+
+@dataclass
+class RunContext:
+    client: ChatClient
+    trace: Trace
+    values: dict[str, str]  # parameter values of this run, by name; a parameter not here uses its own
+
+
+_run_context: contextvars.ContextVar[RunContext] = contextvars.ContextVar("raygrad_run_context")
+
+
+def current_run() -> RunContext:
+    try:
+        return _run_context.get()
+    except LookupError:
+        raise RuntimeError("workflow components run only inside run_forward(...)") from None
+
+
+class LLMCall:
+    """An LLM call whose system prompt is made of Parameters; keyword inputs form the user message."""
+
+    def __init__(self, system: list[Parameter], *, name: str | None = None):
+        self.system, self.name = list(system), name
+        self._named_by_user = name is not None
+
+    def messages(self, inputs: dict[str, Any], values: dict[str, str]) -> list[dict[str, str]]:
+        system = "\n\n".join(values[p.name or ""] for p in self.system if values[p.name or ""].strip())
+        if len(inputs) == 1:
+            user = _as_text(next(iter(inputs.values())))
+        else:
+            user = "\n\n".join(f"{key}:\n{_as_text(value)}" for key, value in inputs.items())
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    async def __call__(self, **inputs: Any) -> str:
+        run = current_run()
+        values = {p.name or "": run.values.get(p.name or "", p.value) for p in self.system}
+        messages = self.messages(inputs, values)
+        completion = await run.client.complete(messages)
+        return run.trace.record("llm", self.name or "llm", inputs, completion.text, parameters=values,
+                                messages=messages)
+
+
+class Function:
+    """A plain function (retriever, parser, tool) recorded in the trace; gradients pass through it."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None):
+        self.fn, self.name = fn, name or getattr(fn, "__name__", "function")
+        self._named_by_user = True  # named by the function itself
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        run = current_run()
+        result = self.fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        inputs = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+        return run.trace.record("function", self.name, inputs, result)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "\n".join(f"[{i + 1}] {_as_text(v)}" for i, v in enumerate(value)) or "(none)"
+    return str(value)
+
+
+class _Binds(type):
+    """Binds a workflow once it is built: components left unnamed get their attribute path as name."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        workflow = super().__call__(*args, **kwargs)
+        workflow.bind()
+        return workflow
+
+
+class Workflow(metaclass=_Binds):
+    """Subclass it, create Parameters and components in __init__, and write `async def forward`."""
+
+    async def forward(self, input: str) -> str:  # noqa: A002 - the dataset field is called input
+        raise NotImplementedError
+
+    def named_components(self) -> Iterator[tuple[str, Any]]:
+        for name, value in vars(self).items():
+            if isinstance(value, (Parameter, LLMCall, Function)):
+                yield name, value
+            elif isinstance(value, Workflow):
+                for sub_name, sub in value.named_components():
+                    yield f"{name}.{sub_name}", sub
+
+    def bind(self) -> "Workflow":
+        """Name components by attribute path ('retriever.query'), so traces and prompts can refer to them.
+
+        Runs once when the workflow is built (a workflow built inside another is renamed by the outer
+        one); call it again only after adding components to a built workflow.
+        """
+        for path, component in self.named_components():
+            if not component._named_by_user:
+                component.name = path
+        return self
+
+    def parameters(self) -> dict[str, Parameter]:
+        """Parameters by name."""
+        return {p.name or path: p for path, p in self.named_components() if isinstance(p, Parameter)}
+
+    def peers(self) -> dict[str, list[Parameter]]:
+        """For each parameter, the other parameters of the LLM calls it is part of."""
+        found: dict[str, list[Parameter]] = {name: [] for name in self.parameters()}
+        for _, component in self.named_components():
+            if isinstance(component, LLMCall):
+                for p in component.system:
+                    found[p.name or ""] += [q for q in component.system if q is not p and q not in found[p.name or ""]]
+        return found
+
+    def state(self) -> dict[str, str]:
+        return {name: p.value for name, p in self.parameters().items()}
+
+    def load_state(self, state: dict[str, str]) -> None:
+        parameters = self.parameters()
+        unknown = set(state) - set(parameters)
+        if unknown:
+            raise KeyError(f"no parameters named {sorted(unknown)} (have: {sorted(parameters)})")
+        for name, value in state.items():
+            parameters[name].value = value
+
+
+async def gather_all(*awaitables: Awaitable[T]) -> list[T]:
+    """Like asyncio.gather, but when one fails the others still run to their end before it raises.
+
+    A call already sent is then answered and journaled instead of orphaned: stopping at a budget
+    never leaves a paid call unrecorded, so a resume pays for nothing twice.
+    """
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+async def run_forward(workflow: Workflow, input: str, client: ChatClient,  # noqa: A002
+                      values: dict[str, str] | None = None) -> tuple[Any, Trace]:
+    """Run one sample through the workflow, recording its trace; `values` override parameter values."""
+    trace = Trace()
+    token = _run_context.set(RunContext(client, trace, values or {}))
+    try:
+        output = await workflow.forward(input)
+    finally:
+        _run_context.reset(token)
+    return output, trace  # a Traced str: the loss node links to the node that produced it

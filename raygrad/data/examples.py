@@ -1,0 +1,203 @@
+"""Examples and the dataset files they come from: JSON (BIG-Bench Hard style), JSONL, CSV and Parquet."""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
+
+from raygrad.errors import DatasetError
+
+
+class Example(BaseModel):
+    id: str
+    input: str
+    target: str
+
+
+_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _read_rows(path: Path, fmt: str, skipping: list[str] | None = None) -> Iterable[Any]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+        return
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            if fmt == "csv":
+                yield from csv.DictReader(handle)
+            elif fmt == "jsonl":
+                for number, line in enumerate(handle):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError as err:
+                            bad = DatasetError(f"{path}: row {number}: not valid JSON ({err.msg})")
+                            if skipping is None:
+                                raise bad from None
+                            yield bad
+            else:
+                try:
+                    data = json.load(handle)
+                except json.JSONDecodeError as err:
+                    raise DatasetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+                rows = data.get("examples") if isinstance(data, dict) else data
+                if not isinstance(rows, list):
+                    raise DatasetError(f"{path}: expected a list of rows or {{\"examples\": [...]}}")
+                yield from rows
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
+def _text(value: Any, path: Path, row: int, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DatasetError(f"{path}: row {row}: field {field!r} must be text or a number, "
+                           f"not {type(value).__name__}")
+    return str(value)
+
+
+def load_examples(path: str | Path, input_field: str = "input", target_field: str = "target",
+                  fmt: str | None = None, skipped: list[str] | None = None) -> list[Example]:
+    """Read every row of a dataset file; the first bad row raises DatasetError naming file and row.
+
+    With `skipped` (a list), a bad row is left out and its error appended there instead; a file
+    that cannot be read at all (not UTF-8, not JSON) still raises.
+    """
+    path = Path(path)
+    fmt = fmt or _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DatasetError(f"{path}: unknown dataset format; use .json, .jsonl, .csv or .parquet, or set data.format")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such dataset file")
+    examples = []
+    for row_number, row in enumerate(_read_rows(path, fmt, skipped)):
+        try:
+            examples.append(_checked(row, row_number, path, input_field, target_field))
+        except DatasetError as err:
+            if skipped is None:
+                raise
+            skipped.append(str(err))
+    return examples
+
+
+def _checked(row: Any, row_number: int, path: Path, input_field: str, target_field: str) -> Example:
+    if isinstance(row, DatasetError):  # a JSONL line that did not parse, kept to be skipped
+        raise row
+    if not isinstance(row, dict):
+        raise DatasetError(f"{path}: row {row_number}: expected an object with fields, got {type(row).__name__}")
+    for field in (input_field, target_field):
+        if field not in row or row[field] is None:
+            raise DatasetError(f"{path}: row {row_number}: missing field {field!r}")
+    return Example(id=str(row_number), input=_text(row[input_field], path, row_number, input_field),
+                   target=_text(row[target_field], path, row_number, target_field))
+
+
+def parse_range(spec: str, size: int) -> slice:
+    """'0:50', '150:', ':100' -> a slice; raise ValueError on anything else."""
+    parts = spec.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"split {spec!r} is not a range like '0:50'")
+    try:
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else size
+    except ValueError:
+        raise ValueError(f"split {spec!r} is not a range like '0:50'") from None
+    return slice(start, stop)
+
+
+class RowSource(BaseModel):
+    """Rows [start, stop) of a Parquet or JSONL file, read a shard at a time and never all at once.
+
+    Workers read their own shards; the driver only knows the path and the row range.
+    """
+
+    path: str
+    format: Literal["parquet", "jsonl"]
+    input_field: str = "input"
+    target_field: str = "target"
+    start: int = 0
+    stop: int
+
+    @classmethod
+    def open(cls, path: str | Path, input_field: str = "input", target_field: str = "target",
+             rows: str = ":") -> "RowSource":
+        path = Path(path)
+        fmt = _FORMATS.get(path.suffix.lower())
+        if fmt not in ("parquet", "jsonl"):
+            raise DatasetError(f"{path}: only Parquet and JSONL files are read in shards")
+        if not path.is_file():
+            raise DatasetError(f"{path}: no such dataset file")
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path)
+            names = set(meta.schema_arrow.names)
+            for field in (input_field, target_field):
+                if field not in names:
+                    raise DatasetError(f"{path}: no column {field!r} (have: {', '.join(sorted(names))})")
+            total = meta.metadata.num_rows
+        else:
+            with path.open("rb") as handle:
+                total = sum(1 for _ in handle)
+        chosen = parse_range(rows, total)
+        start, stop = chosen.start or 0, min(chosen.stop if chosen.stop is not None else total, total)
+        return cls(path=str(path), format=fmt, input_field=input_field, target_field=target_field,
+                   start=start, stop=stop)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def rows(self, start: int, stop: int) -> list[Example]:
+        """Examples at positions [start, stop) of this source (ids are the file's row numbers)."""
+        first, last = self.start + start, min(self.start + stop, self.stop)
+        if self.format == "parquet":
+            return self._parquet_rows(first, last)
+        import itertools
+
+        with open(self.path, encoding="utf-8") as handle:
+            lines = itertools.islice(handle, first, last)
+            return [self._example(json.loads(line), first + i) for i, line in enumerate(lines)]
+
+    def take(self, positions: list[int]) -> list[Example]:
+        return [self.rows(p, p + 1)[0] for p in positions]
+
+    def _parquet_rows(self, first: int, last: int) -> list[Example]:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(self.path)
+        examples, offset = [], 0
+        for group in range(parquet.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            if offset + size > first and offset < last:  # read only the row groups holding the shard
+                table = parquet.read_row_group(group, columns=[self.input_field, self.target_field])
+                lo, hi = max(first - offset, 0), min(last - offset, size)
+                for i, row in enumerate(table.slice(lo, hi - lo).to_pylist()):
+                    examples.append(self._example(row, offset + lo + i))
+            offset += size
+            if offset >= last:
+                break
+        return examples
+
+    def _example(self, row: dict, number: int) -> Example:
+        path = Path(self.path)
+        for field in (self.input_field, self.target_field):
+            if row.get(field) is None:
+                raise DatasetError(f"{path}: row {number}: missing field {field!r}")
+        return Example(id=str(number), input=_text(row[self.input_field], path, number, self.input_field),
+                       target=_text(row[self.target_field], path, number, self.target_field))
+
+
+Dataset = Union[list[Example], RowSource]
+
+
+def take(dataset: Dataset, positions: list[int]) -> list[Example]:
+    return dataset.take(positions) if isinstance(dataset, RowSource) else [dataset[p] for p in positions]
+
+
+def shard(dataset: Dataset, start: int, stop: int) -> list[Example]:
+    return dataset.rows(start, stop) if isinstance(dataset, RowSource) else dataset[start:stop]

@@ -1,0 +1,188 @@
+"""RayExecutor: the trainer's samples dispatched in shards to ForwardWorker actors (same interface as LocalExecutor).
+
+Shards, not samples or calls, cross actor boundaries. A worker that dies mid-shard is replaced and
+its shard redone on another (calls it had journaled are replayed, not paid again); its unused rate
+lease goes back to the budget. Stage 2 stops dispatching, and cancels shards in flight, as soon as
+the candidate can no longer beat the incumbent.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ray
+from pydantic import BaseModel, Field, SecretStr
+from ray.exceptions import RayActorError, TaskCancelledError
+
+from raygrad.data import Dataset
+from raygrad.llm.client import Usage, check_budget
+from raygrad.llm.models import ROLES, ModelConfig
+from raygrad.optim.evaluate import SampleResult
+from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, cannot_win
+from raygrad.runs.config import RunConfig
+
+
+class RuntimeSpec(BaseModel):
+    """What every actor of a run needs: the config, resolved endpoints, the journal's path."""
+
+    config: RunConfig
+    models: dict[str, ModelConfig]  # per role, the local model resolved to its server
+    endpoints: dict[str, str]  # per role, the endpoint id (budget and journal key)
+    journal_path: str
+    eval_name: str
+    # The driver's API keys (by variable name) for actors on nodes whose environment lacks them; a
+    # SecretStr prints as '**********', and this spec is never written to disk.
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def holder(self, actor: str) -> str:
+        """The name an actor leases budget under: runs of a sweep share a budget fairly, run by run."""
+        return f"{self.config.name}/{actor}"
+
+    def export_api_keys(self) -> None:
+        """In an actor: make the keys visible to this process's LLM clients (the node's own win)."""
+        for name, value in self.api_keys.items():
+            os.environ.setdefault(name, value.get_secret_value())
+
+
+class RayExecutor:
+    def __init__(self, spec: RuntimeSpec, budget: Any, aggregator: Any, make_worker: Callable[[str], Any],
+                 demo_parameters: list[str], sample_sink: Callable[[str, list[SampleResult]], None] | None = None):
+        self.spec, self.budget, self.aggregator, self.make_worker = spec, budget, aggregator, make_worker
+        self.demo_parameters = demo_parameters
+        self.sample_sink = sample_sink  # per-sample results of labelled evaluations, shard by shard
+        self._ids = itertools.count()
+        self.workers: dict[str, Any] = {}
+        for _ in range(spec.config.runtime.workers):
+            wid = self._next_id()
+            self.workers[wid] = make_worker(wid)
+        self.replaced: list[str] = []  # workers that died and were replaced
+        self.cancelled_shards = 0
+        self._usage = {role: Usage() for role in ROLES}
+        self._step = itertools.count()
+        self.budget_guard: Callable[[], str | None] | None = None
+
+    def _next_id(self) -> str:
+        return f"worker-{next(self._ids)}"
+
+    def usage(self) -> dict[str, Usage]:
+        return {role: u for role, u in self._usage.items() if role != "optimizer"}
+
+    def _count(self, delta: dict[str, Usage]) -> None:
+        for role, usage in delta.items():
+            self._usage[role] = self._usage[role].add(usage)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[Any], bool] | None = None,
+                   keep: bool = True) -> list[Any]:
+        """Run shards on the workers, a few per worker at a time; results in shard order.
+
+        `shards` is consumed lazily, so a million-row validation never lists its shards at once;
+        with `keep=False` results are only passed to `stop`, not collected. `stop(result)`, called in
+        completion order, True: dispatch nothing more, cancel what is in flight. A budget running out
+        stops dispatch too; shards in flight finish (their calls are journaled), then BudgetExhausted
+        is raised.
+        """
+        fresh, redo, running, results = enumerate(shards), deque(), {}, {}
+        per_worker = self.spec.config.runtime.shards_per_worker
+        stopped, exhausted, drained = False, None, False
+        while (not (drained and not redo) and not stopped and exhausted is None) or running:
+            load = {wid: 0 for wid in self.workers}
+            for _, wid, _ in running.values():
+                load[wid] += 1
+            while not stopped and exhausted is None:
+                wid = min(self.workers, key=lambda w: load[w])
+                if load[wid] >= per_worker:
+                    break
+                exhausted = self.budget_guard() if self.budget_guard else None
+                if exhausted:
+                    break
+                job = redo.popleft() if redo else next(fresh, None)
+                if job is None:
+                    drained = True
+                    break
+                ref = getattr(self.workers[wid], method).remote(*job[1])
+                running[asyncio.ensure_future(_await(ref))] = (job, wid, ref)
+                load[wid] += 1
+            if not running:
+                break
+            done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                job, wid, _ = running.pop(future)
+                try:
+                    result, usage = future.result()
+                except TaskCancelledError:
+                    continue
+                except RayActorError:
+                    self._replace(wid)
+                    redo.append(job)  # redone on a live worker; journaled calls are free
+                    continue
+                self._count(usage)
+                if keep:
+                    results[job[0]] = result
+                if stop is not None and not stopped and stop(result):
+                    stopped = True
+                    for _, _, ref in running.values():
+                        ray.cancel(ref)
+                        self.cancelled_shards += 1
+        check_budget(lambda: exhausted)
+        return [results[i] for i in sorted(results)]
+
+    def _replace(self, wid: str) -> None:
+        if wid in self.workers:
+            self.budget.release.remote(self.spec.holder(wid))  # its unused future send times go back to the budget
+            del self.workers[wid]
+            self.replaced.append(wid)
+            new = self._next_id()
+            self.workers[new] = self.make_worker(new)
+
+    # -- the Executor interface --------------------------------------------------------------------
+    async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
+                          label: str = "") -> BatchOutcome:
+        step = next(self._step)
+        size = max(1, -(-len(positions) // len(self.workers)))
+        shards = [(values, train, positions[i:i + size], step, self.demo_parameters)
+                  for i in range(0, len(positions), size)]
+        outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
+        check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
+        demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])]
+                                  for name in self.demo_parameters}
+        gradients, usage = await self.aggregator.backward.remote(step)
+        self._count(usage)
+        results = [r for o in outcomes for r in o.results]
+        self._sink(label, results)
+        return BatchOutcome(results=results, demos=demos, gradients=gradients)
+
+    async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
+        keep = self._keeps(label)
+        [scored] = await self._map("score_shard", [(values, train, None, None, positions, keep)])
+        self._sink(label, scored.samples)
+        return scored.mean
+
+    async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
+                       chunk: int = 16, label: str = "") -> Stage2Result:
+        size, scored, keep = len(val), ScoreSum(), self._keeps(label)
+
+        def hopeless(result: ScoreSum) -> bool:
+            nonlocal scored
+            self._sink(label, result.samples)
+            scored = scored.add(result.model_copy(update={"samples": []}))  # the sink has them, not memory
+            return cannot_win(scored, size - scored.count, must_beat)
+
+        await self._map("score_shard", ((values, val, start, min(start + chunk, size), None, keep)
+                                        for start in range(0, size, chunk)), stop=hopeless, keep=False)
+        return scored.result(size)
+
+    def _keeps(self, label: str) -> bool:
+        return bool(label) and self.sample_sink is not None
+
+    def _sink(self, label: str, samples: list[SampleResult]) -> None:
+        if self._keeps(label) and samples:
+            self.sample_sink(label, samples)
+
+
+async def _await(ref: Any) -> Any:
+    return await ref

@@ -1,0 +1,10 @@
+"""Errors a user can fix, each naming the file, field or row at fault. The bottom layer: imports nothing."""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message names the place."""
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the file and row."""

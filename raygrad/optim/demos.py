@@ -1,0 +1,81 @@
+"""Bootstrapped few-shot demos: the (input, output) of an LLM call in samples the workflow got right.
+
+A "demos" parameter is trained without gradients: every correct sample of a minibatch adds the calls
+that used the parameter to a bounded pool, and candidates are fresh draws of demos from that pool.
+Candidates then go through the same two-stage validation as any other proposal.
+"""
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel
+
+from raygrad.core import prompts
+from raygrad.core.graph import Parameter, Trace
+from raygrad.optim.optimizer import ProposalContext
+
+
+class Demo(BaseModel):
+    sample_id: str
+    input: str
+    output: str
+
+
+def collect_demos(trace: Trace, sample_id: str, parameter: str) -> list[Demo]:
+    """The calls of one (correct) sample that used the demos parameter, in call order."""
+    return [Demo(sample_id=sample_id, input=node.messages[1]["content"], output=str(node.output))
+            for node in trace.nodes if node.kind == "llm" and parameter in node.parameters and node.messages]
+
+
+def add_to_pool(pool: list[Demo], demos: list[Demo], max_size: int) -> None:
+    """First come, first kept, one entry per (sample, input): the pool never grows past max_size."""
+    seen = {(d.sample_id, d.input) for d in pool}
+    for demo in demos:
+        if len(pool) >= max_size:
+            return
+        if (demo.sample_id, demo.input) not in seen:
+            pool.append(demo)
+            seen.add((demo.sample_id, demo.input))
+
+
+def render_demos(demos: list[Demo]) -> str:
+    if not demos:
+        return ""
+    return "\n".join([prompts.DEMOS_HEADER] + [prompts.DEMO.format(input=d.input, output=d.output) for d in demos])
+
+
+def propose_demos(pool: list[Demo], current: str, k: int, per_candidate: int, rng: random.Random,
+                  exclude_samples: set[str]) -> list[str]:
+    """Up to k distinct renderings of `per_candidate` demos, each from a different sample.
+
+    Demos of the minibatch being validated are left out, or stage 1 would score answers the
+    candidate already shows.
+    """
+    by_sample: dict[str, Demo] = {}
+    for demo in pool:
+        if demo.sample_id not in exclude_samples:
+            by_sample.setdefault(demo.sample_id, demo)
+    choices = sorted(by_sample)
+    size = min(per_candidate, len(choices))
+    candidates: list[str] = []
+    for _ in range(4 * k):  # a few draws more than needed: small pools repeat themselves
+        if len(candidates) == k or size == 0:
+            break
+        value = render_demos([by_sample[s] for s in sorted(rng.sample(choices, size))])
+        if value != current and value not in candidates:
+            candidates.append(value)
+    return candidates
+
+
+class BootstrapDemos:
+    """Few-shot demos parameters: candidates drawn from the pool of correct calls, no LLM call."""
+
+    def __init__(self, per_candidate: int):
+        self.per_candidate = per_candidate
+
+    def handles(self, parameter: Parameter) -> bool:
+        return parameter.role == "demos"
+
+    async def propose(self, context: ProposalContext) -> tuple[list[str], list[str]]:
+        return propose_demos(context.demo_pool, context.parameter.value, context.k, self.per_candidate, context.rng,
+                             context.batch), []

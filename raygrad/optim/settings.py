@@ -1,0 +1,45 @@
+"""The trainer's settings, and spending limits with the one check that the trainer and a sweep share."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from raygrad.llm.models import Strict
+
+
+class SpendLimits(Strict):
+    """Limits on calls, tokens, dollars and wall time; unset means no limit."""
+
+    max_calls: int | None = Field(None, ge=1, description="stop once this many LLM calls were paid for")
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
+    max_wall_s: float | None = Field(None, gt=0, description="stop once this much wall time was spent")
+
+    def reached(self, calls: int, tokens: int, cost: float, elapsed_s: float, scope: str = "") -> str | None:
+        """Why no more may be spent (`scope` prefixes the reason, e.g. 'sweep '), or None."""
+        if self.max_calls and calls >= self.max_calls:
+            return f"{scope}call budget reached ({calls} >= {self.max_calls})"
+        if self.max_tokens and tokens >= self.max_tokens:
+            return f"{scope}token budget reached ({tokens} >= {self.max_tokens})"
+        if self.max_cost and cost >= self.max_cost:
+            return f"{scope}cost budget reached (${cost:.4f} >= ${self.max_cost})"
+        if self.max_wall_s and elapsed_s >= self.max_wall_s:
+            return f"{scope}wall-time limit reached ({elapsed_s:.0f} s >= {self.max_wall_s:.0f} s)"
+        return None
+
+
+class TrainerConfig(SpendLimits):
+    """How the trainer optimizes; its spending limits apply to one run."""
+
+    steps: int = Field(12, ge=0)
+    batch_size: int = Field(4, ge=1)
+    proposals: int = Field(5, ge=1, description="candidates asked of the optimizer per parameter per step")
+    error_threshold: float = Field(1.0, description="a sample scoring below this is an error sample")
+    seed: int = 0
+    max_gradient_samples: int = Field(8, ge=1)
+    max_feedback_chars: int = Field(600, ge=50)
+    history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
+    validation_chunk: int = Field(16, ge=1, description="validation samples per shard sent to a worker")
+    early_rejection: bool = Field(True, description="stop a candidate's stage 2 once it cannot beat the best; "
+                                                    "off, every candidate is scored on the whole validation set")
+    demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
+    demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")

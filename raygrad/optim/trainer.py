@@ -1,0 +1,258 @@
+"""The trainer: forward a minibatch, backward its errors, propose, validate in two stages, checkpoint."""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from raygrad.core.backward import aggregate
+from raygrad.core.graph import ChatClient, Workflow
+from raygrad.data import Dataset
+from raygrad.llm.client import BudgetExhausted, Usage
+from raygrad.llm.models import ROLES
+from raygrad.optim.demos import BootstrapDemos, Demo, add_to_pool
+from raygrad.optim.execution import Executor, LocalExecutor
+from raygrad.optim.metrics import EvalFn
+from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
+from raygrad.optim.settings import TrainerConfig
+from raygrad.optim.tgd import TextualGradientDescent
+
+
+class CandidateRecord(BaseModel):
+    step: int
+    parameter: str
+    value: str
+    stage1: float | None = None
+    stage2: float | None = None
+    accepted: bool = False
+    reason: str = ""
+
+
+class StepRecord(BaseModel):
+    step: int
+    batch: list[str]
+    batch_score: float
+    errors: int
+    best_val: float
+    accepted: list[str] = Field(default_factory=list)
+    usage: dict[str, Usage] = Field(default_factory=dict)  # per role, spent by the end of this step
+
+
+class TrainState(BaseModel):
+    """Everything needed to continue a run; written atomically after every step."""
+
+    step: int = 0
+    values: dict[str, str]
+    initial_val: float
+    best_val: float
+    history: dict[str, list[ScoredValue]]
+    failed: dict[str, list[str]] = Field(default_factory=dict)
+    demo_pool: dict[str, list[Demo]] = Field(default_factory=dict)
+    order: list[int] = Field(default_factory=list)
+    cursor: int = 0
+    rng_state: list = Field(default_factory=list)
+    usage: dict[str, Usage] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+    candidates: list[CandidateRecord] = Field(default_factory=list)
+    stopped: str | None = None
+    elapsed_s: float = 0.0  # wall time spent in fit() over every session of this run
+
+
+class CheckpointStore(Protocol):
+    """Where the trainer keeps its state between steps (raygrad.runs.rundir.CheckpointFile is one)."""
+
+    def load(self) -> str | None: ...
+
+    def save(self, text: str) -> None: ...
+
+
+class Trainer:
+    """The optimization loop. Samples run on an executor: this process by default, Ray workers in the runtime.
+
+    `clients` holds the optimizer's client, and the task and backward clients when no executor is given.
+    """
+
+    def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient],
+                 config: TrainerConfig | None = None, checkpoint: CheckpointStore | None = None,
+                 eval_name: str = "eval", executor: Executor | None = None,
+                 on_event: Callable[[dict], None] | None = None):
+        self.workflow, self.clients = workflow, clients
+        self.on_event = on_event or (lambda event: None)  # progress, for whoever renders it
+        self.stop_reason: str | None = None  # set from outside (a sweep's limit): stops like a budget
+        self.config = config or TrainerConfig()
+        self.checkpoint = checkpoint
+        self.executor = executor or LocalExecutor(workflow, eval_fn, clients, error_threshold=self.config.error_threshold,
+                                                  eval_name=eval_name)
+        self.optimizers: list[Optimizer] = [BootstrapDemos(self.config.demos_per_candidate),
+                                            TextualGradientDescent(clients["optimizer"])]
+        self._spent_before = {role: Usage() for role in ROLES}
+        self._elapsed_before, self._started = 0.0, time.monotonic()
+
+    # -- state ---------------------------------------------------------------------------
+    def usage(self) -> dict[str, Usage]:
+        spent = {**self.executor.usage(), "optimizer": getattr(self.clients["optimizer"], "usage", Usage())}
+        return {role: self._spent_before[role].add(spent.get(role, Usage())) for role in ROLES}
+
+    def _save(self, state: TrainState) -> None:
+        state.values, state.usage = self.workflow.state(), self.usage()
+        state.elapsed_s = self.elapsed_s()
+        if self.checkpoint is not None:
+            self.checkpoint.save(state.model_dump_json())
+
+    def elapsed_s(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def _over_budget(self) -> str | None:
+        if self.stop_reason:
+            return self.stop_reason
+        spent = Usage()
+        for usage in self.usage().values():
+            spent = spent.add(usage)
+        return self.config.reached(spent.calls, spent.prompt_tokens + spent.completion_tokens, spent.cost,
+                                   self.elapsed_s())
+
+    def _next_batch(self, state: TrainState, rng: random.Random, size: int) -> list[int]:
+        batch = []
+        while len(batch) < self.config.batch_size:
+            if state.cursor >= len(state.order):
+                state.order, state.cursor = rng.sample(range(size), size), 0
+            batch.append(state.order[state.cursor])
+            state.cursor += 1
+        return batch
+
+    # -- the loop ------------------------------------------------------------------------
+    async def fit(self, train: Dataset, val: Dataset) -> TrainState:
+        """Train; resume from the checkpoint when one exists (same result as an uninterrupted run).
+
+        Budgets are checked before every paid call. When one runs out mid-step, the step is rolled
+        back to the last checkpoint: resuming with a larger budget redoes it from the call journal.
+        """
+        rng = random.Random(self.config.seed)
+        self._started = time.monotonic()
+        for client in [*self.clients.values(), self.executor]:
+            client.budget_guard = self._over_budget  # type: ignore[union-attr]
+        saved = self.checkpoint.load() if self.checkpoint is not None else None
+        if saved is not None:
+            state = TrainState.model_validate_json(saved)
+            self.workflow.load_state(state.values)
+            self._spent_before = {role: state.usage.get(role, Usage()) for role in ROLES}
+            self._elapsed_before = state.elapsed_s
+            if state.rng_state:
+                rng.setstate(_as_state(state.rng_state))
+            state.stopped = None
+        else:
+            try:
+                initial = (await self.executor.validate(self.workflow.state(), val, chunk=self.config.validation_chunk,
+                                                        label="val-initial")).score
+            except BudgetExhausted as err:
+                raise BudgetExhausted(f"{err} before the initial validation finished") from None
+            state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
+                               history={n: [ScoredValue(value=p.value, score=initial)]
+                                        for n, p in self.workflow.parameters().items() if p.trainable})
+        self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
+                       "initial_val": state.initial_val, "best_val": state.best_val})
+        while state.step < self.config.steps and state.best_val < 1.0:  # nothing beats a perfect score: done
+            before = state.model_copy(deep=True), rng.getstate(), self.workflow.state()
+            try:
+                await self._step(state, rng, train, val)
+            except BudgetExhausted as err:
+                state, rng_state, values = before
+                rng.setstate(rng_state)
+                self.workflow.load_state(values)
+                state.stopped = str(err)
+                break
+            state.step += 1
+            state.rng_state = _jsonable(rng.getstate())
+            state.steps[-1].usage = self.usage()
+            self._save(state)
+            self.on_event({"kind": "step", "step": state.step, "steps": self.config.steps,
+                           "best_val": state.best_val, "accepted": state.steps[-1].accepted})
+        self._save(state)
+        return state
+
+    async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
+        cfg = self.config
+        positions = self._next_batch(state, rng, len(train))
+        outcome = await self.executor.train_batch(self.workflow.state(), train, positions,
+                                                   label=f"step{state.step}-batch")
+        scores = [r.score for r in outcome.results if r.score is not None]
+        batch_score = sum(scores) / len(scores) if scores else 0.0
+        errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
+        record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
+                            errors=len(errors), best_val=state.best_val)
+        state.steps.append(record)
+        for name, demos in outcome.demos.items():
+            add_to_pool(state.demo_pool.setdefault(name, []), demos, cfg.demo_pool_size)
+        if not errors:
+            return  # nothing to learn from, and no backward call was paid
+        parameters = self.workflow.parameters()
+        aggregated = aggregate(outcome.gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
+        peers = self.workflow.peers()
+        for name in sorted(n for n, p in parameters.items() if p.trainable):
+            if batch_score >= 1.0:  # a perfect minibatch: no candidate can beat it in stage 1, so none is asked for
+                break
+            optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
+            context = ProposalContext(
+                parameter=parameters[name], peers=peers[name], gradients=aggregated.get(name, ""),
+                history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
+                failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
+                rng=rng, demo_pool=state.demo_pool.get(name, []))
+            candidates, rejected = await optimizer.propose(context)
+            if not candidates and not rejected:
+                continue  # nothing to go on for this parameter (no gradients, no demos): nothing was asked
+            failed = state.failed.setdefault(name, [])
+            failed += rejected
+            accepted = await self._validate_candidates(state, record, name, candidates, train, positions,
+                                                       batch_score, val)
+            if accepted is not None:
+                batch_score = accepted  # later parameters' candidates must beat the new current value
+            state.failed[name] = failed[-20:]  # bounded: the optimizer sees the last few
+        record.best_val = state.best_val
+
+    async def _validate_candidates(self, state: TrainState, record: StepRecord, name: str, candidates: list[str],
+                                   train: Dataset, positions: list[int], batch_score: float, val: Dataset
+                                   ) -> float | None:
+        """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
+        failed = state.failed[name]
+        for number, value in enumerate(candidates):
+            candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
+            state.candidates.append(candidate_record)
+            values = {**self.workflow.state(), name: value}
+            label = f"step{state.step}-{name}-{number}"
+            candidate_record.stage1 = await self.executor.score(values, train, positions, label=f"{label}-stage1")
+            if candidate_record.stage1 <= batch_score:
+                candidate_record.reason = (f"stage 1: {candidate_record.stage1:.3f} <= current {batch_score:.3f} "
+                                           "on the minibatch")
+                failed.append(value)
+                continue
+            must_beat = state.best_val if self.config.early_rejection else None
+            result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
+                                                  label=f"{label}-stage2")
+            candidate_record.stage2 = result.score
+            if result.stopped_early or result.score <= state.best_val:
+                candidate_record.reason = (
+                    f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
+                    if result.stopped_early else f"stage 2: {result.score:.3f} <= best {state.best_val:.3f}")
+                failed.append(value)
+                continue
+            self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.score})
+            candidate_record.accepted, candidate_record.reason = True, "accepted"
+            self.workflow.load_state({name: value})
+            state.best_val = result.score
+            state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.score))
+            record.accepted.append(name)
+            return candidate_record.stage1
+        return None
+
+
+def _jsonable(rng_state: tuple) -> list:
+    version, internal, gauss = rng_state
+    return [version, list(internal), gauss]
+
+
+def _as_state(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)

@@ -1,0 +1,155 @@
+"""Run configuration: the YAML a user writes, as pydantic models, with errors that name the bad field.
+
+A RunConfig composes the sections each layer owns (ModelConfig from llm/, TrainerConfig from optim/)
+with the ones that only make sense for a run: workflow, data, runtime, output.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from raygrad.errors import ConfigError
+from raygrad.llm.models import ROLES, ModelConfig, Strict
+from raygrad.optim.settings import TrainerConfig
+from raygrad.runs.rundir import JOURNAL
+
+__all__ = ["ROLES", "ConfigError", "DataConfig", "GeneratorConfig", "ModelConfig", "RunConfig", "RuntimeConfig",
+           "TrainerConfig", "WorkflowConfig", "load_config", "read_yaml_mapping"]
+
+
+class GeneratorConfig(Strict):
+    """A built-in dataset: seeded object-counting questions, or the questions shipped with raygrad
+    (40 two-hop questions for multihop_qa and react_agent, 60 TREC-style questions for trec)."""
+
+    name: Literal["object_count", "multihop_qa", "trec"] = "object_count"
+    size: int = Field(250, ge=1)
+    seed: int = 0
+
+
+class DataConfig(Strict):
+    """A dataset file (JSON/JSONL/CSV/Parquet) or a seeded generator, and its splits."""
+
+    path: str | None = None
+    format: Literal["json", "jsonl", "csv", "parquet"] | None = None
+    input_field: str = "input"
+    target_field: str = "target"
+    generator: GeneratorConfig | None = None
+    shards: bool = Field(False, description="read a Parquet/JSONL file a shard at a time on the workers, "
+                                            "never all on the driver (for large datasets)")
+    splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
+    skip_bad_rows: bool = Field(False, description="leave out rows that cannot be used (each listed in the run's "
+                                                   "skipped_rows.json) instead of stopping at the first")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if self.skip_bad_rows and self.shards:
+            raise ValueError("skip_bad_rows reads the whole file on the driver; it cannot be used with shards")
+        if self.path is None and self.generator is None:
+            self.generator = GeneratorConfig()
+        if self.path is not None and self.generator is not None:
+            raise ValueError("give either data.path or data.generator, not both")
+        return self
+
+
+class WorkflowConfig(Strict):
+    name: Literal["generic", "object_count", "trec", "multihop_qa", "react_agent"] = "object_count"
+    instruction: str | None = None
+    output_format: str | None = None
+    eval: Literal["exact", "number", "contains", "f1"] | None = None
+    corpus: str | None = Field(None, description="passages (JSONL of id, title, text) that multihop_qa and react_agent "
+                                                 "search; default: the small corpus shipped with raygrad")
+
+    @model_validator(mode="after")
+    def _corpus_is_searched(self) -> "WorkflowConfig":
+        if self.corpus is not None and self.name not in ("multihop_qa", "react_agent"):
+            raise ValueError(f"corpus: workflow {self.name} searches no corpus (multihop_qa and react_agent do)")
+        return self
+
+
+class RuntimeConfig(Strict):
+    """How a run uses Ray. `models.<role>.max_in_flight` is per worker."""
+
+    workers: int = Field(2, ge=1, description="ForwardWorker actors")
+    cpus_per_worker: float = Field(0.5, gt=0, description="async workers mostly wait on HTTP")
+    shards_per_worker: int = Field(2, ge=1, description="shards one worker runs at once")
+    address: str | None = Field(None, description="Ray cluster; else $RAY_ADDRESS, else a local instance")
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: dict[Literal["task", "backward", "optimizer"], ModelConfig] = Field(default_factory=dict)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    output_dir: str = "runs"
+    storage: str | None = Field(None, description="a pyarrow filesystem URI or path (s3://bucket/prefix, gs://..., "
+                                                  "file:///...) the run's checkpoint and prompts are copied to "
+                                                  "after every step; a run missing its local directory resumes "
+                                                  "from there")
+    journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
+    samples_table: bool = Field(True, description="write every evaluated sample to <run dir>/samples/ (Parquet)")
+    reply_text: bool = Field(False, description="include reply text in calls.parquet")
+
+    def model_for(self, role: str) -> ModelConfig:
+        """The endpoint of a role; roles left out use the embedded local model."""
+        return self.models.get(role) or ModelConfig()  # type: ignore[call-overload]
+
+    def role_models(self) -> dict[str, ModelConfig]:
+        """Every role's endpoint, the embedded local model for roles left out."""
+        return {role: self.model_for(role) for role in ROLES}
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    @property
+    def journal_path(self) -> Path:
+        return Path(self.journal) if self.journal else self.run_dir / JOURNAL
+
+
+def field_path(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file's top-level mapping (empty file: {}); ConfigError naming the file otherwise."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what} file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML run config; raise ConfigError naming the file and field."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "config")
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    return resolve_data_path(config, path)
+
+
+def resolve_data_path(config: RunConfig, source: Path) -> RunConfig:
+    """Data and corpus paths are relative to the config file, so a config travels with its data."""
+    def beside_source(path: str | None) -> str | None:
+        return path if path is None or Path(path).is_absolute() else str((source.parent / path).resolve())
+
+    config.data.path = beside_source(config.data.path)
+    config.workflow.corpus = beside_source(config.workflow.corpus)
+    return config

@@ -1,0 +1,153 @@
+"""A run's results: RunResult (result.json), and Parquet tables (pyarrow, pandas and duckdb read them):
+
+steps.parquet       per step: batch score, errors, best validation, accepted, calls/tokens/cost per role
+candidates.parquet  every proposal: parameter, value, parent (the value it replaced), stage scores, why
+samples/            per sample per evaluation (one file per evaluation, `evaluation` column)
+calls.parquet       per paid LLM call (from the call journal): role, model, tokens, cost, latency;
+                    reply text only when asked, prompt text never (the journal does not keep it)
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pydantic import BaseModel, Field
+
+from raygrad.llm.client import Usage
+from raygrad.llm.models import ROLES
+from raygrad.optim.evaluate import SampleResult
+from raygrad.optim.trainer import TrainState
+from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS
+
+class RunResult(BaseModel):
+    """What a finished (or budget-stopped) run reports; written as result.json in its directory."""
+
+    name: str
+    workflow: str
+    steps: int
+    accepted: int
+    candidates: int
+    initial_val: float
+    best_val: float
+    val_size: int
+    test_before: float
+    test_after: float | None  # None when the run stopped at a budget before the end
+    test_size: int
+    failed_samples: int
+    values: dict[str, str]
+    start_values: dict[str, str]
+    usage: dict[str, Usage]
+    wall_s: float
+    stopped: str | None = None
+    skipped_rows: int = 0  # bad rows left out (data.skip_bad_rows), listed in skipped_rows.json
+    resumed_from: str | None = None  # the checkpoint's location, when the run continued from one
+    ray: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def cost(self) -> float:
+        return sum(u.cost for u in self.usage.values())
+
+    @property
+    def calls(self) -> int:
+        return sum(u.calls for u in self.usage.values())
+
+
+SAMPLES_SCHEMA = pa.schema([("evaluation", pa.string()), ("id", pa.string()), ("prediction", pa.string()),
+                            ("target", pa.string()), ("score", pa.float64()), ("error", pa.string())])
+
+
+def write_tables(run_dir: Path, state: TrainState, journal: Path | None = None, reply_text: bool = False) -> None:
+    _write(run_dir / STEPS, step_rows(state))
+    _write(run_dir / CANDIDATES, candidate_rows(state), schema=pa.schema([
+        ("step", pa.int64()), ("parameter", pa.string()), ("value", pa.string()), ("parent", pa.string()),
+        ("stage1", pa.float64()), ("stage2", pa.float64()), ("accepted", pa.bool_()), ("reason", pa.string())]))
+    journal = journal or run_dir / JOURNAL
+    if journal.exists():
+        _write(run_dir / CALLS, call_rows(journal, reply_text))
+
+
+def step_rows(state: TrainState) -> list[dict]:
+    rows, before = [], {}
+    for step in state.steps:
+        row = {"step": step.step, "batch_score": step.batch_score, "errors": step.errors, "best_val": step.best_val,
+               "accepted": ",".join(step.accepted)}
+        for role in ROLES:  # spent during this step: the running totals' difference
+            now, then = step.usage.get(role), before.get(role)
+            for counter in ("calls", "prompt_tokens", "completion_tokens", "cost"):
+                value = getattr(now, counter, 0) - getattr(then, counter, 0) if now else None
+                row[f"{role}_{counter}"] = value
+        before = step.usage or before
+        rows.append(row)
+    return rows
+
+
+def candidate_rows(state: TrainState) -> list[dict]:
+    """Each candidate with its parent: the parameter's value when it was proposed."""
+    current = {name: history[0].value for name, history in state.history.items() if history}
+    rows = []
+    for candidate in state.candidates:
+        rows.append({**candidate.model_dump(), "parent": current.get(candidate.parameter)})
+        if candidate.accepted:
+            current[candidate.parameter] = candidate.value
+    return rows
+
+
+def call_rows(journal: Path, reply_text: bool = False) -> list[dict]:
+    connection = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT key, model, response, created_at FROM calls ORDER BY created_at").fetchall()
+    finally:
+        connection.close()
+    out = []
+    for key, model, blob, created_at in rows:
+        reply = json.loads(blob)
+        row = {"key": key, "role": reply.get("role"), "model": model, "created_at": created_at,
+               "prompt_tokens": reply.get("prompt_tokens", 0), "completion_tokens": reply.get("completion_tokens", 0),
+               "cost": reply.get("cost"), "latency_s": reply.get("latency_s"), "attempts": reply.get("attempts")}
+        if reply_text:
+            row["reply"] = reply.get("text")
+        out.append(row)
+    return out
+
+
+class SampleTables:
+    """Per-sample results, one Parquet file per evaluation, written shard by shard (never all in memory).
+
+    A file appears under its name only when its evaluation finished; one cut short (a crash) is redone
+    from the journal on resume and written again.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.folder = run_dir / SAMPLES
+        self._label: str | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, label: str, samples: Iterable[SampleResult]) -> None:
+        if label != self._label:
+            self.close()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._label = label
+            self._writer = pq.ParquetWriter(self._partial(label), SAMPLES_SCHEMA)
+        rows = [{"evaluation": label, **s.model_dump()} for s in samples]
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA))
+
+    def close(self) -> None:
+        if self._writer is not None and self._label is not None:
+            self._writer.close()
+            self._partial(self._label).replace(self.folder / f"{self._label}.parquet")
+        self._writer, self._label = None, None
+
+    def _partial(self, label: str) -> Path:
+        return self.folder / f"_{label}.parquet.partial"  # readers of the folder skip "_" files
+
+
+def _write(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema) if rows or schema else pa.table({})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)

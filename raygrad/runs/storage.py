@@ -1,0 +1,83 @@
+"""Durable copies of a run's results on any pyarrow filesystem (s3://, gs://, hdfs://, file://, a path).
+
+A run works in its local directory (the call journal is SQLite and wants a local disk); after every
+checkpoint the checkpoint is copied to `storage`, and when the run ends its whole directory: results,
+tables, config and a consistent snapshot of the journal. A run started where its local directory is
+gone (a new cluster) first takes its checkpoint and journal back from storage and resumes.
+"""
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from raygrad.runs.rundir import JOURNAL
+
+
+class StorageError(OSError):
+    """The storage path cannot be written or read; the message names it. Local files are intact."""
+
+
+class Storage:
+    def __init__(self, uri: str):
+        from pyarrow import fs
+
+        self.uri = uri
+        try:
+            self._fs, self._base = fs.FileSystem.from_uri(uri)
+        except (TypeError, ValueError):  # a plain path
+            self._fs, self._base = fs.LocalFileSystem(), str(Path(uri).resolve())
+
+    def check(self) -> None:
+        """Fail now, before any LLM call, if storage cannot be written."""
+        probe = f"{self._base}/.raygrad-write-check"
+        try:
+            self._fs.create_dir(self._base, recursive=True)
+            with self._fs.open_output_stream(probe) as out:
+                out.write(b"ok")
+            self._fs.delete_file(probe)
+        except (OSError, ValueError) as err:
+            raise StorageError(f"storage {self.uri}: cannot write there: {err}") from None
+
+    def put_run(self, run_dir: Path, journal: Path | None = None) -> None:
+        """Copy a run's directory: every result file, and the journal as a consistent snapshot."""
+        for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+            name = path.relative_to(run_dir).as_posix()
+            if name.startswith(JOURNAL) or path.name.startswith("_") or path.suffix in (".tmp", ".partial"):
+                continue
+            self.put(path, name)
+        journal = journal or run_dir / JOURNAL
+        if journal.exists():
+            with tempfile.TemporaryDirectory() as folder:
+                snapshot = Path(folder) / JOURNAL
+                source, target = sqlite3.connect(journal), sqlite3.connect(snapshot)
+                try:
+                    source.backup(target)  # consistent even while other processes write to it
+                finally:
+                    source.close()
+                    target.close()
+                self.put(snapshot)
+
+    def put(self, local: Path, name: str | None = None) -> None:
+        """Copy one file in as `name` (default: its own); it appears whole or not at all (written aside, then moved)."""
+        name = name or local.name
+        final, partial = f"{self._base}/{name}", f"{self._base}/{name}.partial"
+        try:
+            self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+            with self._fs.open_output_stream(partial) as out:
+                out.write(local.read_bytes())
+            self._fs.move(partial, final)
+        except (OSError, ValueError) as err:
+            raise StorageError(f"storage {self.uri}: cannot write {name}: {err}; the local copy {local} "
+                               "is intact") from None
+
+    def get(self, name: str, local: Path) -> bool:
+        """Copy `name` out to `local` if storage has it; True if it did."""
+        from pyarrow import fs
+
+        if self._fs.get_file_info(f"{self._base}/{name}").type != fs.FileType.File:
+            return False
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with self._fs.open_input_stream(f"{self._base}/{name}") as source:
+            local.write_bytes(source.read())
+        return True

@@ -1,0 +1,117 @@
+"""Dataset loading: four formats, splits, and clear errors for bad rows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from raygrad.data import load_examples
+from raygrad.errors import DatasetError
+from raygrad.runs.assemble import load_split
+from raygrad.runs.config import DataConfig
+
+ROWS = [{"question": "How many?", "answer": 3}, {"question": "And now?", "answer": 4}]
+
+
+def write_all_formats(tmp_path, rows):
+    (tmp_path / "d.json").write_text(json.dumps({"examples": rows}))
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    keys = list(rows[0])
+    (tmp_path / "d.csv").write_text(",".join(keys) + "\n" + "\n".join(",".join(str(r.get(k, "")) for k in keys)
+                                                                      for r in rows) + "\n")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    return [tmp_path / f"d.{ext}" for ext in ("json", "jsonl", "csv", "parquet")]
+
+
+def test_every_format_loads_the_same_examples(tmp_path):
+    for path in write_all_formats(tmp_path, ROWS):
+        examples = load_examples(path, "question", "answer")
+        assert [(e.input, e.target) for e in examples] == [("How many?", "3"), ("And now?", "4")], path
+
+
+@pytest.mark.parametrize("ext", ["json", "jsonl", "parquet"])
+def test_a_missing_field_names_file_and_row(tmp_path, ext):
+    rows = ROWS + [{"question": "Third?", "answer": 1}, {"question": "No answer"}]
+    path = [p for p in write_all_formats(tmp_path, rows) if p.suffix == f".{ext}"][0]
+    with pytest.raises(DatasetError) as err:
+        load_examples(path, "question", "answer")
+    assert str(path) in str(err.value) and "row 3" in str(err.value) and "'answer'" in str(err.value)
+
+
+def test_wrong_type_bad_json_and_non_utf8(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"input": "a", "target": "1"}\n{"input": ["a"], "target": "2"}\n')
+    with pytest.raises(DatasetError, match="row 1: field 'input' must be text"):
+        load_examples(tmp_path / "t.jsonl")
+    (tmp_path / "b.jsonl").write_text('{"input": "a", "target": "1"}\n{"input": \n')
+    with pytest.raises(DatasetError, match="row 1: not valid JSON"):
+        load_examples(tmp_path / "b.jsonl")
+    (tmp_path / "l.csv").write_bytes(b"input,target\ncaf\xe9,1\n")
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        load_examples(tmp_path / "l.csv")
+    with pytest.raises(DatasetError, match="unknown dataset format"):
+        load_examples(tmp_path / "data.xlsx")
+
+
+def test_splits_and_empty_split(tmp_path):
+    config = DataConfig(splits={"train": "0:50", "val": "50:150", "test": "150:", "none": "300:"})
+    assert [len(load_split(config, s)) for s in ("train", "val", "test")] == [50, 100, 100]
+    with pytest.raises(DatasetError, match="selects no rows"):
+        load_split(config, "none")
+    with pytest.raises(DatasetError, match="no split 'dev'"):
+        load_split(config, "dev")
+
+
+def test_bbh_object_counting_with_the_papers_split(bbh_object_counting):
+    config = DataConfig(path=str(bbh_object_counting))
+    train, val, test = (load_split(config, s) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (50, 100, 100)
+    assert train[0].input.startswith("I have") and train[0].target.isdigit()
+
+
+def test_builtin_multihop_questions_load_as_a_dataset():
+    from raygrad.runs.assemble import build_workflow
+    from raygrad.runs.config import load_config
+    from raygrad.tasks import MultiHopQA
+
+    config = load_config(Path(__file__).resolve().parents[2] / "raygrad" / "configs" / "multihop_local.yaml")
+    splits = {name: load_split(config.data, name) for name in ("train", "val", "test")}
+    assert [len(s) for s in splits.values()] == [12, 12, 16]
+    assert splits["test"][-1].input.startswith("Who heads the agency")
+    workflow, eval_fn = build_workflow(config.workflow)
+    assert isinstance(workflow, MultiHopQA) and eval_fn("the Kessel", "Kessel") == 1.0
+
+
+def test_row_source_reads_only_the_shard_asked_for(tmp_path):
+    from raygrad.data import RowSource, shard, take
+
+    rows = [{"input": f"q{i}", "target": str(i)} for i in range(1000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=100)
+    (tmp_path / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("big.parquet", "big.jsonl"):
+        config = DataConfig(path=str(tmp_path / name), shards=True, splits={"val": "200:700"})
+        source = load_split(config, "val")
+        assert isinstance(source, RowSource) and len(source) == 500
+        assert [ex.id for ex in shard(source, 95, 105)] == [str(i) for i in range(295, 305)]
+        assert take(source, [0, 499]) == [ex for ex in (shard(source, 0, 1) + shard(source, 499, 500))]
+        assert shard(source, 490, 600)[-1].input == "q699"  # clipped at the split's end
+    with pytest.raises(DatasetError, match="no column 'answer'"):
+        RowSource.open(tmp_path / "big.parquet", target_field="answer")
+
+
+def test_bad_rows_are_skipped_and_listed_when_the_config_asks(tmp_path):
+    rows = ['{"input": "a", "target": "1"}', '{"input": "b"}', '{"input": \n', '{"input": "c", "target": "3"}',
+            '["not", "an", "object"]']
+    (tmp_path / "mixed.jsonl").write_text("\n".join(rows) + "\n")
+    config = DataConfig(path=str(tmp_path / "mixed.jsonl"), skip_bad_rows=True, splits={"all": ":"})
+    skipped: list[str] = []
+    examples = load_split(config, "all", skipped)
+    assert [(e.id, e.input) for e in examples] == [("0", "a"), ("3", "c")]  # ids stay the file's row numbers
+    assert [s.split(": ", 1)[1] for s in skipped] == ["row 1: missing field 'target'", "row 2: not valid JSON "
+                                                      "(Expecting value)", "row 4: expected an object with fields, got list"]
+    with pytest.raises(DatasetError, match="row 1: missing field 'target'"):  # by default: the first bad row stops
+        load_split(config.model_copy(update={"skip_bad_rows": False}), "all")
+    with pytest.raises(ValueError, match="cannot be used with shards"):
+        DataConfig(path="x.parquet", skip_bad_rows=True, shards=True)

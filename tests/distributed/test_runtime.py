@@ -1,0 +1,124 @@
+"""The Ray runtime on a real multi-node cluster (one machine), against the simulated provider."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import ray
+import yaml
+
+from raygrad.core.prompts import BACKWARD_SYSTEM
+from raygrad.distributed.runtime import distributed_run
+from raygrad.llm.endpoints import role_clients
+from raygrad.optim.trainer import Trainer
+from raygrad.runs.assemble import build_workflow, load_split
+from raygrad.runs.config import RunConfig
+from raygrad.runs.rundir import CheckpointFile
+
+pytestmark = pytest.mark.ray
+
+
+def run_config(tmp_path, server, name: str, **sections) -> RunConfig:
+    model = {"model": "openai/simulated", "api_base": server.url, "max_in_flight": 8}
+    raw = {
+        "name": name, "output_dir": str(tmp_path / "runs"),
+        "workflow": {"name": "object_count", "instruction": "Answer.", "output_format": "Reply."},
+        "data": {"generator": {"size": 120, "seed": 4}, "splits": {"train": "0:20", "val": "20:60", "test": "60:100"}},
+        "models": {"task": model, "backward": model, "optimizer": model},
+        "trainer": {"steps": 3, "batch_size": 6, "proposals": 2, "seed": 1, "validation_chunk": 8},
+        "runtime": {"workers": 3, "cpus_per_worker": 0.5},
+    }
+    for key, value in sections.items():
+        raw[key].update(value)
+    return RunConfig.model_validate(yaml.safe_load(yaml.safe_dump(raw)))
+
+
+def single_process(config: RunConfig):
+    workflow, eval_fn = build_workflow(config.workflow)
+    train, val = load_split(config.data, "train"), load_split(config.data, "val")
+    with role_clients(config) as clients:
+        trainer = Trainer(workflow, eval_fn, clients, config.trainer, checkpoint=CheckpointFile(config.run_dir / "checkpoint.json"))
+        return asyncio.run(trainer.fit(train, val))
+
+
+def test_workers_on_several_nodes_give_the_single_process_result(ray_cluster, sim_server, tmp_path):
+    server = sim_server(responder="object_count_trainer")
+    expected = single_process(run_config(tmp_path, server, "local"))
+    local_requests = len(server.log)
+    server.log.clear()
+    config = run_config(tmp_path, server, "ray")
+    with distributed_run(config) as run:
+        state = run.fit(load_split(config.data, "train"), load_split(config.data, "val"))
+        nodes = {ray.get(w.node_id.remote()) for w in ray.get(run.optimizer.workers.remote()).values()}
+    assert len(nodes) >= 2  # the workers really are spread over nodes
+    assert state.values == expected.values and state.best_val == expected.best_val
+    assert [s.batch for s in state.steps] == [s.batch for s in expected.steps]
+    assert any(c.accepted for c in state.candidates)
+    # Backward-engine calls at the provider: two text peers per error sample, as in one process.
+    backward = [e for e in server.log if e.messages[0]["content"] == BACKWARD_SYSTEM]
+    assert len(backward) == 2 * sum(s.errors for s in state.steps) > 0
+    assert len(server.log) <= local_requests  # early rejection across shards never costs more
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times, best, start = sorted(times), 0, 0
+    for end in range(len(times)):
+        while times[end] - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_four_workers_share_one_budget(ray_cluster, sim_server, tmp_path):
+    server = sim_server(responder="object_count", rpm=1200, window_s=3.0, latency_s=0.05)  # 60 per 3 s
+    config = run_config(tmp_path, server, "budget", runtime={"workers": 4, "cpus_per_worker": 0.25},
+                        data={"generator": {"size": 300, "seed": 5}, "splits": {"val": "0:300"}})
+    for role in config.models.values():
+        role.rpm, role.max_in_flight = 1200, 64
+    examples = load_split(config.data, "val")
+    with distributed_run(config) as run:
+        result = run.evaluate({}, examples)
+    assert result.evaluated == 300 and result.failed == 0
+    # One answer per distinct question (a repeated one is replayed from the journal). A refusal is
+    # possible but rare (a worker's first calls, on a loaded machine, may leave later than assumed):
+    # at most 1%, as the budget benchmark allows, and retried without a sample lost.
+    answered = server.answered()
+    assert len(answered) == len({ex.input for ex in examples}) and len(server.refused()) <= 0.01 * len(server.log)
+    assert max_in_window([e.time for e in answered], 3.0) <= 60
+
+
+def test_a_worker_killed_mid_step_loses_nothing_and_pays_no_journaled_call_twice(ray_cluster, sim_server, tmp_path):
+    server = sim_server(responder="object_count_trainer", latency_s=0.2)
+    expected = single_process(run_config(tmp_path, server, "expected"))
+    server.log.clear()
+    config = run_config(tmp_path, server, "killed", runtime={"workers": 2, "cpus_per_worker": 0.5})
+    with distributed_run(config) as run:
+        fitting = run.optimizer.fit.remote(load_split(config.data, "train"), load_split(config.data, "val"))
+        while len(server.log) < 60:  # mid-run: the initial validation is done, step 0 under way
+            time.sleep(0.05)
+        victim = next(iter(ray.get(run.optimizer.workers.remote()).values()))
+        ray.kill(victim)
+        killed_at = time.monotonic()
+        state = ray.get(fitting)
+        stats = run.stats()
+        lost_late = stats["workers"][0]  # lost after its last shard: stats, and so the run, must not fail
+        ray.kill(gone := ray.get(run.optimizer.workers.remote())[lost_late])
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(gone.peak_rss_mb.remote())
+        late = run.stats()
+    assert len(stats["replaced"]) == 1 and len(stats["workers"]) == 2
+    assert lost_late in stats["peak_rss_mb"] and lost_late not in late["peak_rss_mb"] and len(late["peak_rss_mb"]) == 2
+    assert state.values == expected.values and state.best_val == expected.best_val
+    assert [s.batch for s in state.steps] == [s.batch for s in expected.steps]
+    # A request sent twice was in flight when its worker died (sent, never answered, so never
+    # journaled): at most the dead worker's calls in flight. Everything answered was not paid again.
+    seen, repeats = {}, []
+    for entry in server.log:
+        key = json.dumps(entry.messages, sort_keys=True)
+        if key in seen:
+            repeats.append(seen[key])
+        seen[key] = entry.time
+    assert len(repeats) <= 8 * 2  # max_in_flight x shards per worker
+    assert all(first <= killed_at + 0.05 for first in repeats)

@@ -1,0 +1,318 @@
+"""`raygrad sweep`: many runs on one Ray cluster against the simulated provider (real HTTP)."""
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from raygrad.cli import main
+from raygrad.runs.config import ConfigError
+from raygrad.runs.progress import ProgressView
+from raygrad.runs.sweep_plan import load_sweep
+
+pytestmark = pytest.mark.ray
+
+
+def sweep_file(tmp_path, server, name: str, extra: str = "", runs: str = "") -> str:
+    model = f'{{model: openai/simulated, api_base: "{server.url}", rpm: 3000, max_in_flight: 8}}'
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""
+name: {name}
+output_dir: {tmp_path / 'sweeps'}
+concurrency: 4
+base:
+  workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+  data: {{generator: {{size: 80, seed: 4}}, splits: {{train: "0:16", val: "16:40", test: "40:56"}}}}
+  models: {{task: {model}, backward: {model}, optimizer: {model}}}
+  trainer: {{steps: 2, batch_size: 4, proposals: 2, validation_chunk: 4}}
+  runtime: {{workers: 1}}
+{runs or '''runs:
+  - {name: oc}
+grid:
+  trainer.seed: [1, 2]'''}
+{extra}
+""")
+    return str(path)
+
+
+def test_grid_expands_and_errors_name_the_run_and_field(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("runs: [{name: a}, {name: b, trainer: {steps: 1}}]\ngrid: {trainer.seed: [0, 1, 2]}\n")
+    _, planned = load_sweep(path)
+    assert [p.name for p in planned] == ["a-seed=0", "a-seed=1", "a-seed=2", "b-seed=0", "b-seed=1", "b-seed=2"]
+    assert planned[4].config.trainer.seed == 1 and planned[4].config.trainer.steps == 1
+    path.write_text("runs: [{name: a}, {name: b, trainer: {stepz: 1}}]\n")
+    with pytest.raises(ConfigError, match=r"s\.yaml: runs\[1\]: trainer\.stepz: Extra inputs"):
+        load_sweep(path)
+    path.write_text("runs: [{name: a, models: {task: {model: nonsense}}}]\n")
+    with pytest.raises(ConfigError, match=r"runs\[0\]: models\.task\.model: .*provider"):
+        load_sweep(path)
+    path.write_text("base: {workflow: {name: nope}}\n")
+    with pytest.raises(ConfigError, match=r"runs\[0\]: workflow\.name"):
+        load_sweep(path)
+    path.write_text("runs: [{name: a}, {name: a}]\n")
+    with pytest.raises(ConfigError, match="two runs are named 'a'"):
+        load_sweep(path)
+    path.write_text("name: x\nconcurency: 2\n")
+    with pytest.raises(ConfigError, match="concurency: Extra inputs"):
+        load_sweep(path)
+    path.write_text("runs: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_sweep(path)
+
+
+def test_a_missing_api_key_variable_stops_the_sweep_before_any_call(sim_server, tmp_path, capsys, monkeypatch):
+    server = sim_server(responder="object_count_trainer")
+    monkeypatch.delenv("RAYGRAD_TEST_MISSING_KEY", raising=False)
+    runs = """runs:
+  - {name: ok}
+  - {name: keyed, models: {backward: {api_key_env: RAYGRAD_TEST_MISSING_KEY}}}"""
+    assert main(["sweep", sweep_file(tmp_path, server, "keys", runs=runs)]) == 2
+    assert "runs[1] (keyed), models.backward: environment variable RAYGRAD_TEST_MISSING_KEY" in capsys.readouterr().err
+    assert server.log == []
+
+
+def test_sweep_runs_side_by_side_keeps_a_failure_to_its_run_and_skips_finished_runs(ray_cluster, sim_server,
+                                                                                     tmp_path, capsys):
+    server = sim_server(responder="object_count_trainer", latency_s=0.02)
+    runs = """runs:
+  - {name: oc}
+  - {name: broken, data: {generator: null, path: no-such-file.jsonl}}
+grid:
+  trainer.seed: [1, 2]"""
+    path = sweep_file(tmp_path, server, "night", runs=runs)
+    assert main(["sweep", path]) == 1  # a run failed; the others finished
+    out = capsys.readouterr().out
+    sweep_dir = tmp_path / "sweeps" / "night"
+    good = ["oc-seed=1", "oc-seed=2"]
+    for name in good:
+        run_dir = sweep_dir / name
+        result = json.loads((run_dir / "result.json").read_text())
+        assert result["steps"] == 2 and result["test_after"] is not None
+        steps = pq.read_table(run_dir / "steps.parquet").to_pylist()
+        assert [s["step"] for s in steps] == [0, 1] and steps[0]["task_calls"] >= 4
+        candidates = pq.read_table(run_dir / "candidates.parquet").to_pylist()
+        assert all(c["parent"] is not None and c["reason"] for c in candidates)
+        samples = pq.read_table(run_dir / "samples").to_pylist()
+        evaluations = {s["evaluation"] for s in samples}
+        assert {"val-initial", "test-before", "test-after", "step0-batch"} <= evaluations
+        assert sum(s["evaluation"] == "test-before" for s in samples) == 16
+        calls = pq.read_table(run_dir / "calls.parquet").to_pylist()
+        assert {c["role"] for c in calls} == {"task", "backward", "optimizer"} and "reply" not in calls[0]
+        assert sum(result["usage"][r]["calls"] for r in result["usage"]) == len(calls)
+    # Every answered call is in exactly one run's calls table. The provider also saw the requests of
+    # validation shards cancelled by early rejection, whose replies nobody waited for (4 per shard at most).
+    tables = {name: pq.read_table(sweep_dir / name / "calls.parquet").to_pylist() for name in good}
+    cancelled = sum(json.loads((sweep_dir / n / "result.json").read_text())["ray"]["cancelled_shards"] for n in good)
+    assert sum(len(rows) for rows in tables.values()) <= len(server.log) <= sum(map(len, tables.values())) + 4 * cancelled
+    # Fair sharing: the two runs ran at once under one budget, neither waiting for the other.
+    spans = {name: (rows[0]["created_at"], rows[-1]["created_at"]) for name, rows in tables.items()}
+    overlap = (max(s for s, _ in spans.values()), min(e for _, e in spans.values()))
+    assert overlap[1] - overlap[0] > 0.5 * min(e - s for s, e in spans.values())
+    for name in ("broken-seed=1", "broken-seed=2"):
+        error = json.loads((sweep_dir / name / "error.json").read_text())
+        assert "no-such-file.jsonl" in error["error"] and error["resume"] == f"raygrad resume {sweep_dir / name}"
+    assert "broken-seed=1" in out and "failed" in out and f"raygrad resume {sweep_dir / 'broken-seed=1'}" in out
+    # The same command again: finished runs are skipped (no request), the failed ones are retried.
+    requests = len(server.log)
+    assert main(["sweep", path]) == 1
+    assert len(server.log) == requests and "skipped" in capsys.readouterr().out
+    assert_no_actor_left()
+
+
+def assert_no_actor_left(timeout_s: float = 10.0) -> None:
+    """A driver may run sweep after sweep: each must end every actor it started (ray.kill is asynchronous)."""
+    import time
+
+    from ray._private import state as ray_state
+
+    deadline = time.monotonic() + timeout_s
+    while alive := [a["ActorClassName"] for a in ray_state.actors().values() if a["State"] != "DEAD"]:
+        assert time.monotonic() < deadline, alive
+        time.sleep(0.1)
+
+
+def test_a_sweep_limit_stops_runs_and_the_same_command_finishes_them_paying_nothing_twice(ray_cluster, sim_server,
+                                                                                         tmp_path, capsys):
+    whole_server, cut_server = sim_server(responder="object_count_trainer"), sim_server(responder="object_count_trainer")
+    assert main(["sweep", sweep_file(tmp_path, whole_server, "whole")]) == 0
+    capsys.readouterr()
+    assert main(["sweep", sweep_file(tmp_path, cut_server, "cut", extra="limits: {max_calls: 120}")]) == 3
+    out = capsys.readouterr().out
+    assert "sweep call limit reached" in out and "raygrad resume" in out
+    assert main(["resume", str(tmp_path / "sweeps" / "cut")]) == 3  # resume keeps the sweep's limit
+    assert main(["sweep", sweep_file(tmp_path, cut_server, "cut")]) == 0  # the limit lifted
+    for name in ("oc-seed=1", "oc-seed=2"):
+        whole = json.loads((tmp_path / "sweeps" / "whole" / name / "result.json").read_text())
+        cut = json.loads((tmp_path / "sweeps" / "cut" / name / "result.json").read_text())
+        assert (cut["values"], cut["best_val"], cut["test_after"]) == (whole["values"], whole["best_val"],
+                                                                        whole["test_after"])
+    # Nothing paid twice: the interrupted sweep sent no more requests than the uninterrupted one, but
+    # for those of validation shards cancelled by early rejection while in flight (which of their 4
+    # requests went out before the cancel depends on timing, in either sweep).
+    cancelled = sum(json.loads((tmp_path / "sweeps" / sweep / name / "result.json").read_text())["ray"]["cancelled_shards"]
+                    for sweep in ("whole", "cut") for name in ("oc-seed=1", "oc-seed=2"))
+    assert len(cut_server.log) - len(whole_server.log) <= 4 * cancelled
+
+
+def test_progress_is_one_status_line_per_run_in_logs_and_bars_on_a_terminal():
+    log = io.StringIO()
+    view = ProgressView(["a", "b"], log, interval_s=0.0, live=False)
+    view.runs["a"].status = "running"
+    view.runs["a"].apply({"step": 1, "steps": 4, "initial_val": 0.25, "best_val": 0.5})
+    view.render()
+    assert log.getvalue().splitlines() == ["a: running step 1/4 val 0.250->0.500 calls 0 tokens 0 $0.0000",
+                                           "total: 0/2 done step 0/0 calls 0 tokens 0 $0.0000"]
+    terminal = io.StringIO()
+    live = ProgressView(["a", "b"], terminal, live=True)
+    live.runs["a"].apply({"step": 2, "steps": 4})
+    live.render()
+    live.render()
+    drawn = terminal.getvalue()
+    assert "[##########..........]   2/4" in drawn and drawn.count("\x1b[3F") == 1  # redrawn in place
+
+
+def one_run_sweep(tmp_path, server, name: str, workers: int = 1, cpus_per_worker: float = 0.5) -> str:
+    runtime = f"{{workers: {workers}, cpus_per_worker: {cpus_per_worker}}}"
+    return sweep_file(tmp_path, server, name,
+                      runs=f"runs:\n  - {{name: oc, trainer: {{steps: 3, seed: 3}}, runtime: {runtime}}}")
+
+
+def assert_same_results(tmp_path, first: str, second: str) -> None:
+    whole = json.loads((tmp_path / "sweeps" / first / "oc" / "result.json").read_text())
+    resumed = json.loads((tmp_path / "sweeps" / second / "oc" / "result.json").read_text())
+    for key in ("values", "initial_val", "best_val", "test_before", "test_after", "steps", "accepted"):
+        assert resumed[key] == whole[key], key
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_then_the_same_command_ends_like_an_uninterrupted_sweep(ray_cluster, sim_server,
+                                                                                      tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    latency = 0.2
+    whole, cut = (sim_server(responder="object_count_trainer", latency_s=latency) for _ in range(2))
+    assert main(["sweep", one_run_sweep(tmp_path, whole, "whole")]) == 0
+    path = one_run_sweep(tmp_path, cut, "cut")
+    driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep", path, "--address", ray_cluster.address],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(cut.log) < len(whole.log) // 2:  # mid-way through the optimization
+        assert driver.poll() is None
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    driver.wait()
+    time.sleep(3)  # Ray stops the dead driver's actors
+    before_resume = len(cut.log)
+    assert main(["sweep", path]) == 0
+    assert_same_results(tmp_path, "whole", "cut")
+    # A call is made again only if its reply was not journaled when the driver died: requests in
+    # flight then (arrived less than `latency` + a little before), or sent by its actors while Ray
+    # stopped them. Every other call was replayed from the journal.
+    seen: dict[str, float] = {}
+    repeated = []
+    for entry in cut.log:
+        key = json.dumps([entry.messages, entry.response_format], sort_keys=True)
+        if key in seen:
+            repeated.append(seen[key])
+        seen.setdefault(key, entry.time)
+    assert all(killed_at - latency - 0.5 <= t <= killed_at + 3 for t in repeated), (killed_at, repeated)
+    assert len(repeated) <= 2 * 8  # at most what one worker and the aggregator had in flight
+    assert len(cut.log) - before_resume < len(whole.log)
+
+
+@pytest.mark.slow
+def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_sweep(ray_cluster, sim_server,
+                                                                                    tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import ray
+    from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
+
+    whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
+    assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
+    # Five 1-CPU nodes and four workers of one CPU each: every worker has a node of its own, whatever
+    # the scheduler prefers, and a replacement fits once a node is gone.
+    for _ in range(2):
+        ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    # The driver runs in a process of its own, so a failing test can always stop it (a thread could not be).
+    log = tmp_path / "cut.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep", "--address", ray_cluster.address,
+                                   one_run_sweep(tmp_path, cut, "cut", workers=4, cpus_per_worker=1)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        placed: list = []
+
+        def doomed_node():
+            """A worker node with a live worker on it, if there is one yet: not the head, nor a node where this
+            process or the run's coordinators live (Ray can attach a driver to any node of the machine)."""
+            actors = [a for a in ray_state.actors().values() if a["State"] == "ALIVE"]
+            placed[:] = [(a["ActorClassName"], a["Address"]["NodeID"][:6]) for a in actors]
+            kept = {ray.get_runtime_context().get_node_id(), ray_cluster.head_node.node_id}
+            kept |= {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] != "ForwardWorker"}
+            hosts = {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] == "ForwardWorker"} - kept
+            return next((n for n in ray_cluster.worker_nodes if n.node_id in hosts), None)
+
+        while len(cut.log) < len(whole.log) // 3 or (doomed := doomed_node()) is None:
+            assert driver.poll() is None, (placed, log.read_text())
+            time.sleep(0.05)
+        ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
+        assert driver.wait(timeout=600) == 0, log.read_text()
+    finally:
+        driver.kill()
+        driver.wait()
+    assert_same_results(tmp_path, "whole", "cut")
+    result = json.loads((tmp_path / "sweeps" / "cut" / "oc" / "result.json").read_text())
+    assert result["ray"]["replaced"]  # the loss really hit this run
+
+
+def test_api_keys_never_reach_run_directories_reports_or_logs(ray_cluster, sim_server, tmp_path, capsys,
+                                                             monkeypatch):
+    import secrets
+
+    import ray
+
+    key = f"sk-test-{secrets.token_hex(16)}"
+    monkeypatch.setenv("RAYGRAD_TEST_API_KEY", key)
+    server = sim_server(responder="object_count_trainer")
+    model = f'{{model: openai/simulated, api_base: "{server.url}", api_key_env: RAYGRAD_TEST_API_KEY}}'
+    runs = f"runs:\n  - {{name: keyed, models: {{task: {model}, backward: {model}, optimizer: {model}}}}}"
+    path = sweep_file(tmp_path, server, "keys", runs=runs, extra=f"storage: file://{tmp_path / 'store'}")
+    assert main(["sweep", path]) == 0
+    assert main(["report", str(tmp_path / "sweeps" / "keys")]) == 0
+    printed = capsys.readouterr()
+    assert server.log  # calls were made with the key...
+    assert key not in printed.out + printed.err
+    logs = ray._private.worker.global_worker.node.get_logs_dir_path()
+    searched = 0
+    for folder in (tmp_path, logs):  # ...and it is in no file: journal, checkpoint, tables, report, storage, Ray logs
+        for file in (p for p in __import__("pathlib").Path(folder).rglob("*") if p.is_file()):
+            assert key.encode() not in file.read_bytes(), file
+            searched += 1
+    assert searched > 20
+
+
+def test_an_unwritable_storage_path_stops_before_any_call_naming_it(sim_server, tmp_path, capsys):
+    server = sim_server(responder="object_count_trainer")
+    (tmp_path / "a-file").write_text("storage cannot be below a file")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+name: blocked
+output_dir: {tmp_path / 'runs'}
+models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
+storage: {tmp_path / 'a-file' / 'store'}
+""")
+    assert main(["optimize", str(config)]) == 4
+    err = capsys.readouterr().err
+    assert f"storage {tmp_path / 'a-file' / 'store'}: cannot write there" in err and "Traceback" not in err
+    assert server.log == []

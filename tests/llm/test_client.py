@@ -1,0 +1,145 @@
+"""The LLM client against the simulated provider on loopback: faults, limits, journal, structured output."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from raygrad.data import Example
+from raygrad.llm.client import InvalidReply, LLMClient, parse_structured
+from raygrad.llm.journal import Journal
+from raygrad.optim.evaluate import evaluate
+from raygrad.optim.metrics import number_match
+from raygrad.tasks import ObjectCount
+from raygrad.tasks.object_count import generate_object_counting
+
+PERFECT_PROMPT = "Think step by step. Count each item; ignore the others. Give only the total as 'Answer: N'."
+
+
+def examples(n: int, seed: int = 3) -> list[Example]:
+    return [Example(id=str(i), **row) for i, row in enumerate(generate_object_counting(n, seed))]
+
+
+async def test_429_storm_and_injected_faults_lose_no_sample_and_score_none_wrong(sim_server):
+    # A tight budget (20 per 1 s window) plus 5xx, hangs and broken bodies.
+    server = sim_server(responder="object_count", rpm=1200, window_s=1, error_rate=0.15, hang_rate=0.05,
+                        hang_s=2, malformed_rate=0.05, seed=7)
+    # The client is told a looser rpm than the server enforces, so it really meets 429s.
+    client = LLMClient(server.model_config(rpm=4800, timeout_s=0.5, retry_deadline_s=60, max_in_flight=64))
+    workflow = ObjectCount(instruction=PERFECT_PROMPT, output_format="")
+    data = examples(60)
+    report = await evaluate(workflow, data, client, number_match)
+    assert report.failed == 0 and report.completed == 60
+    faults = {f: sum(e.fault == f for e in server.log) for f in ("rate_limited", "error", "hang", "malformed")}
+    assert faults["rate_limited"] > 0 and faults["error"] > 0 and faults["hang"] > 0 and faults["malformed"] > 0
+    # Same prompt and questions on a fault-free server: the exact same scores, so no fault became a wrong answer.
+    clean = sim_server(responder="object_count")
+    reference = await evaluate(workflow, data, LLMClient(clean.model_config()), number_match)
+    assert [s.score for s in report.samples] == [s.score for s in reference.samples]
+    assert client.usage.rate_limited == faults["rate_limited"]
+
+
+async def test_configured_rpm_is_never_exceeded_on_the_server_log(sim_server):
+    server = sim_server(responder="echo")  # no server-side budget: only the client's pacing holds it
+    client = LLMClient(server.model_config(rpm=600, max_in_flight=100))  # one request every 0.1 s
+    await asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(25)))
+    times = sorted(e.time for e in server.log)
+    assert len(times) == 25
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) > 0.09  # never two requests closer than the pace (server clock, small jitter allowed)
+    assert times[-1] - times[0] >= 24 * 0.1 - 0.02
+
+
+async def test_burst_window_learned_from_headers_is_used_but_never_exceeded(sim_server):
+    server = sim_server(responder="echo", rpm=600, window_s=3, latency_s=0.2)  # 30 per 3 s window
+    client = LLMClient(server.model_config(rpm=600, max_in_flight=200))
+    await asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(90)))
+    accepted = sorted(e.time for e in server.log if e.fault is None)
+    assert len(accepted) == 90 and not server.refused()
+    # More than pacing alone would send (3 per 0.3 s) lands in the first window: the burst was used ...
+    assert sum(t < accepted[0] + 1.5 for t in accepted) > 20
+    # ... and no 3 s window on the server's clock ever holds more than 30.
+    assert max(sum(s <= t < s + 3 for t in accepted) for s in accepted) <= 30
+
+
+async def test_a_call_that_keeps_failing_is_a_failed_sample_not_a_wrong_one(sim_server):
+    server = sim_server(responder="object_count", error_rate=1.0)
+    client = LLMClient(server.model_config(retry_deadline_s=1.0))
+    report = await evaluate(ObjectCount(), examples(3), client, number_match)
+    assert report.failed == 3 and report.completed == 0
+    assert all(s.score is None and "gave up" in s.error for s in report.samples)
+
+
+async def test_journal_serves_a_repeated_call_without_a_request(sim_server, tmp_path):
+    server = sim_server(responder="echo")
+    journal = Journal(tmp_path / "journal.sqlite")
+    client = LLMClient(server.model_config(), journal=journal)
+    messages = [{"role": "user", "content": "the same question"}]
+    first = await client.complete(messages)
+    second = await client.complete(messages)
+    assert len(server.log) == 1
+    assert second.cached and second.text == first.text and client.usage.cached_calls == 1
+    # A new client and a new journal connection (a resumed run) replays it too.
+    resumed = LLMClient(server.model_config(), journal=Journal(tmp_path / "journal.sqlite"))
+    assert (await resumed.complete(messages)).text == first.text and len(server.log) == 1
+    # A different sampling parameter or endpoint is a different call.
+    await client.complete(messages, max_tokens=5)
+    assert len(server.log) == 2
+
+
+async def test_identical_calls_in_flight_at_once_are_paid_once(sim_server, tmp_path):
+    server = sim_server(responder="echo", latency_s=0.2)
+    client = LLMClient(server.model_config(), journal=Journal(tmp_path / "journal.sqlite"))
+    same = [{"role": "user", "content": "a question asked twice in one batch"}]
+    replies = await asyncio.gather(*(client.complete(same) for _ in range(3)),
+                                   client.complete([{"role": "user", "content": "another"}]))
+    assert len(server.log) == 2 and len({r.text for r in replies[:3]}) == 1
+    assert client.usage.calls == 2 and client.usage.cached_calls == 2
+    # Sampled calls are separate draws: each is made.
+    await asyncio.gather(*(client.complete(same, temperature=1.0) for _ in range(2)))
+    assert len(server.log) == 4
+
+
+async def test_sampled_calls_are_not_replayed_unless_tagged(sim_server, tmp_path):
+    server = sim_server(responder="echo")
+    client = LLMClient(server.model_config(temperature=0.7), journal=Journal(tmp_path / "j.sqlite"))
+    messages = [{"role": "user", "content": "write a poem"}]
+    await client.complete(messages)
+    await client.complete(messages)
+    assert len(server.log) == 2
+    await client.complete(messages, journal_tag="step-3/proposal-1")
+    await client.complete(messages, journal_tag="step-3/proposal-1")
+    assert len(server.log) == 3
+
+
+async def test_api_key_is_sent_but_never_journaled(sim_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYGRAD_TEST_KEY", "sk-secret-value-123")
+    server = sim_server(responder="echo")
+    journal_path = tmp_path / "journal.sqlite"
+    client = LLMClient(server.model_config(api_key_env="RAYGRAD_TEST_KEY"), journal=Journal(journal_path))
+    await client.complete([{"role": "user", "content": "hello"}])
+    for file in tmp_path.iterdir():
+        assert b"sk-secret-value-123" not in file.read_bytes()
+
+
+class Verdict(BaseModel):
+    answer: int
+    reason: str
+
+
+async def test_structured_output_is_requested_and_validated(sim_server):
+    replies = iter(['```json\n{"answer": 4, "reason": "counted"}\n```', '{"answer": "many"}'])
+    server = sim_server(responder_fn=lambda messages, body: next(replies))
+    client = LLMClient(server.model_config())
+    verdict = await client.complete_structured([{"role": "user", "content": "count"}], Verdict)
+    assert verdict == Verdict(answer=4, reason="counted")
+    assert server.log[0].response_format["json_schema"]["schema"]["required"] == ["answer", "reason"]
+    with pytest.raises(InvalidReply):
+        await client.complete_structured([{"role": "user", "content": "count again"}], Verdict)
+
+
+def test_parse_structured_rejects_prose():
+    with pytest.raises(InvalidReply):
+        parse_structured("I think the answer is four.", Verdict)
+    assert parse_structured('Sure! {"answer": 2, "reason": "x"} Hope it helps', Verdict).answer == 2

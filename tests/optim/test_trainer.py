@@ -1,0 +1,205 @@
+"""The LLM-AutoDiff loop on a scripted LLM: selective backward, peers, bounds, two stages, resume."""
+from __future__ import annotations
+
+import json
+
+from raygrad.core.backward import Gradient, aggregate
+from raygrad.optim.execution import LocalExecutor
+from raygrad.optim.metrics import number_match
+from raygrad.optim.settings import TrainerConfig
+from raygrad.optim.trainer import Trainer, TrainState
+from raygrad.runs.rundir import CheckpointFile
+from raygrad.tasks import ObjectCount
+from raygrad.testing import RESPONDERS, ScriptedLLM, object_count_examples, requested_schema
+
+data = object_count_examples  # ObjectCount questions as Examples: data(size, seed)
+
+
+def scripted_clients():
+    return {role: ScriptedLLM(RESPONDERS["object_count_trainer"]) for role in ("task", "backward", "optimizer")}
+
+
+async def test_backward_calls_only_for_error_samples_one_per_peer_parameter():
+    clients = scripted_clients()
+    trainer = Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                      TrainerConfig(steps=1, batch_size=8, proposals=2))
+    train, val = data(8, 1), data(20, 2)
+    state = await trainer.fit(train, val)
+    errors = state.steps[0].errors
+    assert 0 < errors < 8  # some right, some wrong: the test says something
+    # Two trainable peers on the one LLM call: exactly one backward call each per error sample,
+    # none for correct samples and none at the loss.
+    assert len(clients["backward"].calls) == 2 * errors
+    prompts_seen = [m[1]["content"] for m in clients["backward"].calls]
+    assert sum('name="instruction"' in p and '<PEER role="output format" name="output_format"' in p
+               for p in prompts_seen) == errors
+
+
+async def test_training_improves_validation_and_checkpoint_resume_equals_uninterrupted(tmp_path):
+    train, val = data(20, 3), data(40, 4)
+    config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=9)
+    full = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
+                         scripted_clients(), config, checkpoint=CheckpointFile(tmp_path / "a.json")).fit(train, val)
+    assert full.best_val > full.initial_val and any(c.accepted for c in full.candidates)
+    # Interrupted after 2 steps, then resumed from the checkpoint with fresh objects.
+    path = tmp_path / "b.json"
+    await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
+                  config.model_copy(update={"steps": 2}), checkpoint=CheckpointFile(path)).fit(train, val)
+    assert TrainState.model_validate_json(path.read_text()).step == 2
+    resumed = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
+                            scripted_clients(), config, checkpoint=CheckpointFile(path)).fit(train, val)
+    assert resumed.values == full.values and resumed.best_val == full.best_val
+    assert [s.batch for s in resumed.steps] == [s.batch for s in full.steps]
+    assert json.loads(path.read_text())["step"] == 4
+
+
+async def test_stage2_stops_early_and_never_makes_the_remaining_calls():
+    val = data(64, 5)
+    llm = ScriptedLLM(lambda messages, body: "Answer: 0")  # every answer wrong
+    executor = LocalExecutor(ObjectCount(), number_match, {"task": llm})
+    result = await executor.validate({}, val, must_beat=0.5, chunk=8)
+    # After 8 wrong of 64, at most 56/64 = 0.875 is reachable; after 32 wrong only 0.5: stop.
+    assert result.stopped_early and result.evaluated == 32 and len(llm.calls) == 32
+
+
+async def test_unparseable_or_leaking_proposals_are_failed_never_new_prompts():
+    from raygrad.optim.tgd import propose
+
+    workflow = ObjectCount()
+    parameter = workflow.parameters()["instruction"]
+    bad = ScriptedLLM(lambda m, b: "Sure! Here is a better prompt: Think harder.")
+    good, rejected = await propose(parameter, [], "feedback", [], [], 3, bad)
+    assert good == [] and "unparseable" in rejected[0]
+    leaky = ScriptedLLM(lambda m, b: json.dumps({"proposals": ["<GRADIENTS> count better", "Count carefully."]}))
+    good, rejected = await propose(parameter, [], "feedback", [], [], 3, leaky)
+    assert good == ["Count carefully."] and "leaked" in rejected[0]
+
+
+def test_aggregation_is_grouped_worst_first_and_bounded():
+    grads = [Gradient(parameter="p", sample_id=str(i), score=(i % 10) / 10, feedback="x" * 5000)
+             for i in range(500)]
+    text = aggregate(grads, max_samples=8, max_chars=600)["p"]
+    assert len(text) < 8 * 700 + 100
+    assert text.startswith("[sample 0, score 0.00]") and "492 more error samples" in text
+
+
+async def test_token_budget_stops_mid_step_and_keeps_the_last_completed_step(tmp_path):
+    clients = scripted_clients()
+    trainer = Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                      TrainerConfig(steps=50, batch_size=4, max_tokens=20_000), checkpoint=CheckpointFile(tmp_path / "c.json"))
+    state = await trainer.fit(data(20, 6), data(20, 7))
+    spent = sum(u.prompt_tokens + u.completion_tokens for u in trainer.usage().values())
+    biggest = max(sum(len(m["content"].split()) for m in call) + 100 for c in clients.values() for call in c.calls)
+    assert "token budget" in (state.stopped or "") and 20_000 <= spent < 20_000 + biggest
+    saved = TrainState.model_validate_json((tmp_path / "c.json").read_text())
+    assert saved.step == state.step == len(saved.steps)  # the interrupted step is not half-recorded
+
+
+async def test_call_budget_stops_training():
+    clients = scripted_clients()
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                          TrainerConfig(steps=50, batch_size=4, max_calls=60)).fit(data(20, 6), data(20, 7))
+    assert state.stopped and "call budget" in state.stopped and state.step < 50
+
+
+async def test_early_rejection_saves_calls_and_changes_no_decision():
+    train, val = data(20, 3), data(60, 4)
+    runs = {}
+    for early in (True, False):
+        clients = scripted_clients()
+        config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=2, early_rejection=early)
+        state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                              config).fit(train, val)
+        runs[early] = (state, len(clients["task"].calls))
+    (fast, fast_calls), (full, full_calls) = runs[True], runs[False]
+    assert fast.values == full.values and [c.accepted for c in fast.candidates] == [c.accepted for c in full.candidates]
+    stopped = [c for c in fast.candidates if c.reason.startswith("stage 2: cannot beat")]
+    assert stopped and fast_calls < full_calls  # the stage-2 calls of hopeless candidates were never made
+
+
+async def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_last_checkpoint_intact(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    from raygrad.runs import rundir
+    from raygrad.runs.rundir import CheckpointError
+
+    train, val = data(20, 3), data(40, 4)
+    config = TrainerConfig(steps=3, batch_size=4, proposals=3, seed=9)
+
+    def make(path):
+        return Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
+                       config, checkpoint=CheckpointFile(path))
+
+    full = await make(tmp_path / "whole.json").fit(train, val)
+    path = tmp_path / "run.json"
+    writes, real_fsync = {"n": 0}, os.fsync
+
+    def fsync_until_full(fd):
+        writes["n"] += 1
+        if writes["n"] > 2:  # steps 0 and 1 are saved, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(rundir.os, "fsync", fsync_until_full)
+    with pytest.raises(CheckpointError, match=rf"cannot write {path}: No space left on device; the previous"):
+        await make(path).fit(train, val)
+    monkeypatch.undo()
+    assert TrainState.model_validate_json(path.read_text()).step == 2  # whole, and the last one written
+    assert not path.with_name(path.name + ".tmp").exists()
+    resumed = await make(path).fit(train, val)  # space freed: the same command resumes
+    assert (resumed.values, resumed.best_val, resumed.step) == (full.values, full.best_val, 3)
+
+
+async def test_a_wall_time_limit_stops_between_calls_and_counts_every_session(tmp_path):
+    train, val = data(20, 3), data(40, 4)
+    clients = {role: ScriptedLLM(RESPONDERS["object_count_trainer"], delay_s=0.01) for role in ("task", "backward", "optimizer")}
+    path = tmp_path / "run.json"
+    config = TrainerConfig(steps=50, batch_size=4, proposals=2, seed=9, max_wall_s=0.5)
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients, config,
+                          checkpoint=CheckpointFile(path)).fit(train, val)
+    assert state.stopped and "wall-time limit reached" in state.stopped and 0 < state.step < 50
+    saved = TrainState.model_validate_json(path.read_text())
+    assert 0.5 <= saved.elapsed_s < 5 and saved.step == state.step
+    # Resumed, the time already spent counts: at once over the limit, no new step.
+    again = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match,
+                          scripted_clients(), config, checkpoint=CheckpointFile(path)).fit(train, val)
+    assert again.step == state.step and "wall-time limit" in again.stopped
+
+
+def magic_word(messages, body) -> str:
+    """Every answer is right once the instruction says MAGIC, and wrong before."""
+    if requested_schema(body) == "FeedbackReply":
+        return json.dumps({"feedback": "Say the magic word."})
+    if requested_schema(body) == "Proposals":
+        return json.dumps({"proposals": ["Answer. MAGIC"]})
+    question = messages[1]["content"]
+    truth = next(e.target for e in data(20, 5) if e.input == question)
+    return f"Answer: {truth if 'MAGIC' in messages[0]['content'] else 0}"
+
+
+async def test_once_the_minibatch_is_perfect_no_more_candidates_are_asked_for_in_that_step():
+    clients = {role: ScriptedLLM(magic_word) for role in ("task", "backward", "optimizer")}
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    state = await Trainer(workflow, number_match, clients, TrainerConfig(steps=1, batch_size=4, proposals=1)
+                          ).fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert state.steps[0].accepted == ["instruction"] and state.best_val == 1.0
+    # output_format comes next, but the minibatch is all right now: no proposal, no stage-1 calls for it.
+    assert len(clients["optimizer"].calls) == 1 and [c.parameter for c in state.candidates] == ["instruction"]
+
+
+async def test_a_perfect_validation_score_ends_the_run_since_no_candidate_can_beat_it(tmp_path):
+    clients = {role: ScriptedLLM(magic_word) for role in ("task", "backward", "optimizer")}
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    path = tmp_path / "checkpoint.json"
+    trainer = Trainer(workflow, number_match, clients, TrainerConfig(steps=5, batch_size=4, proposals=1),
+                      checkpoint=CheckpointFile(path))
+    state = await trainer.fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert state.best_val == 1.0 and state.step == 1 and not state.stopped
+    # 16 initial validation + 4 minibatch + 4 stage 1 + 16 stage 2, and not one call for steps 2 to 5.
+    assert len(clients["task"].calls) == 40
+    resumed = await Trainer(workflow, number_match, clients, TrainerConfig(steps=5, batch_size=4, proposals=1),
+                            checkpoint=CheckpointFile(path)).fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert resumed.step == 1 and len(clients["task"].calls) == 40

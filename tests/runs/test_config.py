@@ -1,0 +1,60 @@
+"""Configs are validated, and errors name the file and field."""
+from __future__ import annotations
+
+import pytest
+
+from raygrad.runs.config import ConfigError, ModelConfig, RunConfig, load_config
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_config_loads_with_local_defaults(tmp_path):
+    config = load_config(write(tmp_path, """
+name: oc
+workflow: {name: object_count}
+data: {path: data.jsonl, splits: {train: "0:5", val: "5:"}}
+models:
+  task: {model: openai/gpt-4o-mini, api_key_env: OPENAI_API_KEY, rpm: 500, temperature: 0}
+"""))
+    assert config.model_for("task").model == "openai/gpt-4o-mini"
+    assert config.model_for("backward").is_local and config.model_for("optimizer").is_local
+    assert config.data.path == str(tmp_path / "data.jsonl")  # relative to the config file
+
+
+@pytest.mark.parametrize("text, named", [
+    ("models:\n  task: {model: openai/x, rpm: -5}\n", "models.task.rpm"),
+    ("models:\n  task: {model: openai/x, temprature: 0}\n", "models.task.temprature"),
+    ("workflow: {name: nonexistent}\n", "workflow.name"),
+    ("models:\n  task: {model: notaprovider/some-model}\n", "models.task.model"),
+    ("models:\n  critic: {model: openai/x}\n", "models.critic"),
+    ("data: {splits: {train: 3}}\n", "data.splits.train"),
+    ("surprise: 1\n", "surprise"),
+])
+def test_bad_fields_are_named(tmp_path, text, named):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert str(tmp_path / "run.yaml") in str(err.value) and named in str(err.value)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "models: [unclosed\n"))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_missing_api_key_variable_is_named(monkeypatch):
+    monkeypatch.delenv("RAYGRAD_NO_SUCH_KEY", raising=False)
+    with pytest.raises(ConfigError, match="RAYGRAD_NO_SUCH_KEY"):
+        ModelConfig(model="openai/gpt-4o-mini", api_key_env="RAYGRAD_NO_SUCH_KEY").api_key()
+
+
+def test_run_config_defaults_to_object_count_on_generated_data():
+    config = RunConfig()
+    assert config.workflow.name == "object_count" and config.data.generator is not None
