@@ -90,7 +90,7 @@ def run_raygrad(url: str, train: list[dict], val: list[dict], steps: int, direct
     trainer_config = TrainerConfig(steps=steps, batch_size=4, proposals=5, seed=0)
 
     async def fit():
-        with role_clients(config) as clients:
+        with role_clients(config.role_models(), config.journal_path) as clients:
             trainer = Trainer(workflow, number_match, clients, trainer_config, eval_name="number")
             return await trainer.fit([Example(id=str(i), **r) for i, r in enumerate(train)],
                                      [Example(id=str(i), **r) for i, r in enumerate(val)])

@@ -18,8 +18,8 @@ import time
 
 from common import max_in_window, server_log, simulated_server, write_table
 
-from raygrad.data import load_split
 from raygrad.distributed.runtime import connect, distributed_run
+from raygrad.runs.assemble import load_split
 from raygrad.runs.config import RunConfig
 
 RPM, WINDOW, LATENCY = 600, 6.0, 0.5

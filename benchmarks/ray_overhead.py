@@ -15,9 +15,9 @@ import time
 
 from common import simulated_server, write_table
 
-from raygrad.data import load_split
 from raygrad.distributed.runtime import connect, distributed_run
 from raygrad.llm import import_litellm
+from raygrad.runs.assemble import load_split
 from raygrad.runs.config import RunConfig
 from raygrad.tasks import ObjectCount
 

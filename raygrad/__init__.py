@@ -3,7 +3,14 @@
 Layers, lowest first (each imports only those before it): errors, llm, data, core, optim, tasks,
 runs, distributed and the CLI; testing sits beside them for tests and benchmarks.
 """
-from raygrad.core.graph import Function, LLMCall, Parameter, Trace, Workflow, run_forward
+from raygrad.core.graph import (
+    Function,
+    LLMCall,
+    Parameter,
+    Trace,
+    Workflow,
+    run_forward,
+)
 from raygrad.data import Example, load_examples
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import Completion, InvalidReply, LLMCallFailed, LLMClient, Usage
@@ -14,7 +21,13 @@ from raygrad.optim.metrics import EVALS
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import load_split
 from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig, load_config
-from raygrad.tasks import MultiHopQA, ObjectCount, QuestionClassification, ReActAgent, SingleCall
+from raygrad.tasks import (
+    MultiHopQA,
+    ObjectCount,
+    QuestionClassification,
+    ReActAgent,
+    SingleCall,
+)
 from raygrad.tasks.object_count import generate_object_counting
 
 __all__ = [

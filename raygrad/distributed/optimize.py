@@ -13,7 +13,14 @@ from raygrad.optim.trainer import TrainState
 from raygrad.runs.assemble import build_workflow, load_split
 from raygrad.runs.config import RunConfig
 from raygrad.runs.results import RunResult, write_tables
-from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, save_atomically
+from raygrad.runs.rundir import (
+    CHECKPOINT,
+    JOURNAL,
+    PROMPTS,
+    RESULT,
+    SKIPPED_ROWS,
+    save_atomically,
+)
 from raygrad.runs.storage import Storage
 
 

@@ -38,7 +38,7 @@ def run_config(tmp_path, server, name: str, **sections) -> RunConfig:
 def single_process(config: RunConfig):
     workflow, eval_fn = build_workflow(config.workflow)
     train, val = load_split(config.data, "train"), load_split(config.data, "val")
-    with role_clients(config) as clients:
+    with role_clients(config.role_models(), config.journal_path) as clients:
         trainer = Trainer(workflow, eval_fn, clients, config.trainer, checkpoint=CheckpointFile(config.run_dir / "checkpoint.json"))
         return asyncio.run(trainer.fit(train, val))
 

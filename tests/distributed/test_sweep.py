@@ -141,7 +141,7 @@ def test_a_sweep_limit_stops_runs_and_the_same_command_finishes_them_paying_noth
     capsys.readouterr()
     assert main(["sweep", sweep_file(tmp_path, cut_server, "cut", extra="limits: {max_calls: 120}")]) == 3
     out = capsys.readouterr().out
-    assert "sweep call limit reached" in out and "raygrad resume" in out
+    assert "sweep call budget reached" in out and "raygrad resume" in out
     assert main(["resume", str(tmp_path / "sweeps" / "cut")]) == 3  # resume keeps the sweep's limit
     assert main(["sweep", sweep_file(tmp_path, cut_server, "cut")]) == 0  # the limit lifted
     for name in ("oc-seed=1", "oc-seed=2"):
@@ -235,7 +235,9 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
     import time
 
     import ray
-    from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
+    from ray._private import (
+        state as ray_state,  # the GCS's view; the test cluster has no dashboard
+    )
 
     whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
     assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0

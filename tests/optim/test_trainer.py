@@ -10,7 +10,12 @@ from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer, TrainState
 from raygrad.runs.rundir import CheckpointFile
 from raygrad.tasks import ObjectCount
-from raygrad.testing import RESPONDERS, ScriptedLLM, object_count_examples, requested_schema
+from raygrad.testing import (
+    RESPONDERS,
+    ScriptedLLM,
+    object_count_examples,
+    requested_schema,
+)
 
 data = object_count_examples  # ObjectCount questions as Examples: data(size, seed)
 
