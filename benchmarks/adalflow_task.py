@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from types import (
-    SimpleNamespace,  # adalflow.datasets imports torch: samples are plain namespaces
-)
+from types import SimpleNamespace  # adalflow.datasets imports torch: samples are plain namespaces
 from typing import Any
 
 

@@ -27,7 +27,10 @@ IN_FLIGHT = 64
 async def plain_loop(url: str, questions: list[str]) -> float:
     litellm = import_litellm()
     gate = asyncio.Semaphore(IN_FLIGHT)
-    messages = ObjectCount().answer.messages
+    workflow = ObjectCount()
+
+    def messages(inputs: dict) -> list[dict]:
+        return workflow.answer.messages(inputs, workflow.state())
 
     async def one(question: str) -> None:
         async with gate:

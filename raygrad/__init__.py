@@ -1,39 +1,30 @@
 """raygrad: optimize the prompts of LLM workflows with textual gradients (LLM-AutoDiff), on Ray.
 
+    raygrad.optimize(workflow, train, val, metric=..., models=..., runtime="local" or "ray")
+    raygrad.evaluate(workflow, examples, metric=..., model=...)
+
 Layers, lowest first (each imports only those before it): errors, llm, data, core, optim, tasks,
-runs, distributed and the CLI; testing sits beside them for tests and benchmarks.
+runs, distributed, and the doors (api.py, cli.py); testing sits beside them for tests and benchmarks.
 """
-from raygrad.core.graph import (
-    Function,
-    LLMCall,
-    Parameter,
-    Trace,
-    Workflow,
-    run_forward,
-)
+from raygrad.api import OptimizeResult, evaluate, optimize
+from raygrad.core.workflow import Function, LLMCall, Parameter, Trace, Workflow, run_forward
 from raygrad.data import Example, load_examples
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import Completion, InvalidReply, LLMCallFailed, LLMClient, Usage
 from raygrad.llm.journal import Journal
 from raygrad.llm.models import ModelConfig
-from raygrad.optim.evaluate import EvalReport, SampleResult, evaluate
-from raygrad.optim.metrics import EVALS
+from raygrad.optim.evaluate import EvalReport, SampleResult
+from raygrad.optim.metrics import EVALS, Metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import load_split
 from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig, load_config
-from raygrad.tasks import (
-    MultiHopQA,
-    ObjectCount,
-    QuestionClassification,
-    ReActAgent,
-    SingleCall,
-)
+from raygrad.tasks import MultiHopQA, ObjectCount, QuestionClassification, ReActAgent, SingleCall
 from raygrad.tasks.object_count import generate_object_counting
 
 __all__ = [
     "EVALS", "Completion", "ConfigError", "DataConfig", "DatasetError", "EvalReport", "Example", "Function",
-    "InvalidReply", "Journal", "LLMCall", "LLMCallFailed", "LLMClient", "ModelConfig", "MultiHopQA", "ObjectCount",
-    "Parameter", "QuestionClassification", "ReActAgent", "RunConfig", "SampleResult", "SingleCall", "Trace",
-    "TrainerConfig", "Usage", "Workflow", "WorkflowConfig", "evaluate", "generate_object_counting", "load_config",
-    "load_examples", "load_split", "run_forward",
+    "InvalidReply", "Journal", "LLMCall", "LLMCallFailed", "LLMClient", "Metric", "ModelConfig", "MultiHopQA",
+    "ObjectCount", "OptimizeResult", "Parameter", "QuestionClassification", "ReActAgent", "RunConfig", "SampleResult",
+    "SingleCall", "Trace", "TrainerConfig", "Usage", "Workflow", "WorkflowConfig", "evaluate", "generate_object_counting", "load_config",
+    "load_examples", "load_split", "optimize", "run_forward",
 ]

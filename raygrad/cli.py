@@ -22,19 +22,21 @@ def _config(path: str | None) -> RunConfig:
 def cmd_eval(args: argparse.Namespace) -> int:
     from raygrad.llm.endpoints import role_clients
     from raygrad.optim.evaluate import evaluate
-    from raygrad.runs.assemble import build_workflow, load_split
+    from raygrad.runs.assemble import build_workflow, check_models, load_split
 
     config = _config(args.config)
     examples = load_split(config.data, args.split)  # bad data fails here, before any call
-    workflow, eval_fn = build_workflow(config.workflow)
-    with role_clients({"task": config.model_for("task")}, config.journal_path) as clients:
+    workflow, metric = build_workflow(config.workflow)
+    models = {name: model for name, model in config.role_models().items() if name not in ("backward", "optimizer")}
+    check_models(workflow, models)
+    with role_clients(models, config.journal_path) as clients:
         client = clients["task"]
-        report = asyncio.run(evaluate(workflow, examples, client, eval_fn, split=args.split))
+        report = asyncio.run(evaluate(workflow, examples, clients, metric, split=args.split))
     output = Path(args.output) if args.output else config.run_dir / f"eval_{args.split}.parquet"
     report.write_parquet(output)
     usage = client.usage
     cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for this model)"
-    print(f"workflow {config.workflow.name} on split {args.split!r} ({len(examples)} samples, model {client.config.model})")
+    print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, model {client.config.model})")
     print(f"  score          {report.score:.3f} over {report.completed} completed samples")
     print(f"  failed samples {report.failed}" + (" (calls that never succeeded; not scored)" if report.failed else ""))
     print(f"  calls          {usage.calls} made, {usage.cached_calls} from the journal, {usage.retries} retries "
@@ -47,10 +49,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from raygrad.distributed.optimize import optimize_run
+    from raygrad.api import optimize_config
 
     config = _config(args.config)
-    result = optimize_run(config, args.address)
+    result = optimize_config(config, "local" if args.local else "ray", args.address)
     print_result(result, config.run_dir)
     if result.stopped:
         print(f"  to continue from step {result.steps}: raise the budget in the trainer section of the config and run "
@@ -67,7 +69,9 @@ def print_result(result, run_dir: Path) -> None:
         print(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / SKIPPED_ROWS}")
     print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)"
           + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
-    if result.test_after is None:
+    if result.test_before is None:
+        print("  test        not evaluated: data.splits has no test split")
+    elif result.test_after is None:
         print(f"  test        {result.test_before:.3f} -> (not evaluated: the run stopped at its budget)")
     else:
         print(f"  test        {result.test_before:.3f} -> {result.test_after:.3f}   ({result.test_size} samples, "
@@ -79,6 +83,9 @@ def print_result(result, run_dir: Path) -> None:
         print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
               f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
     stats = result.ray
+    if not stats:  # run in this process, without Ray
+        print(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
+        return
     print(f"  ray: {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
           f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
           f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
@@ -98,11 +105,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     directory = Path(args.directory)
     if (directory / CONFIG).exists():  # one run's directory
-        from raygrad.distributed.optimize import optimize_run
+        from raygrad.api import optimize_config
 
         config = load_config(directory / CONFIG)
         config.output_dir, config.name = str(directory.parent), directory.name
-        result = optimize_run(config, args.address)
+        result = optimize_config(config, "ray", args.address)
         print_result(result, directory)
         return 3 if result.stopped else 0
     sweep, planned = load_sweep_dir(directory)
@@ -119,7 +126,8 @@ def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
     print(f"sweep {sweep.name}:")
     for outcome in outcomes:
         result = outcome.result
-        scores = (f"val {result.initial_val:.3f} -> {result.best_val:.3f}, test {result.test_before:.3f} -> "
+        test = "-" if result is None or result.test_before is None else f"{result.test_before:.3f}"
+        scores = (f"val {result.initial_val:.3f} -> {result.best_val:.3f}, test {test} -> "
                   + ("-" if result.test_after is None else f"{result.test_after:.3f}")) if result else ""
         print(f"  {outcome.name:<32} {outcome.status:<9} {scores}" + (f"  {outcome.error}" if outcome.error else ""))
     print(f"  results: {sweep.directory}   report: raygrad report {sweep.directory}")
@@ -177,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt = commands.add_parser("optimize", help="optimize a workflow's prompts (resumes from its checkpoint)")
     opt.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
     opt.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
+    opt.add_argument("--local", action="store_true",
+                     help="run in this process without Ray (the Ray-free executor: a breakpoint in your workflow stops)")
     opt.set_defaults(run=cmd_optimize)
     sweep = commands.add_parser("sweep", help="run many optimizations on one cluster; again: resume the unfinished")
     sweep.add_argument("sweep", help="sweep file (YAML): base, runs, grid, limits")

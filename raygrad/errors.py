@@ -8,3 +8,10 @@ class ConfigError(ValueError):
 
 class DatasetError(ValueError):
     """A dataset that cannot be used; the message names the file and row."""
+
+
+def last_line(err: BaseException) -> str:
+    """`Type: message`, as the last line of a traceback shows it."""
+    import traceback
+
+    return traceback.format_exception_only(type(err), err)[-1].strip()

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from raygrad.tasks.object_count import solve_object_counting
+from raygrad.tasks.simulated import last, with_optimizer_roles
 from raygrad.testing import ServerSettings, SimulatedServer
 
 # BIG-Bench Hard's object counting file, read where the shared data lies beside this checkout.
@@ -64,3 +68,39 @@ def ray_cluster():
         ray.shutdown()
     finally:
         cluster.shutdown()
+
+
+EXAMPLE_PROJECT = Path(__file__).resolve().parents[1] / "examples" / "counting"
+
+
+def _count_then_answer(messages: list[dict], body: dict) -> str:
+    """Simulated answers for examples/counting: the listing call over-counts by one (a distractor)
+    unless its instruction says to list *only* the asked category; the answer call repeats the total."""
+    system, user = last(messages, "system"), last(messages, "user")
+    if user.startswith("question:"):  # the answer call: the question and the tool's total
+        total = user.rsplit("total:\n", 1)[-1].strip()
+        return f"The count is {total}." if total.isdigit() else "I cannot tell."
+    truth = solve_object_counting(user)
+    if truth is None:
+        return "nothing to list"
+    return f"{truth} items of that category" if re.search(r"\bonly\b", system.lower()) else \
+        f"{truth + 1} items, all told"
+
+
+count_then_answer = with_optimizer_roles(_count_then_answer)
+
+
+@pytest.fixture
+def counting_project(tmp_path, sim_server):
+    """examples/counting copied to a folder of its own, its config pointed at a simulated server that
+    plays task, backward engine and optimizer. Returns (project folder, config path, server)."""
+    server = sim_server(responder_fn=count_then_answer)
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLE_PROJECT, project, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = project / "config.yaml"
+    text = config.read_text().replace("trainer: {steps: 2, batch_size: 4, proposals: 2}",
+                                      "trainer: {steps: 2, batch_size: 4, proposals: 5, seed: 3}")
+    config.write_text(text + f"models: {{task: {model}, backward: {model}, optimizer: {model}}}\n"
+                      f"output_dir: {project / 'runs'}\n")
+    return project, config, server

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
 from raygrad.cli import main
 from raygrad.core.prompts import BACKWARD_SYSTEM
@@ -140,3 +141,66 @@ runtime: {{workers: 1, shards_per_worker: 1}}
     resumed = json.loads((tmp_path / "runs" / "budget" / "checkpoint.json").read_text())
     assert resumed["values"] == whole["values"] and resumed["best_val"] == whole["best_val"]
     assert resumed["stopped"] is None and len(server.log) == whole_requests
+
+
+@pytest.mark.parametrize("workflow, field, says", [
+    ('{class: "nosuch.module:Flow"}', "workflow.class", "ModuleNotFoundError: No module named 'nosuch'"),
+    ('{class: "counting.workflow:Nope"}', "workflow.class", "has no 'Nope'"),
+    ('{class: "counting.workflow:CountThenAnswer", args: {tries: 3}}', "workflow.args",
+     "TypeError: CountThenAnswer.__init__() got an unexpected keyword argument 'tries'"),
+    ('{class: "counting.metrics:count_with_feedback"}', "workflow.class", "is not a raygrad.Workflow subclass"),
+    ('{class: "counting.workflow:CountThenAnswer", eval: "counting.metrics:nothing"}', "workflow.eval", "has no"),
+])
+def test_a_users_workflow_that_cannot_be_built_is_named_by_field_before_any_call(counting_project, workflow,
+                                                                                 field, says):
+    project, config, server = counting_project
+    broken = project / "broken.yaml"
+    text = config.read_text()
+    start = text.index("workflow:")
+    broken.write_text(text[:start] + f"workflow: {workflow}\n" + text[text.index("data:"):])
+    result = subprocess.run([sys.executable, "-m", "raygrad", "optimize", str(broken)], capture_output=True,
+                            text=True, cwd=project.parent, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"{field}: " in result.stderr and says in result.stderr and "Traceback" not in result.stderr
+    assert server.log == []  # and Ray never started: the error came first
+
+
+def test_two_input_fields_a_routed_model_and_no_test_split_without_ray(sim_server, tmp_path, capsys):
+    router, main_model = sim_server(responder="echo"), sim_server(responder_fn=lambda m, b: "Answer: 3")
+    (tmp_path / "routed.py").write_text('''
+from raygrad import LLMCall, Parameter, Workflow
+
+
+class Routed(Workflow):
+    def __init__(self):
+        self.route_instruction = Parameter("Say which expert answers.", description="routes the question")
+        self.answer_instruction = Parameter("Answer.")
+        self.route = LLMCall(system=[self.route_instruction], model="router")
+        self.answer = LLMCall(system=[self.answer_instruction])
+
+    async def forward(self, question, context):
+        expert = await self.route(question=question)
+        return await self.answer(question=question, context=context, expert=expert)
+''')
+    rows = [{"question": f"How many in {i}?", "context": ["a", "b", "c"], "answer": {"count": 3}} for i in range(12)]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "metric.py").write_text("def count(prediction, example):\n"
+                                        "    return float(prediction.endswith(str(example.target['count'])))\n")
+    model = f'{{model: openai/simulated, api_base: "{main_model.url}"}}'
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+name: routed
+output_dir: {tmp_path / 'runs'}
+workflow: {{class: "routed:Routed", eval: "metric:count"}}
+data: {{path: data.jsonl, input_fields: [question, context], target_field: answer, splits: {{train: "0:6", val: "6:12"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model},
+          router: {{model: openai/simulated, api_base: "{router.url}"}}}}
+trainer: {{steps: 1, batch_size: 2, proposals: 1}}
+""")
+    assert main(["optimize", str(config), "--local"]) == 0
+    out = capsys.readouterr().out
+    assert "test        not evaluated: data.splits has no test split" in out and "validation  1.000" in out
+    assert len(router.log) == 6 and all(e.messages[1]["content"].startswith("How many") for e in router.log)
+    answers = [e for e in main_model.log if e.messages[0]["content"] == "Answer."]
+    assert len(answers) == 6 and "context:\n[1] a\n[2] b\n[3] c" in answers[0].messages[1]["content"]
+    assert "expert:\nSay which expert" not in answers[0].messages[1]["content"]  # the router's own reply

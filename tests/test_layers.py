@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "raygrad"
 # Lowest first; a module may import its own layer and those before it.
 LAYERS = {"errors": 0, "llm": 1, "data": 1, "core": 2, "optim": 3, "tasks": 4, "runs": 5, "distributed": 6,
-          "testing": 6, "cli": 7, "__init__": 7, "__main__": 7}
+          "testing": 6, "api": 7, "cli": 7, "__init__": 7, "__main__": 7}
 
 
 def layer_of(module: str) -> str:

@@ -9,11 +9,12 @@ judged) and each predecessor LLM output its feedback; a function node passes fee
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from raygrad.core import prompts
-from raygrad.core.graph import ChatClient, Node, Parameter, Trace, gather_all
+from raygrad.core.workflow import ChatClient, Node, Parameter, Trace, gather_all
 from raygrad.llm.client import InvalidReply, LLMCallFailed
 
 
@@ -28,8 +29,10 @@ class FeedbackReply(BaseModel):
     feedback: str = Field(min_length=1)
 
 
-def textual_loss(prediction: str, target: str, score: float, eval_name: str) -> str:
-    return prompts.TEXTUAL_LOSS.format(score=score, eval_name=eval_name, target=target, prediction=prediction)
+def textual_loss(prediction: str, target: Any, score: float, eval_name: str, feedback: str | None = None) -> str:
+    """The loss as text: score, ground truth and prediction, and the metric's own feedback if it gave one."""
+    text = prompts.TEXTUAL_LOSS.format(score=score, eval_name=eval_name, target=target, prediction=prediction)
+    return text + (prompts.LOSS_FEEDBACK.format(feedback=feedback) if feedback else "")
 
 
 def _depths(trace: Trace) -> dict[int, int]:

@@ -8,6 +8,7 @@ TEXTUAL_LOSS = (
     "The workflow's output was scored {score:.2f} (1 is correct) by the {eval_name} eval.\n"
     "Ground truth: {target}\nPrediction: {prediction}"
 )
+LOSS_FEEDBACK = "\nFeedback from the eval: {feedback}"  # when the metric gives one
 
 BACKWARD_SYSTEM = (
     "You are part of an optimization system that improves the prompts of an LLM workflow. "

@@ -2,14 +2,6 @@
 
 Imports nothing of raygrad but its errors; the optimizer and the runtime take datasets from here.
 """
-from raygrad.data.examples import (
-    Dataset,
-    Example,
-    RowSource,
-    load_examples,
-    parse_range,
-    shard,
-    take,
-)
+from raygrad.data.examples import Dataset, Example, RowSource, load_examples, parse_range, shard, take
 
 __all__ = ["Dataset", "Example", "RowSource", "load_examples", "parse_range", "shard", "take"]

@@ -7,15 +7,39 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 from raygrad.errors import DatasetError
 
+InputFields = Union[str, list[str]]  # one field: passed to forward() positionally; a list: as keyword arguments
+
 
 class Example(BaseModel):
+    """One sample: its inputs by field name and its target (any JSON value: a label, a list, an object)."""
+
     id: str
-    input: str
-    target: str
+    inputs: dict[str, Any]
+    target: Any
+    keywords: bool = Field(False, description="forward(**inputs) (several input fields) rather than forward(input)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_input(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "input" in data and "inputs" not in data:  # Example(id=, input=, target=)
+            data = {**data, "inputs": {"input": data["input"]}}
+            data.pop("input")
+        return data
+
+    @property
+    def input(self) -> Any:
+        """The single input's value; with several input fields, all of them by name."""
+        return next(iter(self.inputs.values())) if not self.keywords and len(self.inputs) == 1 else self.inputs
+
+    def text(self) -> str:
+        """The inputs as one text (for demos, logs and the simulated provider)."""
+        if not self.keywords and len(self.inputs) == 1:
+            return str(self.input)
+        return "\n\n".join(f"{name}:\n{value}" for name, value in self.inputs.items())
 
 
 _FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -61,7 +85,25 @@ def _text(value: Any, path: Path, row: int, field: str) -> str:
     return str(value)
 
 
-def load_examples(path: str | Path, input_field: str = "input", target_field: str = "target",
+def make_example(row: dict, number: int, path: str | Path, input_fields: InputFields, target_field: str) -> Example:
+    """A row as an Example; DatasetError naming file, row and field for a missing or unusable field.
+
+    One input field must be text or a number (it is an LLM's input); several may hold any JSON
+    value, as may the target.
+    """
+    path = Path(path)
+    names = [input_fields] if isinstance(input_fields, str) else list(input_fields)
+    for field in (*names, target_field):
+        if field not in row or row[field] is None:
+            raise DatasetError(f"{path}: row {number}: missing field {field!r}")
+    if isinstance(input_fields, str):
+        return Example(id=str(number), inputs={input_fields: _text(row[input_fields], path, number, input_fields)},
+                       target=row[target_field])
+    return Example(id=str(number), inputs={name: row[name] for name in names}, target=row[target_field],
+                   keywords=True)
+
+
+def load_examples(path: str | Path, input_field: InputFields = "input", target_field: str = "target",
                   fmt: str | None = None, skipped: list[str] | None = None) -> list[Example]:
     """Read every row of a dataset file; the first bad row raises DatasetError naming file and row.
 
@@ -85,16 +127,12 @@ def load_examples(path: str | Path, input_field: str = "input", target_field: st
     return examples
 
 
-def _checked(row: Any, row_number: int, path: Path, input_field: str, target_field: str) -> Example:
+def _checked(row: Any, row_number: int, path: Path, input_field: InputFields, target_field: str) -> Example:
     if isinstance(row, DatasetError):  # a JSONL line that did not parse, kept to be skipped
         raise row
     if not isinstance(row, dict):
         raise DatasetError(f"{path}: row {row_number}: expected an object with fields, got {type(row).__name__}")
-    for field in (input_field, target_field):
-        if field not in row or row[field] is None:
-            raise DatasetError(f"{path}: row {row_number}: missing field {field!r}")
-    return Example(id=str(row_number), input=_text(row[input_field], path, row_number, input_field),
-                   target=_text(row[target_field], path, row_number, target_field))
+    return make_example(row, row_number, path, input_field, target_field)
 
 
 def parse_range(spec: str, size: int) -> slice:
@@ -118,13 +156,18 @@ class RowSource(BaseModel):
 
     path: str
     format: Literal["parquet", "jsonl"]
-    input_field: str = "input"
+    input_field: InputFields = "input"
     target_field: str = "target"
     start: int = 0
     stop: int
 
+    @property
+    def columns(self) -> list[str]:
+        inputs = [self.input_field] if isinstance(self.input_field, str) else list(self.input_field)
+        return [*inputs, self.target_field]
+
     @classmethod
-    def open(cls, path: str | Path, input_field: str = "input", target_field: str = "target",
+    def open(cls, path: str | Path, input_field: InputFields = "input", target_field: str = "target",
              rows: str = ":") -> "RowSource":
         path = Path(path)
         fmt = _FORMATS.get(path.suffix.lower())
@@ -137,7 +180,8 @@ class RowSource(BaseModel):
 
             meta = pq.ParquetFile(path)
             names = set(meta.schema_arrow.names)
-            for field in (input_field, target_field):
+            inputs = [input_field] if isinstance(input_field, str) else list(input_field)
+            for field in (*inputs, target_field):
                 if field not in names:
                     raise DatasetError(f"{path}: no column {field!r} (have: {', '.join(sorted(names))})")
             total = meta.metadata.num_rows
@@ -174,7 +218,7 @@ class RowSource(BaseModel):
         for group in range(parquet.num_row_groups):
             size = parquet.metadata.row_group(group).num_rows
             if offset + size > first and offset < last:  # read only the row groups holding the shard
-                table = parquet.read_row_group(group, columns=[self.input_field, self.target_field])
+                table = parquet.read_row_group(group, columns=self.columns)
                 lo, hi = max(first - offset, 0), min(last - offset, size)
                 for i, row in enumerate(table.slice(lo, hi - lo).to_pylist()):
                     examples.append(self._example(row, offset + lo + i))
@@ -184,12 +228,7 @@ class RowSource(BaseModel):
         return examples
 
     def _example(self, row: dict, number: int) -> Example:
-        path = Path(self.path)
-        for field in (self.input_field, self.target_field):
-            if row.get(field) is None:
-                raise DatasetError(f"{path}: row {number}: missing field {field!r}")
-        return Example(id=str(number), input=_text(row[self.input_field], path, number, self.input_field),
-                       target=_text(row[self.target_field], path, number, self.target_field))
+        return make_example(row, number, self.path, self.input_field, self.target_field)
 
 
 Dataset = Union[list[Example], RowSource]

@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from raygrad.core.graph import Trace
+from raygrad.core.workflow import Trace
 from raygrad.data import Dataset, shard, take
 from raygrad.distributed.dispatch import RuntimeSpec
 from raygrad.llm.client import Usage
@@ -34,7 +34,6 @@ from raygrad.optim.execution import (
     forward_samples,
     score_samples,
 )
-from raygrad.runs.assemble import build_workflow
 from raygrad.runs.results import SampleTables
 from raygrad.runs.rundir import CheckpointFile
 from raygrad.runs.storage import Storage
@@ -80,7 +79,7 @@ def actor_clients(spec: RuntimeSpec, actor: str, budget: Any) -> RoleClients:
 class ForwardWorker:
     def __init__(self, spec: RuntimeSpec, worker_id: str, budget: Any, aggregator: Any):
         self.spec, self.worker_id, self.aggregator = spec, worker_id, aggregator
-        self.workflow, self.eval_fn = build_workflow(spec.config.workflow)
+        self.workflow, self.metric = spec.workflow, spec.metric
         self.clients = actor_clients(spec, worker_id, budget)
 
     def node_id(self) -> str:
@@ -93,7 +92,7 @@ class ForwardWorker:
                           demo_parameters: list[str]) -> tuple[BatchOutcome, dict[str, Usage]]:
         """Forward a shard of the minibatch; error traces go straight to the aggregator, not back."""
         results, demos, errors = await forward_samples(
-            self.workflow, values, take(train, positions), self.clients.get("task"), self.eval_fn,
+            self.workflow, values, take(train, positions), self.clients, self.metric,
             self.spec.config.trainer.error_threshold, demo_parameters)
         if errors:
             await self.aggregator.add.remote(step, errors)
@@ -103,8 +102,7 @@ class ForwardWorker:
                           stop: int | None = None, positions: list[int] | None = None, keep_samples: bool = False
                           ) -> tuple[ScoreSum, dict[str, Usage]]:
         examples = take(data, positions) if positions is not None else shard(data, start or 0, stop or 0)
-        scored = await score_samples(self.workflow, values, examples, self.clients.get("task"), self.eval_fn,
-                                     keep_samples)
+        scored = await score_samples(self.workflow, values, examples, self.clients, self.metric, keep_samples)
         return scored, self.clients.usage_delta()
 
 
@@ -112,7 +110,7 @@ class ForwardWorker:
 class GradientAggregator:
     def __init__(self, spec: RuntimeSpec, budget: Any):
         self.spec = spec
-        self.workflow, _ = build_workflow(spec.config.workflow)
+        self.workflow = spec.workflow
         self.clients = actor_clients(spec, "aggregator", budget)
         self.pending: dict[int, list[tuple[SampleResult, Trace]]] = {}
 
@@ -128,7 +126,7 @@ class GradientAggregator:
         errors = [by_sample[i] for i in sorted(by_sample, key=lambda i: (len(i), i))]
         gradients = []
         if errors:  # each trace holds the parameter values its calls used: no copy of the workflow needed
-            gradients = await backward_errors(self.workflow, errors, self.clients.get("backward"), self.spec.eval_name)
+            gradients = await backward_errors(self.workflow, errors, self.clients["backward"], self.spec.metric.name)
         return gradients, self.clients.usage_delta()
 
 
@@ -141,7 +139,7 @@ class OptimizerActor:
         from raygrad.optim.trainer import Trainer
 
         self.spec = spec
-        self.workflow, eval_fn = build_workflow(spec.config.workflow)
+        self.workflow = spec.workflow
         self.clients = actor_clients(spec, "optimizer", budget)
 
         def make_worker(worker_id: str) -> Any:
@@ -152,8 +150,8 @@ class OptimizerActor:
                                     sample_sink=self.samples.write if self.samples else None)
         storage = Storage(spec.config.storage) if spec.config.storage else None
         self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them
-        self.trainer = Trainer(self.workflow, eval_fn, {"optimizer": _LazyClient(self.clients, "optimizer")},
-                               spec.config.trainer, eval_name=spec.eval_name, executor=self.executor,
+        self.trainer = Trainer(self.workflow, spec.metric, {"optimizer": _LazyClient(self.clients, "optimizer")},
+                               spec.config.trainer, executor=self.executor,
                                checkpoint=CheckpointFile(checkpoint, after_save=storage.put if storage else None),
                                on_event=self.events.append)
 
@@ -215,9 +213,9 @@ class _LazyClient:
 
     @property
     def usage(self) -> Usage:
-        return self._clients.get(self._role).usage
+        return self._clients[self._role].usage
 
     async def complete_structured(self, *args: Any, **kwargs: Any) -> Any:
-        client = self._clients.get(self._role)
+        client = self._clients[self._role]
         client.budget_guard = self.budget_guard
         return await client.complete_structured(*args, **kwargs)

@@ -15,25 +15,31 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ray.exceptions import RayActorError, TaskCancelledError
 
+from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
 from raygrad.llm.client import Usage, check_budget
 from raygrad.llm.models import ROLES, ModelConfig
 from raygrad.optim.evaluate import SampleResult
 from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, cannot_win
+from raygrad.optim.metrics import Metric
 from raygrad.runs.config import RunConfig
 
 
 class RuntimeSpec(BaseModel):
-    """What every actor of a run needs: the config, resolved endpoints, the journal's path."""
+    """What every actor of a run needs: the config, the workflow and metric (built once, on the driver),
+    resolved endpoints, the journal's path, and the user's code to ship to workers."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
     config: RunConfig
-    models: dict[str, ModelConfig]  # per role, the local model resolved to its server
-    endpoints: dict[str, str]  # per role, the endpoint id (budget and journal key)
+    workflow: Workflow  # travels pickled: no clients, locks or open files in it (they live in the run context)
+    metric: Metric
+    models: dict[str, ModelConfig]  # per role or named model, the local model resolved to its server
+    endpoints: dict[str, str]  # per role or named model, the endpoint id (budget and journal key)
     journal_path: str
-    eval_name: str
+    py_modules: list[str] = Field(default_factory=list)  # the user's packages, for Ray's runtime_env
     # The driver's API keys (by variable name) for actors on nodes whose environment lacks them; a
     # SecretStr prints as '**********', and this spec is never written to disk.
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
@@ -41,6 +47,10 @@ class RuntimeSpec(BaseModel):
     def holder(self, actor: str) -> str:
         """The name an actor leases budget under: runs of a sweep share a budget fairly, run by run."""
         return f"{self.config.name}/{actor}"
+
+    def actor_options(self) -> dict[str, Any]:
+        """Ray options that bring the user's code to an actor's process, on any node."""
+        return {"runtime_env": {"py_modules": self.py_modules}} if self.py_modules else {}
 
     def export_api_keys(self) -> None:
         """In an actor: make the keys visible to this process's LLM clients (the node's own win)."""
@@ -72,7 +82,8 @@ class RayExecutor:
         return {role: u for role, u in self._usage.items() if role != "optimizer"}
 
     def _count(self, delta: dict[str, Usage]) -> None:
-        for role, usage in delta.items():
+        for name, usage in delta.items():
+            role = name if name in ROLES else "task"  # models that LLMCalls name do task calls
             self._usage[role] = self._usage[role].add(usage)
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -160,7 +171,7 @@ class RayExecutor:
         keep = self._keeps(label)
         [scored] = await self._map("score_shard", [(values, train, None, None, positions, keep)])
         self._sink(label, scored.samples)
-        return scored.mean
+        return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
                        chunk: int = 16, label: str = "") -> Stage2Result:

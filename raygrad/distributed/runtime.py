@@ -10,15 +10,19 @@ from typing import Any
 import ray
 from pydantic import SecretStr
 
+from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
 from raygrad.distributed.actors import GradientAggregator, OptimizerActor, RateBudget
 from raygrad.distributed.dispatch import RuntimeSpec
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
-from raygrad.llm.models import ROLES, ModelConfig
+from raygrad.llm.models import ModelConfig
 from raygrad.optim.execution import Stage2Result
+from raygrad.optim.metrics import Metric
+from raygrad.runs.assemble import build_workflow
 from raygrad.runs.config import RunConfig
+from raygrad.runs.imports import code_to_ship
 from raygrad.runs.rundir import CHECKPOINT
 
 
@@ -31,6 +35,17 @@ def connect(address: str | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def upload_code(paths: list[str]) -> list[str]:
+    """The user's packages uploaded to the cluster, as URIs an actor's `py_modules` takes: Ray accepts
+    local paths only for a whole job (`ray.init`), and a run may join a cluster already connected."""
+    if not paths:
+        return []
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
+    return upload_py_modules_if_needed({"py_modules": paths}, include_gitignore=True, scratch_dir=scratch)["py_modules"]
 
 
 def on_driver_node() -> dict[str, Any]:
@@ -48,10 +63,12 @@ class DistributedRun:
         runtime = spec.config.runtime
         self.own_budget = budget is None  # a sweep's runs share the sweep's budget
         self.budget = RateBudget.options(**on_driver_node()).remote(rate_limits(spec)) if budget is None else budget
-        self.aggregator = GradientAggregator.options(num_cpus=0, **on_driver_node()).remote(spec, self.budget)
+        code = spec.actor_options()
+        self.aggregator = GradientAggregator.options(num_cpus=0, **on_driver_node(), **code).remote(spec, self.budget)
         # Spread: workers use every node's CPUs and network, and a lost node takes few of them.
-        worker_options = {"num_cpus": runtime.cpus_per_worker, "max_concurrency": 1000, "scheduling_strategy": "SPREAD"}
-        self.optimizer = OptimizerActor.options(max_concurrency=1000, **on_driver_node()).remote(
+        worker_options = {"num_cpus": runtime.cpus_per_worker, "max_concurrency": 1000, "scheduling_strategy": "SPREAD",
+                          **code}
+        self.optimizer = OptimizerActor.options(max_concurrency=1000, **on_driver_node(), **code).remote(
             spec, self.budget, self.aggregator, str(checkpoint), worker_options)
 
     def fit(self, train: Dataset, val: Dataset) -> Any:
@@ -76,12 +93,11 @@ class DistributedRun:
 
 
 def rate_limits(spec: RuntimeSpec) -> dict[str, tuple[float | None, float | None]]:
-    """(rpm, tpm) per endpoint with a limit, for the RateBudget."""
+    """(rpm, tpm) per endpoint with a limit, for the RateBudget; every role or model on it shares it."""
     limits = {}
-    for role in ROLES:
-        model = spec.models[role]
+    for name, model in spec.models.items():
         if model.rpm or model.tpm:
-            limits[spec.endpoints[role]] = (model.rpm, model.tpm)
+            limits[spec.endpoints[name]] = (model.rpm, model.tpm)
     return limits
 
 
@@ -89,27 +105,32 @@ def _shared(data: Dataset) -> Any:
     return ray.put(data) if isinstance(data, list) else data  # a RowSource is only a path and a range
 
 
-def runtime_spec(config: RunConfig, models: dict[str, ModelConfig], endpoints: dict[str, str],
-                 eval_name: str = "eval") -> RuntimeSpec:
-    key_names = {models[role].api_key_env for role in ROLES if models[role].api_key_env}
-    spec = RuntimeSpec(config=config, models=models, endpoints=endpoints,
-                       journal_path=str(Path(config.journal_path).resolve()), eval_name=eval_name,
+def runtime_spec(config: RunConfig, workflow: Workflow, metric: Metric, models: dict[str, ModelConfig],
+                 endpoints: dict[str, str]) -> RuntimeSpec:
+    key_names = {model.api_key_env for model in models.values() if model.api_key_env}
+    spec = RuntimeSpec(config=config, workflow=workflow, metric=metric, models=models, endpoints=endpoints,
+                       journal_path=str(Path(config.journal_path).resolve()),
+                       py_modules=upload_code(code_to_ship([type(workflow), metric.fn])),
                        api_keys={name: SecretStr(os.environ[name]) for name in key_names if os.environ.get(name)})
     Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)
     return spec
 
 
 @contextmanager
-def distributed_run(config: RunConfig, address: str | None = None, eval_name: str = "eval", budget: Any = None,
-                    local: LocalModelServer | None = None) -> Iterator[DistributedRun]:
+def distributed_run(config: RunConfig, address: str | None = None, budget: Any = None,
+                    local: LocalModelServer | None = None, workflow: Workflow | None = None,
+                    metric: Metric | None = None, checkpoint: Path | None = None) -> Iterator[DistributedRun]:
     """Connect (or start Ray), resolve the models (starting the local one unless given), start the actors.
 
+    The workflow and metric are the config's unless given (a user's objects, from raygrad.optimize).
     `budget`: a RateBudget actor shared with other runs (a sweep's); by default the run has its own.
     """
+    if workflow is None or metric is None:
+        workflow, metric = build_workflow(config.workflow)
     connect(address or config.runtime.address)
     with resolved_models(config.role_models(), local=local) as (models, endpoints):
-        spec = runtime_spec(config, models, endpoints, eval_name)
-        run = DistributedRun(spec, (config.run_dir / CHECKPOINT).resolve(), budget)
+        spec = runtime_spec(config, workflow, metric, models, endpoints)
+        run = DistributedRun(spec, checkpoint or (config.run_dir / CHECKPOINT).resolve(), budget)
         try:
             yield run
         finally:

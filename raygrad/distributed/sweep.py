@@ -30,14 +30,7 @@ from raygrad.llm.models import ROLES
 from raygrad.optim.trainer import TrainState
 from raygrad.runs.progress import ProgressView
 from raygrad.runs.results import RunResult
-from raygrad.runs.rundir import (
-    CHECKPOINT,
-    ERROR,
-    RESULT,
-    resume_command,
-    run_status,
-    save_atomically,
-)
+from raygrad.runs.rundir import CHECKPOINT, ERROR, RESULT, resume_command, run_status, save_atomically
 from raygrad.runs.sweep_plan import PlannedRun, SweepConfig, write_run_config
 
 

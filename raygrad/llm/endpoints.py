@@ -38,9 +38,9 @@ def resolved_models(models: Mapping[str, ModelConfig], local: LocalModelServer |
         yield resolved, endpoints
 
 
-class RoleClients:
-    """One LLMClient per role, made on first use in this process and event loop (clients hold
-    connections and locks, so they never travel); roles on the same endpoint share one limiter.
+class RoleClients(Mapping[str, LLMClient]):
+    """One LLMClient per role or named model, made on first use in this process and event loop (clients
+    hold connections and locks, so they never travel); names on the same endpoint share one limiter.
 
     `shared(endpoint)`, if given, returns the cluster-wide lease a limited endpoint paces by.
     """
@@ -53,7 +53,9 @@ class RoleClients:
         self._journal: Journal | None = None
         self._reported: dict[str, Usage] = {}
 
-    def get(self, role: str) -> LLMClient:
+    def __getitem__(self, role: str) -> LLMClient:
+        if role not in self.models:
+            raise KeyError(role)
         if role not in self._clients:
             if self._journal is None:
                 self._journal = Journal(self.journal_path)
@@ -64,6 +66,12 @@ class RoleClients:
             self._clients[role] = LLMClient(model, journal=self._journal, endpoint_id=endpoint,
                                             limiter=self._limiters[endpoint], role=role)
         return self._clients[role]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
 
     def usage_delta(self) -> dict[str, Usage]:
         """Usage since the last call, per role: a receiver that sums deltas loses none to a restart."""
@@ -89,6 +97,6 @@ def role_clients(models: Mapping[str, ModelConfig], journal_path: str | Path,
     with resolved_models(models, local) as (resolved, endpoints):
         clients = RoleClients(resolved, endpoints, journal_path)
         try:
-            yield {role: clients.get(role) for role in resolved}
+            yield {role: clients[role] for role in resolved}
         finally:
             clients.close()

@@ -11,7 +11,7 @@ import random
 from pydantic import BaseModel
 
 from raygrad.core import prompts
-from raygrad.core.graph import Parameter, Trace
+from raygrad.core.workflow import Parameter, Trace
 from raygrad.optim.optimizer import ProposalContext
 
 

@@ -6,18 +6,19 @@ The plain async functions here are what the Ray actors call too, so the algorith
 """
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from raygrad.core.backward import Gradient, backward, textual_loss
-from raygrad.core.graph import ChatClient, Trace, Workflow, gather_all
+from raygrad.core.workflow import ChatClient, Trace, Workflow, gather_all
 from raygrad.data import Dataset, Example, shard, take
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import Demo, collect_demos
-from raygrad.optim.evaluate import SampleResult, run_sample
-from raygrad.optim.metrics import EvalFn
+from raygrad.optim.evaluate import Clients, SampleResult, run_sample
+from raygrad.optim.metrics import Metric, as_metric
 
 
 class BatchOutcome(BaseModel):
@@ -29,11 +30,12 @@ class BatchOutcome(BaseModel):
 
 
 class Stage2Result(BaseModel):
-    score: float  # mean over the samples evaluated (failed samples excluded)
+    score: float  # mean over the samples that completed (what is reported)
+    strict_score: float  # failed samples counted as 0: what candidates are compared on, so failing cannot win
     evaluated: int
     total: int
     stopped_early: bool
-    failed: int = 0  # samples whose calls never succeeded: not scored, not counted as wrong
+    failed: int = 0  # samples whose calls never succeeded: not scored, reported apart from wrong answers
 
 
 class ScoreSum(BaseModel):
@@ -52,24 +54,29 @@ class ScoreSum(BaseModel):
     def mean(self) -> float:
         return self.total / self.completed if self.completed else 0.0
 
+    @property
+    def strict_mean(self) -> float:
+        """Failed samples counted as 0: a candidate whose calls fail cannot win on its survivors."""
+        return self.total / self.count if self.count else 0.0
+
     def result(self, size: int) -> Stage2Result:
-        return Stage2Result(score=self.mean, evaluated=self.count, total=size, stopped_early=self.count < size,
-                            failed=self.count - self.completed)
+        return Stage2Result(score=self.mean, strict_score=self.strict_mean, evaluated=self.count, total=size,
+                            stopped_early=self.count < size, failed=self.count - self.completed)
 
 
 def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> bool:
-    """True once even all remaining samples correct could not lift the mean above `must_beat`."""
+    """True once even all remaining samples correct could not lift the strict mean above `must_beat`."""
     if must_beat is None or remaining <= 0:
         return False
-    return (scored.total + remaining) / (scored.completed + remaining) <= must_beat
+    return (scored.total + remaining) / (scored.count + remaining) <= must_beat
 
 
 # -- the plain async functions an executor (or a Ray worker) runs -----------------------------
-async def forward_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], client: ChatClient,
-                          eval_fn: EvalFn, error_threshold: float, demo_parameters: list[str]
+async def forward_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
+                          metric: Metric, error_threshold: float, demo_parameters: list[str]
                           ) -> tuple[list[SampleResult], dict[str, list[Demo]], list[tuple[SampleResult, Trace]]]:
     """Run a minibatch: results, demos of correct samples, and the (result, trace) of error samples."""
-    outcomes = await gather_all(*(run_sample(workflow, ex, client, eval_fn, values) for ex in examples))
+    outcomes = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     demos: dict[str, list[Demo]] = {name: [] for name in demo_parameters}
     errors = []
     for result, trace in outcomes:
@@ -88,14 +95,14 @@ async def backward_errors(workflow: Workflow, errors: list[tuple[SampleResult, T
     """Textual gradients of error samples only: a correct sample never reaches this function."""
     parameters = workflow.parameters()
     grads = await gather_all(*(backward(
-        trace, r.id, r.score or 0.0, textual_loss(r.prediction or "", r.target, r.score or 0.0, eval_name),
+        trace, r.id, r.score or 0.0, textual_loss(r.prediction or "", r.target, r.score or 0.0, eval_name, r.feedback),
         parameters, engine) for r, trace in errors))
     return [g for sample in grads for g in sample]
 
 
-async def score_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], client: ChatClient,
-                        eval_fn: EvalFn, keep_samples: bool = False) -> ScoreSum:
-    results = await gather_all(*(run_sample(workflow, ex, client, eval_fn, values) for ex in examples))
+async def score_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
+                        metric: Metric, keep_samples: bool = False) -> ScoreSum:
+    results = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     scores = [r.score for r, _ in results if r.score is not None]
     return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples),
                     samples=[r for r, _ in results] if keep_samples else [])
@@ -121,37 +128,57 @@ def demo_parameters(workflow: Workflow) -> list[str]:
 
 
 class LocalExecutor:
-    """Everything in this process and event loop: the engine with no Ray at all."""
+    """Everything in this process and event loop: the engine with no Ray at all.
+
+    `clients` holds the task client (and those of models that LLMCalls name) and the backward
+    engine's; `sample_sink(label, samples)` receives the samples of labelled evaluations.
+    """
 
     budget_guard = None  # budgets are enforced by the clients themselves here
 
-    def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient], *,
-                 error_threshold: float = 1.0, eval_name: str = "eval"):
-        self.workflow, self.eval_fn, self.clients = workflow, eval_fn, clients
-        self.error_threshold, self.eval_name = error_threshold, eval_name
+    def __init__(self, workflow: Workflow, metric: Metric | Any, clients: Mapping[str, ChatClient], *,
+                 error_threshold: float = 1.0, eval_name: str = "",
+                 sample_sink: Callable[[str, list[SampleResult]], None] | None = None):
+        self.workflow, self.metric, self.clients = workflow, as_metric(metric), clients
+        self.error_threshold, self.eval_name = error_threshold, eval_name or self.metric.name
+        self.sample_sink = sample_sink
 
     async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
                           label: str = "") -> BatchOutcome:
-        results, demos, errors = await forward_samples(self.workflow, values, take(train, positions),
-                                                       self.clients["task"], self.eval_fn, self.error_threshold,
+        results, demos, errors = await forward_samples(self.workflow, values, take(train, positions), self.clients,
+                                                       self.metric, self.error_threshold,
                                                        demo_parameters(self.workflow))
         gradients = await backward_errors(self.workflow, errors, self.clients["backward"], self.eval_name)
+        self._sink(label, results)
         return BatchOutcome(results=results, demos=demos, gradients=gradients)
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
-        return (await score_samples(self.workflow, values, take(train, positions), self.clients["task"],
-                                    self.eval_fn)).mean
+        scored = await score_samples(self.workflow, values, take(train, positions), self.clients, self.metric,
+                                     keep_samples=bool(label))
+        self._sink(label, scored.samples)
+        return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
                        chunk: int = 16, label: str = "") -> Stage2Result:
         """Chunk by chunk; stops (the rest never run) once the candidate cannot beat `must_beat`."""
         scored, size = ScoreSum(), len(val)
         for start in range(0, size, chunk):
-            scored = scored.add(await score_samples(self.workflow, values, shard(val, start, start + chunk),
-                                                    self.clients["task"], self.eval_fn))
+            part = await score_samples(self.workflow, values, shard(val, start, start + chunk), self.clients,
+                                       self.metric, keep_samples=bool(label))
+            self._sink(label, part.samples)
+            scored = scored.add(part)
             if cannot_win(scored, size - scored.count, must_beat):
                 break
         return scored.result(size)
 
+    def _sink(self, label: str, samples: list[SampleResult]) -> None:
+        if label and samples and self.sample_sink is not None:
+            self.sample_sink(label, samples)
+
     def usage(self) -> dict[str, Usage]:
-        return {role: getattr(self.clients.get(role), "usage", Usage()) for role in ROLES}
+        """Per role; calls of models that LLMCalls name count as task calls."""
+        spent = {role: Usage() for role in ROLES}
+        for name, client in self.clients.items():
+            role = name if name in ROLES else "task"
+            spent[role] = spent[role].add(getattr(client, "usage", Usage()))
+        return spent

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
-from raygrad.core.graph import Parameter
+from raygrad.core.workflow import Parameter
 
 if TYPE_CHECKING:
     from raygrad.optim.demos import Demo

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from raygrad.core import prompts
-from raygrad.core.graph import ChatClient, Parameter
+from raygrad.core.workflow import ChatClient, Parameter
 from raygrad.llm.client import InvalidReply, LLMCallFailed
 from raygrad.optim.optimizer import ProposalContext, ScoredValue
 

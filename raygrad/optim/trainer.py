@@ -4,18 +4,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from raygrad.core.backward import aggregate
-from raygrad.core.graph import ChatClient, Workflow
+from raygrad.core.workflow import ChatClient, Workflow
 from raygrad.data import Dataset
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import BootstrapDemos, Demo, add_to_pool
 from raygrad.optim.execution import Executor, LocalExecutor
-from raygrad.optim.metrics import EvalFn
+from raygrad.optim.metrics import Metric
 from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.tgd import TextualGradientDescent
@@ -75,16 +75,16 @@ class Trainer:
     `clients` holds the optimizer's client, and the task and backward clients when no executor is given.
     """
 
-    def __init__(self, workflow: Workflow, eval_fn: EvalFn, clients: dict[str, ChatClient],
+    def __init__(self, workflow: Workflow, metric: Metric | Any, clients: dict[str, ChatClient],
                  config: TrainerConfig | None = None, checkpoint: CheckpointStore | None = None,
-                 eval_name: str = "eval", executor: Executor | None = None,
+                 eval_name: str = "", executor: Executor | None = None,
                  on_event: Callable[[dict], None] | None = None):
         self.workflow, self.clients = workflow, clients
         self.on_event = on_event or (lambda event: None)  # progress, for whoever renders it
         self.stop_reason: str | None = None  # set from outside (a sweep's limit): stops like a budget
         self.config = config or TrainerConfig()
         self.checkpoint = checkpoint
-        self.executor = executor or LocalExecutor(workflow, eval_fn, clients, error_threshold=self.config.error_threshold,
+        self.executor = executor or LocalExecutor(workflow, metric, clients, error_threshold=self.config.error_threshold,
                                                   eval_name=eval_name)
         self.optimizers: list[Optimizer] = [BootstrapDemos(self.config.demos_per_candidate),
                                             TextualGradientDescent(clients["optimizer"])]
@@ -146,7 +146,7 @@ class Trainer:
         else:
             try:
                 initial = (await self.executor.validate(self.workflow.state(), val, chunk=self.config.validation_chunk,
-                                                        label="val-initial")).score
+                                                        label="val-initial")).strict_score
             except BudgetExhausted as err:
                 raise BudgetExhausted(f"{err} before the initial validation finished") from None
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
@@ -179,7 +179,7 @@ class Trainer:
         outcome = await self.executor.train_batch(self.workflow.state(), train, positions,
                                                    label=f"step{state.step}-batch")
         scores = [r.score for r in outcome.results if r.score is not None]
-        batch_score = sum(scores) / len(scores) if scores else 0.0
+        batch_score = sum(scores) / len(outcome.results) if outcome.results else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
                             errors=len(errors), best_val=state.best_val)
@@ -231,18 +231,18 @@ class Trainer:
             must_beat = state.best_val if self.config.early_rejection else None
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
                                                   label=f"{label}-stage2")
-            candidate_record.stage2 = result.score
-            if result.stopped_early or result.score <= state.best_val:
+            candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
+            if result.stopped_early or result.strict_score <= state.best_val:
                 candidate_record.reason = (
                     f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
-                    if result.stopped_early else f"stage 2: {result.score:.3f} <= best {state.best_val:.3f}")
+                    if result.stopped_early else f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
                 failed.append(value)
                 continue
-            self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.score})
+            self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.strict_score})
             candidate_record.accepted, candidate_record.reason = True, "accepted"
             self.workflow.load_state({name: value})
-            state.best_val = result.score
-            state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.score))
+            state.best_val = result.strict_score
+            state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.strict_score))
             record.accepted.append(name)
             return candidate_record.stage1
         return None

@@ -1,21 +1,60 @@
 """What a run config builds before any call: its workflow and metric, and its data splits."""
 from __future__ import annotations
 
-from raygrad.core.graph import Workflow
+from collections.abc import Iterable, Mapping
+
+from raygrad.core.workflow import LLMCall, Workflow
 from raygrad.data import Dataset, Example, RowSource, load_examples, parse_range
-from raygrad.errors import DatasetError
-from raygrad.optim.metrics import EVALS, EvalFn
+from raygrad.errors import ConfigError, DatasetError, last_line
+from raygrad.llm.models import ROLES
+from raygrad.optim.metrics import EVALS, Metric, as_metric
 from raygrad.runs.config import DataConfig, WorkflowConfig
+from raygrad.runs.imports import import_object
 from raygrad.tasks import GENERATORS, WORKFLOWS
 from raygrad.tasks.retrieval import BM25, load_corpus
 
 
-def build_workflow(config: WorkflowConfig) -> tuple[Workflow, EvalFn]:
-    """The workflow and eval function a config names."""
-    cls = WORKFLOWS[config.name]
-    options = {"retriever": BM25(load_corpus(config.corpus))} if config.corpus else {}
-    workflow = cls(instruction=config.instruction, output_format=config.output_format, **options)
-    return workflow, EVALS[config.eval or cls.default_eval]  # type: ignore[attr-defined]
+def build_workflow(config: WorkflowConfig) -> tuple[Workflow, Metric]:
+    """The workflow and metric a config names; ConfigError naming the field if they cannot be had."""
+    if config.class_ is not None:
+        cls = import_object(config.class_, "workflow.class", config.search_path)
+        if not (isinstance(cls, type) and issubclass(cls, Workflow)):
+            raise ConfigError(f"workflow.class: {config.class_} is not a raygrad.Workflow subclass")
+        try:
+            workflow = cls(**config.args)
+        except Exception as err:  # the user's constructor may raise anything
+            raise ConfigError(f"workflow.args: {config.class_}(**args) raised {last_line(err)}") from None
+    else:
+        assert config.name is not None
+        cls = WORKFLOWS[config.name]
+        options = {"retriever": BM25(load_corpus(config.corpus))} if config.corpus else {}
+        workflow = cls(instruction=config.instruction, output_format=config.output_format, **options)
+    return workflow, build_metric(config.eval or getattr(cls, "default_eval", "exact"), config.search_path)
+
+
+def build_metric(spec: str, search: Iterable[str] = ()) -> Metric:
+    """A built-in metric by name, or a user's function by import path."""
+    if spec in EVALS:
+        return as_metric(spec)
+    function = import_object(spec, "workflow.eval", search)
+    if not callable(function):
+        raise ConfigError(f"workflow.eval: {spec} is not a function")
+    return Metric(function, name=spec)
+
+
+def check_models(workflow: Workflow, models: Mapping[str, object]) -> None:
+    """Every model an LLMCall names is configured, and every configured model is a role or named by an
+    LLMCall (a misspelt role is not silently unused); ConfigError before any call otherwise."""
+    named = set()
+    for path, component in workflow.named_components():
+        if isinstance(component, LLMCall) and component.model is not None:
+            named.add(component.model)
+            if component.model not in models:
+                raise ConfigError(f"models.{component.model}: the workflow's LLMCall {path!r} uses model "
+                                  f"{component.model!r}; add it to the config's models (same fields as models.task)")
+    for name in sorted(set(models) - named - set(ROLES)):
+        raise ConfigError(f"models.{name}: neither a role ({', '.join(ROLES)}) nor a model an LLMCall of the "
+                          "workflow names")
 
 
 def load_split(config: DataConfig, split: str, skipped: list[str] | None = None) -> Dataset:
@@ -28,7 +67,7 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
         raise DatasetError(f"no split {split!r} in data.splits (have: {', '.join(config.splits)})")
     if config.shards and config.path is not None:
         try:
-            source = RowSource.open(config.path, config.input_field, config.target_field, config.splits[split])
+            source = RowSource.open(config.path, config.inputs, config.target_field, config.splits[split])
         except ValueError as err:
             raise DatasetError(f"data.splits.{split}: {err}") from None
         if len(source) == 0:
@@ -36,7 +75,7 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
         return source
     if config.path is not None:
         bad: list[str] | None = [] if config.skip_bad_rows else None
-        examples = load_examples(config.path, config.input_field, config.target_field, config.format, bad)
+        examples = load_examples(config.path, config.inputs, config.target_field, config.format, bad)
         if bad and skipped is not None:
             skipped.extend(b for b in bad if b not in skipped)
         source = config.path

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from raygrad.errors import ConfigError
 from raygrad.llm.models import ROLES, ModelConfig, Strict
+from raygrad.optim.metrics import EVALS
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.rundir import JOURNAL
+
+BUILTIN_METRICS = tuple(EVALS)
 
 __all__ = ["ROLES", "ConfigError", "DataConfig", "GeneratorConfig", "ModelConfig", "RunConfig", "RuntimeConfig",
            "TrainerConfig", "WorkflowConfig", "load_config", "read_yaml_mapping"]
@@ -35,14 +38,21 @@ class DataConfig(Strict):
 
     path: str | None = None
     format: Literal["json", "jsonl", "csv", "parquet"] | None = None
-    input_field: str = "input"
-    target_field: str = "target"
+    input_field: str = Field("input", description="the input field, passed to the workflow's forward() as its argument")
+    input_fields: list[str] | None = Field(None, min_length=1, description="several input fields, passed to "
+                                           "forward() as keyword arguments (instead of input_field)")
+    target_field: str = Field("target", description="the target: any JSON value (a label, a list, an object)")
     generator: GeneratorConfig | None = None
     shards: bool = Field(False, description="read a Parquet/JSONL file a shard at a time on the workers, "
                                             "never all on the driver (for large datasets)")
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
     skip_bad_rows: bool = Field(False, description="leave out rows that cannot be used (each listed in the run's "
                                                    "skipped_rows.json) instead of stopping at the first")
+
+    @property
+    def inputs(self) -> str | list[str]:
+        """What Example readers take: one field (positional) or a list (keyword arguments)."""
+        return self.input_fields if self.input_fields is not None else self.input_field
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -56,18 +66,45 @@ class DataConfig(Strict):
 
 
 class WorkflowConfig(Strict):
-    name: Literal["generic", "object_count", "trec", "multihop_qa", "react_agent"] = "object_count"
+    """A built-in workflow by `name`, or a user's own by import path: `{class: "my_pkg.module:MyWorkflow",
+    args: {...}}`. `eval` is a built-in metric's name or a function's import path."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: Literal["generic", "object_count", "trec", "multihop_qa", "react_agent"] | None = None
+    class_: str | None = Field(None, alias="class", pattern=r"^[\w.]+:[\w.]+$",
+                               description="a Workflow subclass, 'my_pkg.module:MyWorkflow'")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the class's constructor")
     instruction: str | None = None
     output_format: str | None = None
-    eval: Literal["exact", "number", "contains", "f1"] | None = None
+    eval: str | None = Field(None, description=f"a built-in metric ({', '.join(BUILTIN_METRICS)}) or a function "
+                                               "of (prediction, example), 'my_pkg.metrics:score'")
     corpus: str | None = Field(None, description="passages (JSONL of id, title, text) that multihop_qa and react_agent "
                                                  "search; default: the small corpus shipped with raygrad")
+    search_path: list[str] = Field(default_factory=list, description="folders searched first for `class` and `eval` "
+                                                                     "modules; the config file's folder when loaded")
 
     @model_validator(mode="after")
-    def _corpus_is_searched(self) -> "WorkflowConfig":
+    def _one_workflow(self) -> "WorkflowConfig":
+        if self.name is not None and self.class_ is not None:
+            raise ValueError("give either workflow.name (a built-in) or workflow.class (your own), not both")
+        if self.class_ is None:
+            self.name = self.name or "object_count"
+            if self.args:
+                raise ValueError("args: only a workflow given by `class` takes args")
+        elif self.instruction is not None or self.output_format is not None or self.corpus is not None:
+            raise ValueError("instruction, output_format and corpus are for built-in workflows; pass your "
+                             "class's own settings in workflow.args")
+        if self.eval is not None and self.eval not in BUILTIN_METRICS and ":" not in self.eval:
+            raise ValueError(f"eval: {self.eval!r} is neither a built-in metric ({', '.join(BUILTIN_METRICS)}) nor "
+                             "an import path like 'my_pkg.metrics:score'")
         if self.corpus is not None and self.name not in ("multihop_qa", "react_agent"):
             raise ValueError(f"corpus: workflow {self.name} searches no corpus (multihop_qa and react_agent do)")
         return self
+
+    @property
+    def label(self) -> str:
+        """The built-in's name or the class's import path."""
+        return self.class_ or self.name or ""
 
 
 class RuntimeConfig(Strict):
@@ -83,7 +120,8 @@ class RunConfig(Strict):
     name: str = "run"
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    models: dict[Literal["task", "backward", "optimizer"], ModelConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="the roles task, backward and optimizer, "
+                                           "and models that LLMCalls name (LLMCall(..., model='router'))")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = "runs"
@@ -100,8 +138,15 @@ class RunConfig(Strict):
         return self.models.get(role) or ModelConfig()  # type: ignore[call-overload]
 
     def role_models(self) -> dict[str, ModelConfig]:
-        """Every role's endpoint, the embedded local model for roles left out."""
-        return {role: self.model_for(role) for role in ROLES}
+        """Every role's endpoint (the embedded local model for roles left out), and every named model."""
+        return {**{role: self.model_for(role) for role in ROLES}, **self.models}
+
+    @model_validator(mode="after")
+    def _model_names(self) -> "RunConfig":
+        for name in self.models:
+            if not name.isidentifier():
+                raise ValueError(f"models.{name}: a model's name must be an identifier (as in LLMCall(model=...))")
+        return self
 
     @property
     def run_dir(self) -> Path:
@@ -146,10 +191,13 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 
 def resolve_data_path(config: RunConfig, source: Path) -> RunConfig:
-    """Data and corpus paths are relative to the config file, so a config travels with its data."""
+    """Data, corpus and code paths are relative to the config file, so a config travels with its data and code."""
     def beside_source(path: str | None) -> str | None:
         return path if path is None or Path(path).is_absolute() else str((source.parent / path).resolve())
 
     config.data.path = beside_source(config.data.path)
     config.workflow.corpus = beside_source(config.workflow.corpus)
+    workflow = config.workflow
+    if not workflow.search_path and (workflow.class_ or ":" in (workflow.eval or "")):  # found beside the config first
+        workflow.search_path = [str(source.parent.resolve())]
     return config

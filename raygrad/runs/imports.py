@@ -9,17 +9,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import traceback
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from raygrad.errors import ConfigError
-
-
-def last_line(err: BaseException) -> str:
-    """`Type: message` as the last line of a traceback shows it."""
-    return traceback.format_exception_only(type(err), err)[-1].strip()
+from raygrad.errors import ConfigError, last_line
 
 
 def import_object(spec: str, field: str, search: Iterable[str | Path] = ()) -> Any:

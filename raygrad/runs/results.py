@@ -16,14 +16,14 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from pydantic import BaseModel, Field
 
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
-from raygrad.optim.evaluate import SampleResult
+from raygrad.optim.evaluate import SAMPLE_COLUMNS, SampleResult
 from raygrad.optim.trainer import TrainState
 from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS
+
 
 class RunResult(BaseModel):
     """What a finished (or budget-stopped) run reports; written as result.json in its directory."""
@@ -36,7 +36,7 @@ class RunResult(BaseModel):
     initial_val: float
     best_val: float
     val_size: int
-    test_before: float
+    test_before: float | None  # None when data.splits has no test split
     test_after: float | None  # None when the run stopped at a budget before the end
     test_size: int
     failed_samples: int
@@ -58,8 +58,8 @@ class RunResult(BaseModel):
         return sum(u.calls for u in self.usage.values())
 
 
-SAMPLES_SCHEMA = pa.schema([("evaluation", pa.string()), ("id", pa.string()), ("prediction", pa.string()),
-                            ("target", pa.string()), ("score", pa.float64()), ("error", pa.string())])
+SAMPLES_SCHEMA = pa.schema([("evaluation", pa.string())] + [(c, pa.float64() if c == "score" else pa.string())
+                                                             for c in SAMPLE_COLUMNS])
 
 
 def write_tables(run_dir: Path, state: TrainState, journal: Path | None = None, reply_text: bool = False) -> None:
@@ -134,7 +134,7 @@ class SampleTables:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._label = label
             self._writer = pq.ParquetWriter(self._partial(label), SAMPLES_SCHEMA)
-        rows = [{"evaluation": label, **s.model_dump()} for s in samples]
+        rows = [{"evaluation": label, **s.row()} for s in samples]
         self._writer.write_table(pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA))
 
     def close(self) -> None:

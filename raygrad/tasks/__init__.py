@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from raygrad.core.graph import Workflow
+from raygrad.core.workflow import Workflow
 from raygrad.tasks.generic import SingleCall
 from raygrad.tasks.multihop import MultiHopQA, multihop_questions
 from raygrad.tasks.object_count import ObjectCount, generate_object_counting

@@ -1,7 +1,7 @@
 """The generic workflow: one LLM call for any input/target dataset."""
 from __future__ import annotations
 
-from raygrad.core.graph import LLMCall, Parameter, Workflow
+from raygrad.core.workflow import LLMCall, Parameter, Workflow
 
 
 class SingleCall(Workflow):

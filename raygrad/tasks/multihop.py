@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from raygrad.core.graph import Function, LLMCall, Parameter, Workflow
+from raygrad.core.workflow import Function, LLMCall, Parameter, Workflow
 from raygrad.tasks.retrieval import BM25, Passage, shipped_rows
 from raygrad.tasks.simulated import last
 

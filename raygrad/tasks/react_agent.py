@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from raygrad.core.graph import Function, LLMCall, Parameter, Workflow
+from raygrad.core.workflow import Function, LLMCall, Parameter, Workflow
 from raygrad.tasks.multihop import multihop_corpus, shipped_question
 from raygrad.tasks.retrieval import BM25
 from raygrad.tasks.simulated import last, prompt_quality, unit_hash

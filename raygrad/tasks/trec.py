@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any
 
-from raygrad.core.graph import Function
+from raygrad.core.workflow import Function
 from raygrad.tasks.generic import SingleCall
 from raygrad.tasks.retrieval import shipped_rows
 from raygrad.tasks.simulated import last, prompt_quality, unit_hash

@@ -6,13 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from raygrad.llm.client import (
-    Completion,
-    LLMCallFailed,
-    Usage,
-    check_budget,
-    parse_structured,
-)
+from raygrad.llm.client import Completion, LLMCallFailed, Usage, check_budget, parse_structured
 from raygrad.tasks.simulated import Responder
 from raygrad.testing.responders import RESPONDERS
 

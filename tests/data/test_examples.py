@@ -29,7 +29,8 @@ def write_all_formats(tmp_path, rows):
 def test_every_format_loads_the_same_examples(tmp_path):
     for path in write_all_formats(tmp_path, ROWS):
         examples = load_examples(path, "question", "answer")
-        assert [(e.input, e.target) for e in examples] == [("How many?", "3"), ("And now?", "4")], path
+        # CSV holds text only: a number target arrives as its text there, as a number elsewhere
+        assert [(e.input, str(e.target)) for e in examples] == [("How many?", "3"), ("And now?", "4")], path
 
 
 @pytest.mark.parametrize("ext", ["json", "jsonl", "parquet"])
@@ -39,6 +40,16 @@ def test_a_missing_field_names_file_and_row(tmp_path, ext):
     with pytest.raises(DatasetError) as err:
         load_examples(path, "question", "answer")
     assert str(path) in str(err.value) and "row 3" in str(err.value) and "'answer'" in str(err.value)
+
+
+def test_several_input_fields_and_any_json_target(tmp_path):
+    rows = [{"question": "Who?", "context": ["p1", "p2"], "label": {"name": "Ada", "tags": ["x"]}}]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    [example] = load_examples(tmp_path / "m.jsonl", ["question", "context"], "label")
+    assert example.keywords and example.inputs == {"question": "Who?", "context": ["p1", "p2"]}
+    assert example.target == {"name": "Ada", "tags": ["x"]}
+    with pytest.raises(DatasetError, match="row 0: missing field 'passages'"):
+        load_examples(tmp_path / "m.jsonl", ["question", "passages"], "label")
 
 
 def test_wrong_type_bad_json_and_non_utf8(tmp_path):
@@ -80,8 +91,8 @@ def test_builtin_multihop_questions_load_as_a_dataset():
     splits = {name: load_split(config.data, name) for name in ("train", "val", "test")}
     assert [len(s) for s in splits.values()] == [12, 12, 16]
     assert splits["test"][-1].input.startswith("Who heads the agency")
-    workflow, eval_fn = build_workflow(config.workflow)
-    assert isinstance(workflow, MultiHopQA) and eval_fn("the Kessel", "Kessel") == 1.0
+    workflow, metric = build_workflow(config.workflow)
+    assert isinstance(workflow, MultiHopQA) and metric.name == "f1" and metric.fn("the Kessel", "Kessel") == 1.0
 
 
 def test_row_source_reads_only_the_shard_asked_for(tmp_path):

@@ -235,9 +235,7 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
     import time
 
     import ray
-    from ray._private import (
-        state as ray_state,  # the GCS's view; the test cluster has no dashboard
-    )
+    from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
 
     whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
     assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
@@ -318,3 +316,39 @@ storage: {tmp_path / 'a-file' / 'store'}
     err = capsys.readouterr().err
     assert f"storage {tmp_path / 'a-file' / 'store'}: cannot write there" in err and "Traceback" not in err
     assert server.log == []
+
+
+def test_a_grid_over_a_users_workflow_args_and_a_bad_class_named_before_anything_runs(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("base: {workflow: {class: 'counting.workflow:CountThenAnswer'}}\n"
+                    "runs: [{name: mine}]\ngrid: {workflow.args.attempts: [1, 3]}\n")
+    _, planned = load_sweep(path)
+    assert [p.config.workflow.args for p in planned] == [{"attempts": 1}, {"attempts": 3}]
+    assert planned[0].config.workflow.search_path == [str(tmp_path)]  # the user's modules: beside the sweep file
+
+
+def test_a_sweep_of_two_users_workflows(ray_cluster, counting_project, capsys):
+    project, config, server = counting_project
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    sweep = project / "sweep.yaml"
+    sweep.write_text(f"""name: mine
+output_dir: {project / 'sweeps'}
+concurrency: 2
+base:
+  data: {{path: questions.jsonl, input_field: question, target_field: answer,
+         splits: {{train: "0:20", val: "20:40", test: "40:60"}}}}
+  models: {{task: {model}, backward: {model}, optimizer: {model}}}
+  trainer: {{steps: 2, batch_size: 4, proposals: 5, seed: 3}}
+  runtime: {{workers: 1}}
+runs:
+  - {{name: two-calls, workflow: {{class: "counting.workflow:CountThenAnswer", args: {{attempts: 2}}}}}}
+  - {{name: one-call, workflow: {{class: "counting.workflow:CountInOneCall"}}}}
+""")
+    assert main(["sweep", str(sweep)]) == 0, capsys.readouterr().err
+    results = {name: json.loads((project / "sweeps" / "mine" / name / "result.json").read_text())
+               for name in ("two-calls", "one-call")}
+    assert results["two-calls"]["workflow"] == "counting.workflow:CountThenAnswer"
+    assert results["one-call"]["workflow"] == "counting.workflow:CountInOneCall"
+    assert "only" in results["two-calls"]["values"]["list_instruction"]
+    assert "only" in " ".join(results["one-call"]["values"].values())  # its instruction or its format learned it
+    assert all(r["best_val"] > r["initial_val"] for r in results.values())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from raygrad.core.graph import run_forward
+from raygrad.core.workflow import run_forward
 from raygrad.optim.demos import Demo, add_to_pool, collect_demos, propose_demos
 from raygrad.optim.metrics import number_match
 from raygrad.optim.settings import TrainerConfig

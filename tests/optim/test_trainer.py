@@ -10,12 +10,7 @@ from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer, TrainState
 from raygrad.runs.rundir import CheckpointFile
 from raygrad.tasks import ObjectCount
-from raygrad.testing import (
-    RESPONDERS,
-    ScriptedLLM,
-    object_count_examples,
-    requested_schema,
-)
+from raygrad.testing import RESPONDERS, ScriptedLLM, object_count_examples, requested_schema
 
 data = object_count_examples  # ObjectCount questions as Examples: data(size, seed)
 
@@ -208,3 +203,31 @@ async def test_a_perfect_validation_score_ends_the_run_since_no_candidate_can_be
     resumed = await Trainer(workflow, number_match, clients, TrainerConfig(steps=5, batch_size=4, proposals=1),
                             checkpoint=CheckpointFile(path)).fit(data(20, 5)[:4], data(20, 5)[4:])
     assert resumed.step == 1 and len(clients["task"].calls) == 40
+
+
+async def test_a_candidate_whose_calls_fail_cannot_win_on_its_survivors():
+    """A proposal that makes the provider refuse half the samples and gets the rest right would score
+    1.0 over the samples that completed; its failures count against it, so it is rejected."""
+    from raygrad.testing import unit_hash
+
+    def respond(messages, body):
+        if requested_schema(body) == "FeedbackReply":
+            return json.dumps({"feedback": "Try the magic word."})
+        if requested_schema(body) == "Proposals":
+            return json.dumps({"proposals": ["Answer. BROKEN"]})
+        question = messages[1]["content"]
+        truth = next(e.target for e in data(20, 5) if e.input == question)
+        right = "BROKEN" in messages[0]["content"] or unit_hash(question) < 0.7
+        return f"Answer: {truth if right else 0}"
+
+    def refused(messages):  # the provider refuses the broken prompt for about half the questions
+        return "BROKEN" in messages[0]["content"] and unit_hash("refuse", messages[1]["content"]) < 0.5
+
+    clients = {role: ScriptedLLM(respond, fail_when=refused) for role in ("task", "backward", "optimizer")}
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    state = await Trainer(workflow, number_match, clients, TrainerConfig(steps=1, batch_size=8, proposals=1)
+                          ).fit(data(20, 5)[:8], data(20, 5)[8:])
+    [candidate] = [c for c in state.candidates if c.parameter == "instruction"]
+    assert not candidate.accepted and state.values["instruction"] == "Answer."
+    assert candidate.stage1 is not None and candidate.stage1 < 1.0  # the failed samples counted as 0
+    assert clients["task"].usage.failed_calls > 0  # they failed, and were reported as failed, not scored

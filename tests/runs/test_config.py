@@ -30,7 +30,7 @@ models:
     ("models:\n  task: {model: openai/x, temprature: 0}\n", "models.task.temprature"),
     ("workflow: {name: nonexistent}\n", "workflow.name"),
     ("models:\n  task: {model: notaprovider/some-model}\n", "models.task.model"),
-    ("models:\n  critic: {model: openai/x}\n", "models.critic"),
+    ("models:\n  the-critic: {model: openai/x}\n", "models.the-critic"),
     ("data: {splits: {train: 3}}\n", "data.splits.train"),
     ("surprise: 1\n", "surprise"),
 ])
@@ -58,3 +58,24 @@ def test_missing_api_key_variable_is_named(monkeypatch):
 def test_run_config_defaults_to_object_count_on_generated_data():
     config = RunConfig()
     assert config.workflow.name == "object_count" and config.data.generator is not None
+
+
+def test_a_model_is_a_role_or_named_by_an_llm_call():
+    from raygrad.core.workflow import LLMCall, Parameter, Workflow
+    from raygrad.errors import ConfigError
+    from raygrad.runs.assemble import check_models
+
+    class Routed(Workflow):
+        def __init__(self):
+            self.route_instruction = Parameter("Route.")
+            self.route = LLMCall(system=[self.route_instruction], model="router")
+
+        async def forward(self, input):
+            return await self.route(question=input)
+
+    config = RunConfig.model_validate({"models": {"router": {"model": "openai/x"}, "critic": {"model": "openai/y"}}})
+    with pytest.raises(ConfigError, match="models.critic: neither a role"):
+        check_models(Routed(), config.role_models())
+    with pytest.raises(ConfigError, match="models.router: the workflow's LLMCall 'route' uses model 'router'"):
+        check_models(Routed(), RunConfig().role_models())
+    check_models(Routed(), RunConfig.model_validate({"models": {"router": {"model": "openai/x"}}}).role_models())

@@ -10,9 +10,9 @@ import pytest
 
 from raygrad.cli import main
 from raygrad.llm.client import Usage
+from raygrad.optim.trainer import CandidateRecord, StepRecord, TrainState
 from raygrad.runs.results import write_tables
 from raygrad.runs.rundir import CONFIG as RUN_CONFIG
-from raygrad.optim.trainer import CandidateRecord, StepRecord, TrainState
 
 
 def fake_run(directory, name: str, best: list[float], cost_per_step: float, finished: bool) -> None:

@@ -1,7 +1,7 @@
 """Built-in workflows; multi-hop QA trains through its retriever (a functional node) and its loop."""
 from __future__ import annotations
 
-from raygrad.core.graph import run_forward
+from raygrad.core.workflow import run_forward
 from raygrad.data import Example
 from raygrad.optim.execution import LocalExecutor
 from raygrad.optim.metrics import exact_match, f1

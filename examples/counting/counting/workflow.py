@@ -48,3 +48,18 @@ class CountThenAnswer(Workflow):
             if total is not None:
                 break
         return await self.answer(question=question, total=total)
+
+
+class CountInOneCall(Workflow):
+    """The baseline to compare with: one call answers directly."""
+
+    default_eval = "counting.metrics:count_with_feedback"
+
+    def __init__(self):
+        self.instruction = Parameter("Count the items of the category the question asks about.",
+                                     description="tells the model what to count")
+        self.answer_format = Parameter("Reply with the number.", role="output format")
+        self.answer = LLMCall(system=[self.instruction, self.answer_format])
+
+    async def forward(self, question: str) -> str:
+        return await self.answer(question=question)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from raygrad.core.graph import Function, LLMCall, Parameter, Workflow, run_forward
+from raygrad.core.workflow import Function, LLMCall, Parameter, Workflow, run_forward
 from raygrad.testing import ScriptedLLM
 
 

@@ -1,10 +1,8 @@
-"""The core: trainable text parameters, workflow components, and the trace graph of one sample.
+"""Workflows: trainable text parameters, the components that use them, and running one sample.
 
 A workflow's `forward` passes plain values around. Each component call (an LLM call, a function)
-records a node in the trace of the sample being run, and its output carries the node's id, so the
-next node knows its predecessors. A node called twice in one sample (a loop) is recorded twice, with
-its call order, so the trace of one sample is a DAG even when the workflow is cyclic. The eval's
-score closes the trace as its loss node.
+records a node in the trace of the sample being run (raygrad.core.trace); the eval's score closes
+the trace as its loss node.
 
 Parameter values are read from the run, not from the workflow: `run_forward(..., values=...)` runs a
 candidate without copying the workflow, and each LLM node records the values it used.
@@ -14,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from raygrad.core.trace import Node, Trace, Traced
+from raygrad.data import Example
 from raygrad.llm.client import Completion
+
+__all__ = ["ChatClient", "Function", "LLMCall", "Node", "Parameter", "Trace", "Traced", "Workflow", "gather_all",
+           "run_forward"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseModel)
@@ -53,91 +56,19 @@ class ChatClient(Protocol):
 
 
 @dataclass
-class Node:
-    """One call in the trace of one sample."""
-
-    id: int
-    kind: Literal["llm", "function", "loss"]
-    name: str
-    call_index: int  # how many times this component ran before in this sample
-    inputs: dict[str, Any]
-    output: Any
-    parents: list[int]
-    parameters: list[str] = field(default_factory=list)  # names of the Parameters this call used
-    values: dict[str, str] = field(default_factory=dict)  # the values those Parameters had in this call
-    messages: list[dict[str, str]] | None = None
-
-
-class Traced(str):
-    """A str that remembers the trace node that produced it."""
-
-    node_id: int
-
-    def __new__(cls, value: str, node_id: int) -> "Traced":
-        text = super().__new__(cls, value)
-        text.node_id = node_id
-        return text
-
-    def __reduce__(self):  # travels (e.g. to Ray) as a plain str
-        return (str, (str(self),))
-
-
-class Trace:
-    def __init__(self) -> None:
-        self.nodes: list[Node] = []
-        self.loss: Node | None = None  # recorded by record_loss, once the eval has scored the output
-        self._producers: dict[int, tuple[int, Any]] = {}  # id(value) -> (node id, value kept alive)
-        self._calls: dict[str, int] = {}
-
-    def record(self, kind: Literal["llm", "function"], name: str, inputs: dict[str, Any], output: Any,
-               parameters: dict[str, str] | None = None, messages: list[dict[str, str]] | None = None) -> Any:
-        node = self._add(kind, name, inputs, output)
-        node.values = dict(parameters or {})
-        node.parameters, node.messages = list(node.values), messages
-        return self._tag(output, node.id)
-
-    def record_loss(self, prediction: Any, target: Any, score: float) -> Node:
-        """Close the trace: the loss node, fed by whatever produced the prediction."""
-        self.loss = self._add("loss", "loss", {"prediction": prediction, "target": target}, score)
-        return self.loss
-
-    def _add(self, kind: Literal["llm", "function", "loss"], name: str, inputs: dict[str, Any], output: Any) -> Node:
-        node = Node(id=len(self.nodes), kind=kind, name=name, call_index=self._calls.get(name, 0),
-                    inputs=inputs, output=output, parents=sorted(set(self._parents(inputs))))
-        self._calls[name] = node.call_index + 1
-        self.nodes.append(node)
-        return node
-
-    def _tag(self, value: Any, node_id: int) -> Any:
-        """Mark an output (and the texts inside a list/tuple/dict output) as produced by a node."""
-        if isinstance(value, str):
-            return Traced(value, node_id)
-        if isinstance(value, (list, tuple)):
-            return type(value)(self._tag(item, node_id) for item in value)
-        if isinstance(value, dict):
-            return {key: self._tag(item, node_id) for key, item in value.items()}
-        self._producers[id(value)] = (node_id, value)  # other objects: known by identity
-        return value
-
-    def _parents(self, value: Any) -> Iterator[int]:
-        if isinstance(value, Traced):
-            yield value.node_id
-            return
-        if id(value) in self._producers:
-            yield self._producers[id(value)][0]
-        if isinstance(value, dict):
-            for item in value.values():
-                yield from self._parents(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                yield from self._parents(item)
-
-
-@dataclass
 class RunContext:
-    client: ChatClient
+    clients: Mapping[str, ChatClient] | ChatClient  # by model name ("task" for calls that name none), or one for all
     trace: Trace
     values: dict[str, str]  # parameter values of this run, by name; a parameter not here uses its own
+
+    def client(self, model: str | None) -> ChatClient:
+        if not isinstance(self.clients, Mapping):
+            return self.clients
+        try:
+            return self.clients[model or "task"]
+        except KeyError:
+            raise LookupError(f"an LLMCall uses model {model!r}, and the run has no models.{model} "
+                              f"(it has: {', '.join(self.clients)})") from None
 
 
 _run_context: contextvars.ContextVar[RunContext] = contextvars.ContextVar("raygrad_run_context")
@@ -151,10 +82,14 @@ def current_run() -> RunContext:
 
 
 class LLMCall:
-    """An LLM call whose system prompt is made of Parameters; keyword inputs form the user message."""
+    """An LLM call whose system prompt is made of Parameters; keyword inputs form the user message.
 
-    def __init__(self, system: list[Parameter], *, name: str | None = None):
-        self.system, self.name = list(system), name
+    `model` names an entry of the config's `models` (e.g. a cheap "router"); without one, the call
+    uses the `task` model.
+    """
+
+    def __init__(self, system: list[Parameter], *, name: str | None = None, model: str | None = None):
+        self.system, self.name, self.model = list(system), name, model
         self._named_by_user = name is not None
 
     def messages(self, inputs: dict[str, Any], values: dict[str, str]) -> list[dict[str, str]]:
@@ -169,7 +104,7 @@ class LLMCall:
         run = current_run()
         values = {p.name or "": run.values.get(p.name or "", p.value) for p in self.system}
         messages = self.messages(inputs, values)
-        completion = await run.client.complete(messages)
+        completion = await run.client(self.model).complete(messages)
         return run.trace.record("llm", self.name or "llm", inputs, completion.text, parameters=values,
                                 messages=messages)
 
@@ -208,7 +143,8 @@ class _Binds(type):
 class Workflow(metaclass=_Binds):
     """Subclass it, create Parameters and components in __init__, and write `async def forward`."""
 
-    async def forward(self, input: str) -> str:  # noqa: A002 - the dataset field is called input
+    async def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """One sample: its input (or, with several input fields, each as a keyword argument) in, the prediction out."""
         raise NotImplementedError
 
     def named_components(self) -> Iterator[tuple[str, Any]]:
@@ -268,13 +204,23 @@ async def gather_all(*awaitables: Awaitable[T]) -> list[T]:
     return results  # type: ignore[return-value]
 
 
-async def run_forward(workflow: Workflow, input: str, client: ChatClient,  # noqa: A002
+async def run_forward(workflow: Workflow, sample: Example | Any, clients: Mapping[str, ChatClient] | ChatClient,
                       values: dict[str, str] | None = None) -> tuple[Any, Trace]:
-    """Run one sample through the workflow, recording its trace; `values` override parameter values."""
+    """Run one sample (an Example, or the one input itself) through the workflow, recording its trace.
+
+    `clients`: one client for every call, or clients by model name ("task" for calls that name
+    none). `values` override parameter values for this run only.
+    """
     trace = Trace()
-    token = _run_context.set(RunContext(client, trace, values or {}))
+    example = sample if isinstance(sample, Example) else Example(id="", input=sample, target=None)
+    inputs = {name: Traced(value, ()) if isinstance(value, str) else value  # sample inputs: known, no parent
+              for name, value in example.inputs.items()}
+    token = _run_context.set(RunContext(clients, trace, values or {}))
     try:
-        output = await workflow.forward(input)
+        if example.keywords:
+            output = await workflow.forward(**inputs)
+        else:
+            output = await workflow.forward(*inputs.values())
     finally:
         _run_context.reset(token)
-    return output, trace  # a Traced str: the loss node links to the node that produced it
+    return output, trace

@@ -1,0 +1,164 @@
+"""One run's life, whatever runs it: resume from the checkpoint (local, else storage's), score the
+test split before, train, score it after, write the result files.
+
+The CLI and `raygrad.optimize` are two doors to this one lifecycle. A Runner does the work: LocalRun
+in this process with no Ray (the Ray-free executor: a breakpoint in a workflow stops there), or a
+distributed run on Ray (raygrad.distributed.optimize), each behind the same four methods.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from raygrad.core.workflow import Workflow
+from raygrad.data import Dataset
+from raygrad.llm.client import Usage
+from raygrad.llm.endpoints import role_clients
+from raygrad.llm.local import LocalModelServer
+from raygrad.optim.execution import LocalExecutor, Stage2Result
+from raygrad.optim.metrics import Metric
+from raygrad.optim.trainer import Trainer, TrainState
+from raygrad.runs.assemble import check_models, load_split
+from raygrad.runs.config import RunConfig
+from raygrad.runs.results import RunResult, SampleTables, write_tables
+from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
+from raygrad.runs.storage import Storage
+
+
+class Runner(Protocol):
+    """Runs a run's samples and its trainer: in this process (LocalRun) or on Ray."""
+
+    def fit(self, train: Dataset, val: Dataset) -> TrainState: ...
+
+    def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result: ...
+
+    def usage(self) -> dict[str, Usage]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+StartRunner = Callable[[Path], AbstractContextManager[Runner]]  # given the checkpoint's path
+
+
+class Splits(BaseModel):
+    """A run's data: train and val, and test when the config has one."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    train: Any
+    val: Any
+    test: Any = None
+    skipped: list[str] = []  # bad rows left out (data.skip_bad_rows)
+
+
+def load_splits(config: RunConfig) -> Splits:
+    """Every split, read before anything starts: a bad dataset stops the run before any call."""
+    skipped: list[str] = []
+    train, val = (load_split(config.data, split, skipped) for split in ("train", "val"))
+    test = load_split(config.data, "test", skipped) if "test" in config.data.splits else None
+    return Splits(train=train, val=val, test=test, skipped=skipped)
+
+
+def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: StartRunner) -> RunResult:
+    """Optimize one run, resuming from its checkpoint (local, else storage's); write its results."""
+    check_models(workflow, config.role_models())
+    start_values = workflow.state()
+    run_dir = config.run_dir
+    storage = Storage(config.storage) if config.storage else None
+    if storage:
+        storage.check()
+    checkpoint = run_dir / CHECKPOINT
+    resumed_from = str(checkpoint) if checkpoint.exists() else None
+    if storage and not resumed_from and storage.get(CHECKPOINT, checkpoint):
+        resumed_from = f"{config.storage}/{CHECKPOINT}"
+        if not config.journal_path.exists():
+            storage.get(JOURNAL, config.journal_path)  # calls made before are replayed, not paid again
+    started = time.monotonic()
+    with start(checkpoint.resolve()) as run:
+        before = run.evaluate(start_values, splits.test, "test-before") if splits.test is not None else None
+        state: TrainState = run.fit(splits.train, splits.val)
+        after = run.evaluate(state.values, splits.test, "test-after") \
+            if splits.test is not None and not state.stopped else None
+        usage, stats = run.usage(), run.stats()
+    result = RunResult(
+        name=config.name, workflow=config.workflow.label, steps=state.step,
+        accepted=sum(c.accepted for c in state.candidates), candidates=len(state.candidates),
+        initial_val=state.initial_val, best_val=state.best_val, val_size=len(splits.val),
+        test_before=before.score if before else None, test_after=after.score if after else None,
+        test_size=len(splits.test) if splits.test is not None else 0,
+        failed_samples=(before.failed if before else 0) + (after.failed if after else 0), values=state.values,
+        start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
+        resumed_from=resumed_from, skipped_rows=len(splits.skipped), ray=stats)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if splits.skipped:
+        save_atomically(run_dir / SKIPPED_ROWS, json.dumps(splits.skipped, indent=2, ensure_ascii=False))
+    save_atomically(run_dir / PROMPTS, json.dumps(state.values, indent=2, ensure_ascii=False))
+    write_tables(run_dir, state, config.journal_path, reply_text=config.reply_text)
+    if not state.stopped:  # a run stopped at a budget is not finished: the same command continues it
+        save_atomically(run_dir / RESULT, result.model_dump_json(indent=2))
+    if storage:
+        storage.put_run(run_dir, config.journal_path)
+    return result
+
+
+class LocalRun:
+    """A run in this process and one event loop, with no Ray: the trainer and a LocalExecutor."""
+
+    def __init__(self, config: RunConfig, workflow: Workflow, metric: Metric, clients: dict[str, Any],
+                 checkpoint: Path):
+        storage = Storage(config.storage) if config.storage else None
+        self.samples = SampleTables(checkpoint.parent) if config.samples_table else None
+        self.chunk = config.trainer.validation_chunk
+        self.executor = LocalExecutor(workflow, metric, clients, error_threshold=config.trainer.error_threshold,
+                                      sample_sink=self.samples.write if self.samples else None)
+        self.trainer = Trainer(workflow, metric, clients, config.trainer, executor=self.executor,
+                               checkpoint=CheckpointFile(checkpoint, after_save=storage.put if storage else None))
+        self._loop = asyncio.new_event_loop()  # the clients' limits and locks live in one loop
+
+    def _run(self, work: Any) -> Any:
+        try:
+            return self._loop.run_until_complete(work)
+        finally:
+            if self.samples is not None:
+                self.samples.close()
+
+    def fit(self, train: Dataset, val: Dataset) -> TrainState:
+        return self._run(self.trainer.fit(train, val))
+
+    def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:
+        return self._run(self.executor.validate(values, data, chunk=self.chunk, label=label))
+
+    def usage(self) -> dict[str, Usage]:
+        return self.trainer.usage()
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        """As asyncio.run ends: cancel what still runs in the loop (litellm's logging worker), then close it."""
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
+
+
+def local_runner(config: RunConfig, workflow: Workflow, metric: Metric,
+                 local: LocalModelServer | None = None) -> StartRunner:
+    """Start a LocalRun: the run's clients (the embedded model started if a role needs it), in this process."""
+    @contextmanager
+    def start(checkpoint: Path) -> Iterator[Runner]:
+        with role_clients(config.role_models(), config.journal_path, local) as clients:
+            run = LocalRun(config, workflow, metric, clients, checkpoint)
+            try:
+                yield run
+            finally:
+                run.close()
+    return start

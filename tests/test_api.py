@@ -1,0 +1,75 @@
+"""A user's own workflow everywhere the built-ins go: the CLI on a multi-node cluster, `--local`, and the
+Python API in both runtimes, all giving one result; calls counted at the simulated server."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pytest
+
+import raygrad
+from raygrad.cli import main
+from raygrad.testing import requested_schema
+
+pytestmark = pytest.mark.ray
+
+
+def backward_variables(server) -> list[str]:
+    """The parameter each backward-engine request at the server was about."""
+    names = []
+    for entry in server.log:
+        if requested_schema({"response_format": entry.response_format}) == "FeedbackReply":
+            names.append(re.search(r'<VARIABLE role="[^"]*" name="([^"]+)"', entry.messages[1]["content"]).group(1))
+    return names
+
+
+def test_a_users_workflow_through_the_cli_on_a_multi_node_cluster(ray_cluster, counting_project, capsys):
+    project, config, server = counting_project
+    assert main(["optimize", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "optimized counting.workflow:CountThenAnswer" in out and "ray: 2 workers" in out
+    prompts = json.loads((project / "runs" / "counting" / "prompts.json").read_text())
+    assert "only" in prompts["list_instruction"]  # learned: the first call's instruction, behind the tool
+    # Gradients reached both LLM calls' parameters, the first one's through the add_up function node.
+    variables = backward_variables(server)
+    assert {"list_instruction", "answer_instruction", "answer_format"} <= set(variables)
+    assert variables.count("list_instruction") == variables.count("answer_format") > 0
+    # The metric's feedback reached the backward engine as the loss's feedback.
+    assert any("Feedback from the eval: The count" in e.messages[1]["content"] for e in server.log
+               if requested_schema({"response_format": e.response_format}) == "FeedbackReply")
+    assert "counting" not in sys.modules or "project" in sys.modules["counting"].__file__
+
+
+def test_the_python_api_in_both_runtimes_and_the_cli_without_ray_give_the_cli_result(ray_cluster, counting_project,
+                                                                                    tmp_path):
+    project, config, server = counting_project
+    assert main(["optimize", str(config)]) == 0
+    expected = json.loads((project / "runs" / "counting" / "result.json").read_text())
+    from counting.metrics import count_with_feedback  # importable now: found beside the config
+    from counting.workflow import CountThenAnswer
+
+    rows = [json.loads(line) for line in (project / "questions.jsonl").read_text().splitlines()]
+    split = {name: [{"id": str(i), "question": rows[i]["question"], "target": rows[i]["answer"]} for i in range(a, b)]
+             for name, (a, b) in {"train": (0, 20), "val": (20, 40), "test": (40, 60)}.items()}
+    model = {"model": "openai/simulated", "api_base": server.url}
+    for runtime in ("local", "ray"):
+        result = raygrad.optimize(CountThenAnswer(attempts=2), split["train"], split["val"], test=split["test"],
+                                  metric=count_with_feedback, models={"task": model, "backward": model,
+                                                                      "optimizer": model},
+                                  trainer={"steps": 2, "batch_size": 4, "proposals": 5, "seed": 3}, runtime=runtime,
+                                  name=f"api-{runtime}", output_dir=tmp_path / "api")
+        assert result.values == expected["values"], runtime
+        assert (result.initial_val, result.best_val, result.test_before, result.test_after) == (
+            expected["initial_val"], expected["best_val"], expected["test_before"], expected["test_after"]), runtime
+        assert result.workflow.list_instruction.value == expected["values"]["list_instruction"]
+        assert (tmp_path / "api" / f"api-{runtime}" / "result.json").exists()
+    # The same again without Ray, from the CLI: a fresh run directory, the same result.
+    local_config = project / "local.yaml"
+    local_config.write_text(config.read_text().replace("name: counting", "name: counting-local"))
+    assert main(["optimize", str(local_config), "--local"]) == 0
+    local = json.loads((project / "runs" / "counting-local" / "result.json").read_text())
+    assert local["values"] == expected["values"] and local["best_val"] == expected["best_val"]
+    assert local["ray"] == {}
+    report = raygrad.evaluate(CountThenAnswer(), split["test"], metric=count_with_feedback, model=model)
+    assert report.completed == 20 and report.score == expected["test_before"]
