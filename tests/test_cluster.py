@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from raygrad.testing import requested_schema
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +26,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def head_cluster(tmp_path):
-    """A head and a worker node started with `ray start --block`, stopped with their processes only."""
+@pytest.fixture(scope="module")
+def head_cluster(tmp_path_factory):
+    """A head and a worker node started with `ray start --block`, stopped with their processes only;
+    shared by this module's jobs (starting one costs about a minute)."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     port, dashboard = free_port(), free_port()
     # Jobs run `python` from the nodes' PATH: this environment's, as on a cluster built from one image.
     # Ray 2.60 `ray start --head` clusters use token auth: joining nodes and job clients need RAY_AUTH_MODE=token
@@ -53,6 +57,26 @@ def head_cluster(tmp_path):
     logs.close()
 
 
+def submit_job(env: dict, job_id: str, working_dir: Path, entrypoint: list[str]) -> tuple[str, str]:
+    """`ray job submit --working-dir`, then wait for it to end; returns its status and logs."""
+    submit = [RAY, "job", "submit", "--no-wait", "--submission-id", job_id, "--working-dir", str(working_dir),
+              "--", *entrypoint]
+    for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
+        submitted = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=120)
+        if "No available agent" not in submitted.stderr:
+            break
+        time.sleep(2)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    # `ray job status` prints e.g. "Job 'raygrad-test' succeeded" (colored); compare words, not case.
+    deadline, status = time.monotonic() + 300, ""
+    while time.monotonic() < deadline and not any(s in status for s in ("succeeded", "failed", "stopped")):
+        time.sleep(2)
+        status = subprocess.run([RAY, "job", "status", job_id], env=env, capture_output=True, text=True,
+                                timeout=60).stdout.lower()
+    logs = subprocess.run([RAY, "job", "logs", job_id], env=env, capture_output=True, text=True, timeout=60).stdout
+    return status, logs
+
+
 @pytest.mark.timeout(720)  # two `ray start` nodes, the job's runtime_env upload, then the job itself
 def test_ray_job_submit_runs_an_optimization_and_results_are_read_back(head_cluster, sim_server, tmp_path):
     server = sim_server(responder="object_count_trainer")
@@ -68,22 +92,7 @@ trainer: {{steps: 2, batch_size: 4, proposals: 2, seed: 1}}
 runtime: {{workers: 2, cpus_per_worker: 0.25}}
 storage: file://{tmp_path / 'store' / 'job'}
 """)
-    submit = [RAY, "job", "submit", "--no-wait", "--submission-id", "raygrad-test", "--working-dir", str(ROOT),
-              "--", "python", "-m", "raygrad", "optimize", str(config)]
-    for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
-        submitted = subprocess.run(submit, env=head_cluster, capture_output=True, text=True, timeout=120)
-        if "No available agent" not in submitted.stderr:
-            break
-        time.sleep(2)
-    assert submitted.returncode == 0, submitted.stderr[-3000:]
-    # `ray job status` prints e.g. "Job 'raygrad-test' succeeded" (colored); compare words, not case.
-    deadline, status = time.monotonic() + 300, ""
-    while time.monotonic() < deadline and not any(s in status for s in ("succeeded", "failed", "stopped")):
-        time.sleep(2)
-        status = subprocess.run([RAY, "job", "status", "raygrad-test"], env=head_cluster, capture_output=True,
-                                text=True, timeout=60).stdout.lower()
-    logs = subprocess.run([RAY, "job", "logs", "raygrad-test"], env=head_cluster, capture_output=True, text=True,
-                          timeout=60).stdout
+    status, logs = submit_job(head_cluster, "raygrad-test", ROOT, ["python", "-m", "raygrad", "optimize", str(config)])
     assert "succeeded" in status, status + logs[-4000:]
     assert "validation" in logs and "ray: 2 workers" in logs
     prompts = json.loads((tmp_path / "results" / "job" / "prompts.json").read_text())
@@ -92,3 +101,20 @@ storage: file://{tmp_path / 'store' / 'job'}
     assert json.loads((tmp_path / "store" / "job" / "prompts.json").read_text()) == prompts  # the storage copy
     assert prompts["instruction"] != "Answer."  # the simulated optimizer's improvement was accepted
     assert len(server.log) > 0
+
+
+@pytest.mark.timeout(600)
+def test_ray_job_submit_of_a_users_own_project(head_cluster, counting_project):
+    """The user's folder is the job's working dir: its workflow and metric modules reach the driver and,
+    through the package raygrad uploads, every worker; raygrad itself is installed on the nodes."""
+    project, config, server = counting_project
+    (project / "job.yaml").write_text(config.read_text().replace("name: counting",
+                                                                 f"name: counting\nstorage: {project / 'store'}"))
+    status, logs = submit_job(head_cluster, "raygrad-user-project", project,
+                              ["python", "-m", "raygrad", "optimize", "job.yaml"])
+    assert "succeeded" in status, status + logs[-4000:]
+    assert "optimized counting.workflow:CountThenAnswer" in logs and "ray: 2 workers" in logs
+    prompts = json.loads((project / "store" / "prompts.json").read_text())  # results reach storage
+    assert "only" in prompts["list_instruction"]
+    backward = [e for e in server.log if requested_schema({"response_format": e.response_format}) == "FeedbackReply"]
+    assert any('<VARIABLE role="instruction" name="list_instruction"' in e.messages[-1]["content"] for e in backward)

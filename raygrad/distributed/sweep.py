@@ -26,8 +26,8 @@ from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
-from raygrad.llm.models import ROLES
 from raygrad.optim.trainer import TrainState
+from raygrad.runs.assemble import build_workflow, check_models
 from raygrad.runs.progress import ProgressView
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import CHECKPOINT, ERROR, RESULT, resume_command, run_status, save_atomically
@@ -44,17 +44,22 @@ class RunOutcome(BaseModel):
 def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, address: str | None = None,
               interval_s: float = 30.0, live: bool | None = None) -> list[RunOutcome]:
     """Run every unfinished run of the sweep (finished ones are skipped); returns each run's outcome."""
-    for run in planned:  # every key variable is checked before anything starts or any call is made
-        for role in ROLES:
+    for run in planned:  # every key variable, workflow and metric is checked before anything starts
+        for name, model in run.config.role_models().items():
             try:
-                run.config.model_for(role).api_key()
+                model.api_key()
             except ConfigError as err:
-                raise ConfigError(f"{run.origin} ({run.name}), models.{role}: {err}") from None
+                raise ConfigError(f"{run.origin} ({run.name}), models.{name}: {err}") from None
+        try:
+            workflow, _ = build_workflow(run.config.workflow)
+            check_models(workflow, run.config.role_models())
+        except ConfigError as err:
+            raise ConfigError(f"{run.origin} ({run.name}), {err}") from None
     connect(address)
     view = ProgressView([r.name for r in planned], out, interval_s, live)
     with ExitStack() as stack:
         local = stack.enter_context(LocalModelServer()) if any(
-            r.config.model_for(role).is_local for r in planned for role in ROLES) else None
+            model.is_local for r in planned for model in r.config.role_models().values()) else None
         budget = RateBudget.options(num_cpus=0, **on_driver_node()).remote(_shared_limits(planned, local))
         stack.callback(ray.kill, budget)  # now, not whenever its last handle is collected
         runner = _SweepRunner(sweep, view, budget, local)
@@ -175,12 +180,12 @@ def _shared_limits(planned: list[PlannedRun], local: LocalModelServer | None) ->
     where: dict[str, str] = {}
     for run in planned:
         with resolved_models(run.config.role_models(), local=local) as (models, endpoints):
-            for role in ROLES:
-                model, endpoint = models[role], endpoints[role]
+            for name, model in models.items():
+                endpoint = endpoints[name]
                 if not (model.rpm or model.tpm):
                     continue
                 if endpoint in limits and limits[endpoint] != (model.rpm, model.tpm):
-                    raise ConfigError(f"{run.origin} ({run.name}), models.{role}: rpm/tpm {model.rpm}/{model.tpm} "
+                    raise ConfigError(f"{run.origin} ({run.name}), models.{name}: rpm/tpm {model.rpm}/{model.tpm} "
                                       f"differ from {where[endpoint]}'s {limits[endpoint]} for the same endpoint")
                 limits[endpoint], where[endpoint] = (model.rpm, model.tpm), run.name
     return limits

@@ -187,6 +187,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     except ValidationError as err:
         problems = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path}: {problems}") from None
+    # Output paths are the working directory's, fixed now: a Ray job's driver may lose its cwd later.
+    config.output_dir = str(Path(config.output_dir).absolute())
+    config.journal = str(Path(config.journal).absolute()) if config.journal else None
     return resolve_data_path(config, path)
 
 

@@ -40,7 +40,8 @@ def import_object(spec: str, field: str, search: Iterable[str | Path] = ()) -> A
 
 def code_to_ship(objects: Iterable[Any]) -> list[str]:
     """Paths of the top-level packages (or single-file modules) that define `objects`, for Ray's
-    `py_modules`; installed packages and raygrad itself are left out (workers have them)."""
+    `py_modules`; installed packages, raygrad itself and a Ray job's working directory are left out
+    (workers have them)."""
     paths: list[str] = []
     for obj in objects:
         top = (getattr(obj, "__module__", None) or "").split(".")[0]
@@ -50,7 +51,10 @@ def code_to_ship(objects: Iterable[Any]) -> list[str]:
         if spec is None:
             continue
         location = spec.submodule_search_locations[0] if spec.submodule_search_locations else spec.origin
-        if not location or any(part in ("site-packages", "dist-packages") for part in Path(location).parts):
+        parts = Path(location or "").parts
+        if not location or any(part in ("site-packages", "dist-packages") for part in parts):
+            continue
+        if "working_dir_files" in parts:  # in a Ray job's --working-dir: every worker of the job has it already
             continue
         if location not in paths:
             paths.append(location)

@@ -318,13 +318,17 @@ storage: {tmp_path / 'a-file' / 'store'}
     assert server.log == []
 
 
-def test_a_grid_over_a_users_workflow_args_and_a_bad_class_named_before_anything_runs(tmp_path):
+def test_a_grid_over_a_users_workflow_args_and_a_bad_class_named_before_anything_runs(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text("base: {workflow: {class: 'counting.workflow:CountThenAnswer'}}\n"
                     "runs: [{name: mine}]\ngrid: {workflow.args.attempts: [1, 3]}\n")
     _, planned = load_sweep(path)
     assert [p.config.workflow.args for p in planned] == [{"attempts": 1}, {"attempts": 3}]
     assert planned[0].config.workflow.search_path == [str(tmp_path)]  # the user's modules: beside the sweep file
+    path.write_text(f"output_dir: {tmp_path / 'out'}\nruns: [{{name: fine}}, {{name: bad, workflow: {{class: 'gone.module:Flow'}}}}]\n")
+    assert main(["sweep", str(path)]) == 2  # before Ray starts or any run begins
+    assert "runs[1] (bad), workflow.class: cannot import 'gone.module' (ModuleNotFoundError" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "sweep" / "fine" / "checkpoint.json").exists()
 
 
 def test_a_sweep_of_two_users_workflows(ray_cluster, counting_project, capsys):
