@@ -204,3 +204,13 @@ trainer: {{steps: 1, batch_size: 2, proposals: 1}}
     answers = [e for e in main_model.log if e.messages[0]["content"] == "Answer."]
     assert len(answers) == 6 and "context:\n[1] a\n[2] b\n[3] c" in answers[0].messages[1]["content"]
     assert "expert:\nSay which expert" not in answers[0].messages[1]["content"]  # the router's own reply
+
+
+def test_eval_of_a_users_workflow_keeps_the_metrics_feedback(counting_project, capsys):
+    project, config, server = counting_project
+    assert main(["eval", str(config), "--split", "test"]) == 0
+    assert "workflow counting.workflow:CountThenAnswer on split 'test' (20 samples" in capsys.readouterr().out
+    rows = pq.read_table(project / "runs" / "counting" / "eval_test.parquet").to_pylist()
+    assert len(rows) == 20 and all(r["score"] == 0.0 for r in rows)  # the listing over-counts: every answer is off
+    assert rows[0]["feedback"].startswith("The count") and "too high" in rows[0]["feedback"]
+    assert rows[0]["target"].isdigit()  # a number target, written as text in the table
