@@ -27,14 +27,18 @@ from raygrad.runs.rundir import CHECKPOINT
 
 
 def connect(address: str | None = None) -> None:
-    """Join the cluster at `address` or $RAY_ADDRESS; without either, start a local Ray instance."""
+    """Join the cluster at `address` or $RAY_ADDRESS; without either, start a local Ray instance.
+
+    "local" explicitly: Ray's default would join whatever cluster this machine last started, and hang
+    for minutes retrying one that has since died.
+    """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
 def upload_code(paths: list[str]) -> list[str]:
