@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raygrad: stopped: {err}; raise the budget and run the same command again to continue",
               file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"raygrad: interrupted; completed calls are in the journal: run `raygrad {' '.join(argv or sys.argv[1:])}` "
+              "again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -214,3 +214,31 @@ def test_eval_of_a_users_workflow_keeps_the_metrics_feedback(counting_project, c
     assert len(rows) == 20 and all(r["score"] == 0.0 for r in rows)  # the listing over-counts: every answer is off
     assert rows[0]["feedback"].startswith("The count") and "too high" in rows[0]["feedback"]
     assert rows[0]["target"].isdigit()  # a number target, written as text in the table
+
+
+def test_ctrl_c_during_eval_prints_one_line_and_the_rerun_pays_only_for_what_was_left(sim_server, tmp_path):
+    import signal
+    import time
+
+    server = sim_server(responder="object_count", latency_s=0.5)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+name: cut
+output_dir: {tmp_path / 'runs'}
+data: {{generator: {{size: 60, seed: 2}}, splits: {{val: "0:60"}}}}
+models: {{task: {{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4}}}}
+""")
+    command = [sys.executable, "-m", "raygrad", "eval", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(server.log) < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().splitlines() == [f"raygrad: interrupted; completed calls are in the journal: run "
+                                        f"`raygrad eval {config}` again to resume"]
+    paid = len(server.log)
+    assert 8 <= paid < 60
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0 and len(server.log) - paid <= 60 - paid + 4  # at most the calls in flight again

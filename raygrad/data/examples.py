@@ -136,7 +136,8 @@ def _checked(row: Any, row_number: int, path: Path, input_field: InputFields, ta
 
 
 def parse_range(spec: str, size: int) -> slice:
-    """'0:50', '150:', ':100' -> a slice; raise ValueError on anything else."""
+    """'0:50', '150:', ':100' -> a slice of rows that exist; ValueError on anything else (a negative or
+    reversed range, or one that ends past the data: '0:50' of 10 rows is a mistake, not 10 rows)."""
     parts = spec.split(":")
     if len(parts) != 2:
         raise ValueError(f"split {spec!r} is not a range like '0:50'")
@@ -145,6 +146,12 @@ def parse_range(spec: str, size: int) -> slice:
         stop = int(parts[1]) if parts[1].strip() else size
     except ValueError:
         raise ValueError(f"split {spec!r} is not a range like '0:50'") from None
+    if start < 0 or stop < 0:
+        raise ValueError(f"split {spec!r}: rows are counted from 0; a range cannot be negative")
+    if stop > size:
+        raise ValueError(f"split {spec!r} ends at row {stop}, but the data has {size} rows")
+    if start >= stop:
+        raise ValueError(f"split {spec!r} selects no rows of the {size} there are")
     return slice(start, stop)
 
 
@@ -160,6 +167,7 @@ class RowSource(BaseModel):
     target_field: str = "target"
     start: int = 0
     stop: int
+    total: int = 0  # rows in the whole file
 
     @property
     def columns(self) -> list[str]:
@@ -191,7 +199,7 @@ class RowSource(BaseModel):
         chosen = parse_range(rows, total)
         start, stop = chosen.start or 0, min(chosen.stop if chosen.stop is not None else total, total)
         return cls(path=str(path), format=fmt, input_field=input_field, target_field=target_field,
-                   start=start, stop=stop)
+                   start=start, stop=stop, total=total)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)

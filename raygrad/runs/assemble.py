@@ -70,8 +70,7 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
             source = RowSource.open(config.path, config.inputs, config.target_field, config.splits[split])
         except ValueError as err:
             raise DatasetError(f"data.splits.{split}: {err}") from None
-        if len(source) == 0:
-            raise DatasetError(f"data.splits.{split} = {config.splits[split]!r} selects no rows of {config.path}")
+        _check_overlap(config, split, source.total)
         return source
     if config.path is not None:
         bad: list[str] | None = [] if config.skip_bad_rows else None
@@ -88,8 +87,22 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
     try:
         chosen = examples[parse_range(config.splits[split], len(examples))]
     except ValueError as err:
-        raise DatasetError(f"data.splits.{split}: {err}") from None
-    if not chosen:
-        raise DatasetError(f"data.splits.{split} = {config.splits[split]!r} selects no rows of {source} "
-                           f"({len(examples)} rows)")
+        raise DatasetError(f"data.splits.{split}: {err} ({source})") from None
+    _check_overlap(config, split, len(examples))
     return chosen
+
+
+def _check_overlap(config: DataConfig, split: str, size: int) -> None:
+    """Splits of one dataset share no rows, unless the config allows it."""
+    if config.allow_overlap:
+        return
+    mine = parse_range(config.splits[split], size)
+    for other, spec in config.splits.items():
+        try:
+            theirs = parse_range(spec, size)
+        except ValueError:
+            continue  # reported when that split is loaded
+        start, stop = max(mine.start, theirs.start), min(mine.stop, theirs.stop)
+        if other != split and start < stop:
+            raise DatasetError(f"data.splits.{split} ({config.splits[split]!r}) and data.splits.{other} ({spec!r}) "
+                               f"share rows {start}:{stop}; set data.allow_overlap: true if that is meant")

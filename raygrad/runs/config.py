@@ -48,6 +48,8 @@ class DataConfig(Strict):
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
     skip_bad_rows: bool = Field(False, description="leave out rows that cannot be used (each listed in the run's "
                                                    "skipped_rows.json) instead of stopping at the first")
+    allow_overlap: bool = Field(False, description="let splits share rows (an error otherwise: a prompt chosen on "
+                                                   "rows it is then tested on scores too well)")
 
     @property
     def inputs(self) -> str | list[str]:
@@ -117,7 +119,8 @@ class RuntimeConfig(Strict):
 
 
 class RunConfig(Strict):
-    name: str = "run"
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.=-]+$",
+                      description="the run directory's name under output_dir: letters, digits and _ . = -")
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict, description="the roles task, backward and optimizer, "
@@ -143,6 +146,8 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _model_names(self) -> "RunConfig":
+        if self.name in (".", ".."):
+            raise ValueError(f"name: {self.name!r} is not a folder of output_dir of its own")
         for name in self.models:
             if not name.isidentifier():
                 raise ValueError(f"models.{name}: a model's name must be an identifier (as in LLMCall(model=...))")

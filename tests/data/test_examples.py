@@ -126,3 +126,14 @@ def test_bad_rows_are_skipped_and_listed_when_the_config_asks(tmp_path):
         load_split(config.model_copy(update={"skip_bad_rows": False}), "all")
     with pytest.raises(ValueError, match="cannot be used with shards"):
         DataConfig(path="x.parquet", skip_bad_rows=True, shards=True)
+
+
+def test_splits_that_overlap_run_past_the_data_or_go_negative_are_errors():
+    config = DataConfig(generator={"size": 10}, splits={"train": "0:6", "val": "4:10"})
+    with pytest.raises(DatasetError, match=r"data.splits.train \('0:6'\) and data.splits.val \('4:10'\) share rows 4:6"):
+        load_split(config, "train")
+    assert len(load_split(config.model_copy(update={"allow_overlap": True}), "val")) == 6
+    for spec, says in (("0:50", "ends at row 50, but the data has 10 rows"), ("-3:", "cannot be negative"),
+                       ("5:2", "selects no rows")):
+        with pytest.raises(DatasetError, match=says):
+            load_split(DataConfig(generator={"size": 10}, splits={"train": spec}), "train")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from raygrad.runs.config import ConfigError, ModelConfig, RunConfig, load_config
 
@@ -79,3 +80,9 @@ def test_a_model_is_a_role_or_named_by_an_llm_call():
     with pytest.raises(ConfigError, match="models.router: the workflow's LLMCall 'route' uses model 'router'"):
         check_models(Routed(), RunConfig().role_models())
     check_models(Routed(), RunConfig.model_validate({"models": {"router": {"model": "openai/x"}}}).role_models())
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".", ""])
+def test_a_run_name_cannot_leave_output_dir(name):
+    with pytest.raises(ValidationError, match="name"):
+        RunConfig(name=name)
