@@ -109,7 +109,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         config = load_config(directory / CONFIG)
         config.output_dir, config.name = str(directory.parent), directory.name
-        result = optimize_config(config, "ray", args.address)
+        result = optimize_config(config, "local" if args.local else "ray", args.address)
         print_result(result, directory)
         return 3 if result.stopped else 0
     sweep, planned = load_sweep_dir(directory)
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep", help="sweep file (YAML): base, runs, grid, limits")
     resume = commands.add_parser("resume", help="resume a sweep's unfinished runs, or one run, from its directory")
     resume.add_argument("directory", help="a sweep directory or a run directory")
+    resume.add_argument("--local", action="store_true", help="a run directory: resume in this process, without Ray")
     for command in (sweep, resume):
         command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
         command.add_argument("--interval", type=float, default=30.0,

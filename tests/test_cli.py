@@ -242,3 +242,15 @@ models: {{task: {{model: openai/simulated, api_base: "{server.url}", max_in_flig
     assert 8 <= paid < 60
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0 and len(server.log) - paid <= 60 - paid + 4  # at most the calls in flight again
+
+
+def test_a_run_directory_made_by_optimize_can_be_resumed(counting_project, capsys):
+    project, config, server = counting_project
+    assert main(["optimize", str(config), "--local"]) == 0
+    paid = len(server.log)
+    run_dir = project / "runs" / "counting"
+    assert (run_dir / "config.yaml").exists()
+    capsys.readouterr()
+    assert main(["resume", str(run_dir), "--local"]) == 0
+    assert f"resumed from {run_dir / 'checkpoint.json'}" in capsys.readouterr().out
+    assert len(server.log) == paid  # every call replayed from the journal

@@ -5,6 +5,7 @@ with the ones that only make sense for a run: workflow, data, runtime, output.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from raygrad.errors import ConfigError
 from raygrad.llm.models import ROLES, ModelConfig, Strict
 from raygrad.optim.metrics import EVALS
 from raygrad.optim.settings import TrainerConfig
-from raygrad.runs.rundir import JOURNAL
+from raygrad.runs.rundir import CONFIG, JOURNAL, save_atomically
 
 BUILTIN_METRICS = tuple(EVALS)
 
@@ -160,6 +161,13 @@ class RunConfig(Strict):
     @property
     def journal_path(self) -> Path:
         return Path(self.journal) if self.journal else self.run_dir / JOURNAL
+
+
+def write_config(config: RunConfig, directory: Path) -> None:
+    """The run as expanded, as `config.yaml` in its directory: what `raygrad resume DIR` reads back."""
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = json.loads(config.model_dump_json(exclude_defaults=True, by_alias=True))
+    save_atomically(directory / CONFIG, yaml.safe_dump(raw, sort_keys=False))
 
 
 def field_path(loc: tuple) -> str:

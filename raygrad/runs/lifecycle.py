@@ -26,7 +26,7 @@ from raygrad.optim.execution import LocalExecutor, Stage2Result
 from raygrad.optim.metrics import Metric
 from raygrad.optim.trainer import Trainer, TrainState
 from raygrad.runs.assemble import check_models, load_split
-from raygrad.runs.config import RunConfig
+from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.results import RunResult, SampleTables, write_tables
 from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
 from raygrad.runs.storage import Storage
@@ -70,6 +70,7 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
     check_models(workflow, config.role_models())
     start_values = workflow.state()
     run_dir = config.run_dir
+    write_config(config, run_dir)  # every run directory can be resumed: `raygrad resume RUN_DIR`
     storage = Storage(config.storage) if config.storage else None
     if storage:
         storage.check()
@@ -142,10 +143,13 @@ class LocalRun:
 
     def close(self) -> None:
         """As asyncio.run ends: cancel what still runs in the loop (litellm's logging worker), then close it."""
-        pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        async def cancel_the_rest() -> None:
+            rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        self._loop.run_until_complete(cancel_the_rest())
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 

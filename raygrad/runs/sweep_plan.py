@@ -26,12 +26,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from raygrad.errors import ConfigError
 from raygrad.optim.settings import SpendLimits
-from raygrad.runs.config import RunConfig, field_path, load_config, read_yaml_mapping, resolve_data_path
+from raygrad.runs.config import RunConfig, field_path, load_config, read_yaml_mapping, resolve_data_path, write_config
 from raygrad.runs.rundir import CONFIG, SWEEP_FILE
 
 
@@ -136,9 +135,7 @@ def _safe(name: str) -> str:
 
 # -- a sweep's directory ---------------------------------------------------------------------------
 def write_run_config(run: PlannedRun) -> None:
-    run.directory.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(json.loads(run.config.model_dump_json(exclude_defaults=True)), sort_keys=False)
-    (run.directory / CONFIG).write_text(text, encoding="utf-8")
+    write_config(run.config, run.directory)
 
 
 def write_sweep_file(sweep: SweepConfig, planned: list[PlannedRun]) -> None:
