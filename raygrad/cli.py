@@ -9,6 +9,7 @@ from pathlib import Path
 
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import BudgetExhausted
+from raygrad.optim.execution import SamplesFailed
 from raygrad.runs.config import RunConfig, load_config
 from raygrad.runs.report import ReportError
 from raygrad.runs.rundir import CONFIG, PROMPTS, SKIPPED_ROWS, CheckpointError
@@ -38,13 +39,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for this model)"
     print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, model {client.config.model})")
     print(f"  score          {report.score:.3f} over {report.completed} completed samples")
-    print(f"  failed samples {report.failed}" + (" (calls that never succeeded; not scored)" if report.failed else ""))
+    first_error = next((s.error for s in report.samples if s.error), None)
+    print(f"  failed samples {report.failed}" + (f" (not scored; the first: {first_error})" if report.failed else ""))
     print(f"  calls          {usage.calls} made, {usage.cached_calls} from the journal, {usage.retries} retries "
           f"({usage.rate_limited} rate-limited)")
     print(f"  tokens         {usage.prompt_tokens} prompt + {usage.completion_tokens} completion")
     print(f"  cost           {cost}")
     print(f"  wall time      {report.wall_time_s:.1f} s")
     print(f"  per-sample results: {output}")
+    if report.completed == 0:
+        print(f"raygrad: every sample failed, so there is no score; the first failure: {first_error}", file=sys.stderr)
+        return 5
     return 0
 
 
@@ -233,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raygrad: stopped: {err}; raise the budget and run the same command again to continue",
               file=sys.stderr)
         return 3
+    except SamplesFailed as err:
+        err = getattr(err, "cause", None) or err
+        print(f"raygrad: stopped: {err}. Nothing was kept from those samples; run the same command again once the "
+              "provider answers (completed calls are replayed from the journal).", file=sys.stderr)
+        return 5
     except KeyboardInterrupt:
         print(f"raygrad: interrupted; completed calls are in the journal: run `raygrad {' '.join(argv or sys.argv[1:])}` "
               "again to resume", file=sys.stderr)

@@ -254,3 +254,35 @@ def test_a_run_directory_made_by_optimize_can_be_resumed(counting_project, capsy
     assert main(["resume", str(run_dir), "--local"]) == 0
     assert f"resumed from {run_dir / 'checkpoint.json'}" in capsys.readouterr().out
     assert len(server.log) == paid  # every call replayed from the journal
+
+
+def test_eval_whose_every_sample_failed_exits_non_zero_and_says_why_once(sim_server, tmp_path, capsys):
+    server = sim_server(responder="object_count", error_rate=1.0)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+output_dir: {tmp_path / 'runs'}
+data: {{generator: {{size: 6, seed: 2}}, splits: {{val: "0:6"}}}}
+models: {{task: {{model: openai/simulated, api_base: "{server.url}", retry_deadline_s: 1}}}}
+""")
+    assert main(["eval", str(config)]) == 5
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("raygrad: every sample failed, so there is no score; the first failure: openai/simulated")
+    assert "failed samples 6" in captured.out and len(server.log) >= 6
+
+
+def test_a_provider_outage_checkpoints_nothing_and_the_rerun_scores_for_real(counting_project, capsys):
+    project, config, server = counting_project
+    config.write_text(config.read_text().replace("models: {task: {model: openai/simulated",
+                                                 "models: {task: {retry_deadline_s: 1, model: openai/simulated"))
+    server.settings.error_rate = 1.0  # the provider is down: every call answers 500
+    assert main(["optimize", str(config), "--local"]) == 5
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("raygrad: stopped: 20 of 20 samples of the initial validation failed (the first: "
+                           "openai/simulated: gave up after") and "run the same command again" in line
+    assert not (project / "runs" / "counting" / "checkpoint.json").exists()  # no 0.0 kept as the best score
+    server.settings.error_rate = 0.0  # the provider is back
+    assert main(["optimize", str(config), "--local"]) == 0
+    result = json.loads((project / "runs" / "counting" / "result.json").read_text())
+    assert result["initial_val"] == 0.0 and result["best_val"] == 1.0 and result["resumed_from"] is None
+    assert "only" in result["values"]["list_instruction"]

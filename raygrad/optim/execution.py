@@ -29,6 +29,11 @@ class BatchOutcome(BaseModel):
     gradients: list[Gradient] = Field(default_factory=list)
 
 
+class SamplesFailed(RuntimeError):
+    """A validation pass in which samples failed: not a score to keep as best. Nothing is checkpointed
+    from it; the same command, once the provider answers, scores them for real."""
+
+
 class Stage2Result(BaseModel):
     score: float  # mean over the samples that completed (what is reported)
     strict_score: float  # failed samples counted as 0: what candidates are compared on, so failing cannot win
@@ -36,6 +41,7 @@ class Stage2Result(BaseModel):
     total: int
     stopped_early: bool
     failed: int = 0  # samples whose calls never succeeded: not scored, reported apart from wrong answers
+    first_error: str | None = None  # why the first failed sample failed
 
 
 class ScoreSum(BaseModel):
@@ -44,11 +50,12 @@ class ScoreSum(BaseModel):
     total: float = 0.0
     completed: int = 0
     count: int = 0
+    first_error: str | None = None
     samples: list[SampleResult] = Field(default_factory=list)  # only when asked for (the samples table)
 
     def add(self, other: "ScoreSum") -> "ScoreSum":
         return ScoreSum(total=self.total + other.total, completed=self.completed + other.completed,
-                        count=self.count + other.count)
+                        count=self.count + other.count, first_error=self.first_error or other.first_error)
 
     @property
     def mean(self) -> float:
@@ -61,7 +68,8 @@ class ScoreSum(BaseModel):
 
     def result(self, size: int) -> Stage2Result:
         return Stage2Result(score=self.mean, strict_score=self.strict_mean, evaluated=self.count, total=size,
-                            stopped_early=self.count < size, failed=self.count - self.completed)
+                            stopped_early=self.count < size, failed=self.count - self.completed,
+                            first_error=self.first_error)
 
 
 def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> bool:
@@ -105,6 +113,7 @@ async def score_samples(workflow: Workflow, values: dict[str, str], examples: li
     results = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     scores = [r.score for r, _ in results if r.score is not None]
     return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples),
+                    first_error=next((r.error for r, _ in results if r.error), None),
                     samples=[r for r, _ in results] if keep_samples else [])
 
 

@@ -14,7 +14,7 @@ from raygrad.data import Dataset
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import BootstrapDemos, Demo, add_to_pool
-from raygrad.optim.execution import Executor, LocalExecutor
+from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
 from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
 from raygrad.optim.settings import TrainerConfig
@@ -145,10 +145,14 @@ class Trainer:
             state.stopped = None
         else:
             try:
-                initial = (await self.executor.validate(self.workflow.state(), val, chunk=self.config.validation_chunk,
-                                                        label="val-initial")).strict_score
+                first = await self.executor.validate(self.workflow.state(), val, chunk=self.config.validation_chunk,
+                                                     label="val-initial")
             except BudgetExhausted as err:
                 raise BudgetExhausted(f"{err} before the initial validation finished") from None
+            if first.failed:  # no score to start from: nothing is checkpointed, the same command retries
+                raise SamplesFailed(f"{first.failed} of {first.evaluated} samples of the initial validation failed "
+                                    f"(the first: {first.first_error})")
+            initial = first.strict_score
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
@@ -164,6 +168,9 @@ class Trainer:
                 self.workflow.load_state(values)
                 state.stopped = str(err)
                 break
+            except SamplesFailed:  # the step is not kept: the checkpoint stays at the last whole step
+                self.workflow.load_state(before[2])
+                raise
             state.step += 1
             state.rng_state = _jsonable(rng.getstate())
             state.steps[-1].usage = self.usage()
@@ -232,6 +239,9 @@ class Trainer:
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
                                                   label=f"{label}-stage2")
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
+            if result.failed and not result.stopped_early and result.strict_score > state.best_val:
+                raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
+                                    f"{name} failed, so it cannot be kept as best (the first: {result.first_error})")
             if result.stopped_early or result.strict_score <= state.best_val:
                 candidate_record.reason = (
                     f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"

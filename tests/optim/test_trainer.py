@@ -231,3 +231,25 @@ async def test_a_candidate_whose_calls_fail_cannot_win_on_its_survivors():
     assert not candidate.accepted and state.values["instruction"] == "Answer."
     assert candidate.stage1 is not None and candidate.stage1 < 1.0  # the failed samples counted as 0
     assert clients["task"].usage.failed_calls > 0  # they failed, and were reported as failed, not scored
+
+
+async def test_a_stage_2_pass_with_failed_samples_is_never_kept_as_best_and_the_rerun_scores_it(tmp_path):
+    import pytest
+
+    from raygrad.optim.execution import SamplesFailed
+    from raygrad.testing import unit_hash
+
+    def outage(messages):  # the provider fails some validation calls of the new prompt, then recovers
+        return outage.on and "MAGIC" in messages[0]["content"] and unit_hash(messages[1]["content"]) < 0.3
+
+    outage.on = True
+    clients = {role: ScriptedLLM(magic_word, fail_when=outage) for role in ("task", "backward", "optimizer")}
+    config, path = TrainerConfig(steps=1, batch_size=4, proposals=1), tmp_path / "checkpoint.json"
+    with pytest.raises(SamplesFailed, match=r"validation samples of a candidate for instruction failed"):
+        await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients, config,
+                      checkpoint=CheckpointFile(path)).fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert not path.exists()  # nothing of the step was kept
+    outage.on = False
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients, config,
+                          checkpoint=CheckpointFile(path)).fit(data(20, 5)[:4], data(20, 5)[4:])
+    assert state.best_val == 1.0 and state.values["instruction"] == "Answer. MAGIC"
