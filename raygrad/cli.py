@@ -10,14 +10,17 @@ from pathlib import Path
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import BudgetExhausted
 from raygrad.optim.execution import SamplesFailed
-from raygrad.runs.config import RunConfig, load_config
+from raygrad.runs.config import RunConfig, check_keys, load_config
 from raygrad.runs.report import ReportError
 from raygrad.runs.rundir import CONFIG, PROMPTS, SKIPPED_ROWS, CheckpointError
 from raygrad.runs.storage import StorageError
 
 
 def _config(path: str | None) -> RunConfig:
-    return load_config(path) if path else RunConfig()
+    """The run config at `path` (or the default run), its API key variables checked before anything starts."""
+    config = load_config(path) if path else RunConfig()
+    check_keys(config, path)
+    return config
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -26,7 +29,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from raygrad.runs.assemble import build_workflow, check_models, load_split
 
     config = _config(args.config)
-    examples = load_split(config.data, args.split)  # bad data fails here, before any call
+    skipped: list[str] = []
+    examples = load_split(config.data, args.split, skipped)  # bad data fails here, before any call
     workflow, metric = build_workflow(config.workflow)
     models = {name: model for name, model in config.role_models().items() if name not in ("backward", "optimizer")}
     check_models(workflow, models)
@@ -39,6 +43,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for this model)"
     print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, model {client.config.model})")
     print(f"  score          {report.score:.3f} over {report.completed} completed samples")
+    if skipped:
+        print(f"  skipped rows   {len(skipped)} (data.skip_bad_rows), the first: {skipped[0]}")
     first_error = next((s.error for s in report.samples if s.error), None)
     print(f"  failed samples {report.failed}" + (f" (not scored; the first: {first_error})" if report.failed else ""))
     print(f"  calls          {usage.calls} made, {usage.cached_calls} from the journal, {usage.retries} retries "
@@ -91,7 +97,7 @@ def print_result(result, run_dir: Path) -> None:
     if not stats:  # run in this process, without Ray
         print(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
         return
-    print(f"  ray: {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
+    print(f"  ray: cluster {stats.get('cluster', '?')}, {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
           f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
           f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
           f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
@@ -113,6 +119,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         from raygrad.api import optimize_config
 
         config = load_config(directory / CONFIG)
+        check_keys(config, directory / CONFIG)
         config.output_dir, config.name = str(directory.parent), directory.name
         result = optimize_config(config, "local" if args.local else "ray", args.address)
         print_result(result, directory)

@@ -28,7 +28,7 @@ def test_a_users_workflow_through_the_cli_on_a_multi_node_cluster(ray_cluster, c
     project, config, server = counting_project
     assert main(["optimize", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "optimized counting.workflow:CountThenAnswer" in out and "ray: 2 workers" in out
+    assert "optimized counting.workflow:CountThenAnswer" in out and "ray: cluster " in out and " 2 workers," in out
     prompts = json.loads((project / "runs" / "counting" / "prompts.json").read_text())
     assert "only" in prompts["list_instruction"]  # learned: the first call's instruction, behind the tool
     # Gradients reached both LLM calls' parameters, the first one's through the add_up function node.

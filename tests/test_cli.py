@@ -286,3 +286,26 @@ def test_a_provider_outage_checkpoints_nothing_and_the_rerun_scores_for_real(cou
     result = json.loads((project / "runs" / "counting" / "result.json").read_text())
     assert result["initial_val"] == 0.0 and result["best_val"] == 1.0 and result["resumed_from"] is None
     assert "only" in result["values"]["list_instruction"]
+
+
+def test_ordinary_mistakes_end_in_one_line_naming_the_file(tmp_path, monkeypatch):
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "latin1.csv").write_bytes(b"input,target\n" + b"x" * 10_000 + b",1\ncaf\xe9,2\n")
+    (tmp_path / "keys.yaml").write_text("models: {task: {model: openai/gpt-4o-mini, api_key_env: RAYGRAD_NO_SUCH_KEY}}\n")
+    monkeypatch.delenv("RAYGRAD_NO_SUCH_KEY", raising=False)
+    cases = {
+        "parquet.yaml": ("data: {path: broken.parquet, splits: {train: '0:1', val: '1:2'}}\n", "broken.parquet: not a readable Parquet"),
+        "csv.yaml": ("data: {path: latin1.csv, splits: {train: '0:1', val: '1:2'}}\n", "latin1.csv: not UTF-8 text (byte 10019:"),
+    }
+    for name, (text, says) in cases.items():
+        (tmp_path / name).write_text(text)
+    runs = [(str(tmp_path / name), says) for name, (_, says) in cases.items()]
+    runs += [(str(tmp_path / "folder.yaml"), "folder.yaml: a folder, not a config file"),
+             (str(tmp_path / "keys.yaml"), "keys.yaml: models.task: environment variable RAYGRAD_NO_SUCH_KEY")]
+    for config, says in runs:
+        for command in (["eval", config], ["optimize", config, "--local"]):
+            result = subprocess.run([sys.executable, "-m", "raygrad", *command], capture_output=True, text=True,
+                                    timeout=120)
+            assert result.returncode == 2, (command, result.stderr)
+            assert result.stderr.count("\n") == 1 and says in result.stderr, (command, result.stderr)

@@ -94,7 +94,7 @@ storage: file://{tmp_path / 'store' / 'job'}
 """)
     status, logs = submit_job(head_cluster, "raygrad-test", ROOT, ["python", "-m", "raygrad", "optimize", str(config)])
     assert "succeeded" in status, status + logs[-4000:]
-    assert "validation" in logs and "ray: 2 workers" in logs
+    assert "validation" in logs and "ray: cluster " in logs and " 2 workers," in logs
     prompts = json.loads((tmp_path / "results" / "job" / "prompts.json").read_text())
     checkpoint = json.loads((tmp_path / "results" / "job" / "checkpoint.json").read_text())
     assert checkpoint["step"] == 2 and prompts == checkpoint["values"]
@@ -113,7 +113,7 @@ def test_ray_job_submit_of_a_users_own_project(head_cluster, counting_project):
     status, logs = submit_job(head_cluster, "raygrad-user-project", project,
                               ["python", "-m", "raygrad", "optimize", "job.yaml"])
     assert "succeeded" in status, status + logs[-4000:]
-    assert "optimized counting.workflow:CountThenAnswer" in logs and "ray: 2 workers" in logs
+    assert "optimized counting.workflow:CountThenAnswer" in logs and "ray: cluster " in logs and " 2 workers," in logs
     prompts = json.loads((project / "store" / "prompts.json").read_text())  # results reach storage
     assert "only" in prompts["list_instruction"]
     backward = [e for e in server.log if requested_schema({"response_format": e.response_format}) == "FeedbackReply"]

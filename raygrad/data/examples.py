@@ -47,9 +47,14 @@ _FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv
 
 def _read_rows(path: Path, fmt: str, skipping: list[str] | None = None) -> Iterable[Any]:
     if fmt == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        yield from pq.read_table(path).to_pylist()
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DatasetError(f"{path}: not a readable Parquet file ({err})") from None
+        yield from table.to_pylist()
         return
     try:
         with path.open(encoding="utf-8", newline="") as handle:
@@ -74,8 +79,18 @@ def _read_rows(path: Path, fmt: str, skipping: list[str] | None = None) -> Itera
                 if not isinstance(rows, list):
                     raise DatasetError(f"{path}: expected a list of rows or {{\"examples\": [...]}}")
                 yield from rows
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text ({utf8_error(path)})") from None
+
+
+def utf8_error(path: Path) -> str:
+    """Where a file stops being UTF-8, as a byte offset in the whole file (a text reader's offset is
+    within its 8 KiB buffer)."""
+    try:
+        path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+        return f"byte {err.start}: {err.reason}"
+    return "it decodes as a whole"
 
 
 def _text(value: Any, path: Path, row: int, field: str) -> str:
@@ -184,9 +199,13 @@ class RowSource(BaseModel):
         if not path.is_file():
             raise DatasetError(f"{path}: no such dataset file")
         if fmt == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            meta = pq.ParquetFile(path)
+            try:
+                meta = pq.ParquetFile(path)
+            except (pa.ArrowException, OSError) as err:
+                raise DatasetError(f"{path}: not a readable Parquet file ({err})") from None
             names = set(meta.schema_arrow.names)
             inputs = [input_field] if isinstance(input_field, str) else list(input_field)
             for field in (*inputs, target_field):

@@ -189,7 +189,8 @@ class OptimizerActor:
         workers = dict(self.executor.workers)
         # A worker lost after its last shard is only found dead here: it has no peak, and fails nothing.
         peaks = await asyncio.gather(*(w.peak_rss_mb.remote() for w in workers.values()), return_exceptions=True)
-        return {"workers": list(workers), "replaced": self.executor.replaced,
+        return {"cluster": ray.get_runtime_context().gcs_address, "workers": list(workers),
+                "replaced": self.executor.replaced,
                 "cancelled_shards": self.executor.cancelled_shards,
                 "peak_rss_mb": {"optimizer": peak_rss_mb(),
                                 **{w: p for w, p in zip(workers, peaks) if not isinstance(p, BaseException)}}}

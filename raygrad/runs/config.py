@@ -163,6 +163,15 @@ class RunConfig(Strict):
         return Path(self.journal) if self.journal else self.run_dir / JOURNAL
 
 
+def check_keys(config: RunConfig, source: str | os.PathLike | None = None) -> None:
+    """Every API key variable a run needs is set: checked before Ray starts or any call is made."""
+    for name, model in config.role_models().items():
+        try:
+            model.api_key()
+        except ConfigError as err:
+            raise ConfigError(f"{source or 'config'}: models.{name}: {err}") from None
+
+
 def write_config(config: RunConfig, directory: Path) -> None:
     """The run as expanded, as `config.yaml` in its directory: what `raygrad resume DIR` reads back."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -180,6 +189,8 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a {what} file") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
