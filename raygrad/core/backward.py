@@ -51,19 +51,24 @@ def _depths(trace: Trace) -> dict[int, int]:
     return depth
 
 
-async def _ask(engine: ChatClient, user: str) -> str | None:
+async def _ask(engine: ChatClient, user: str, unparsed: list[str]) -> str | None:
     try:
         reply = await engine.complete_structured(
             [{"role": "system", "content": prompts.BACKWARD_SYSTEM}, {"role": "user", "content": user}],
             FeedbackReply)
-    except (InvalidReply, LLMCallFailed):
+    except InvalidReply as err:
+        unparsed.append(str(err))  # counted in the step's record
         return None  # no gradient from this call; the step goes on with the others
+    except LLMCallFailed:
+        return None
     return reply.feedback.strip()
 
 
 async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, parameters: dict[str, Parameter],
-                   engine: ChatClient) -> list[Gradient]:
-    """Gradients of one error sample for every trainable parameter it touched."""
+                   engine: ChatClient, unparsed: list[str] | None = None) -> list[Gradient]:
+    """Gradients of one error sample for every trainable parameter it touched; replies that did not
+    parse are appended to `unparsed`."""
+    unparsed = [] if unparsed is None else unparsed
     feedback: dict[int, list[str]] = defaultdict(list)
     assert trace.loss is not None, "record_loss() closes a trace before its backward pass"
     for parent in trace.loss.parents:
@@ -72,7 +77,8 @@ async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, p
     depth = _depths(trace)
     for level in sorted(set(depth.values()) - {0}):
         nodes = [n for n in trace.nodes if depth.get(n.id) == level and feedback[n.id]]
-        results = await gather_all(*(_node_backward(n, trace, feedback[n.id], parameters, engine) for n in nodes))
+        results = await gather_all(*(_node_backward(n, trace, feedback[n.id], parameters, engine, unparsed)
+                                     for n in nodes))
         for node, (param_grads, upstream) in zip(nodes, results):
             gradients += [Gradient(parameter=name, sample_id=sample_id, score=score, feedback=text)
                           for name, text in param_grads]
@@ -82,7 +88,7 @@ async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, p
 
 
 async def _node_backward(node: Node, trace: Trace, downstream: list[str], parameters: dict[str, Parameter],
-                         engine: ChatClient) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+                         engine: ChatClient, unparsed: list[str]) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
     received = "\n---\n".join(downstream)
     if node.kind != "llm":  # functions pass feedback through to their inputs unchanged
         return [], [(parent, received) for parent in node.parents]
@@ -103,7 +109,7 @@ async def _node_backward(node: Node, trace: Trace, downstream: list[str], parame
     parent_prompts = [(parent.id, prompts.BACKWARD_PREDECESSOR.format(
         system=system, input=user, output=node.output, name=f"{parent.name}#{parent.call_index}",
         value=parent.output, feedback=received)) for parent in llm_parents]
-    replies = await gather_all(*(_ask(engine, text) for _, text in param_prompts + parent_prompts))
+    replies = await gather_all(*(_ask(engine, text, unparsed) for _, text in param_prompts + parent_prompts))
     param_replies, parent_replies = replies[:len(param_prompts)], replies[len(param_prompts):]
     return ([(name, r) for (name, _), r in zip(param_prompts, param_replies) if r],
             [(pid, r) for (pid, _), r in zip(parent_prompts, parent_replies) if r])

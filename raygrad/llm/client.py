@@ -87,6 +87,9 @@ class LLMClient:
         # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
         self.budget_guard: Callable[[], str | None] | None = None
         self._litellm = import_litellm()
+        import openai  # litellm's own errors derive from openai's
+
+        self._openai = openai
 
     def _api_key(self) -> str | None:
         key = self.config.api_key()
@@ -148,6 +151,9 @@ class LLMClient:
         cfg = self.config
         fatal = (litellm.AuthenticationError, litellm.BadRequestError, litellm.NotFoundError,
                  litellm.PermissionDeniedError)
+        # What a provider or the network does (429, 5xx, time-outs, broken connections or bodies: litellm
+        # raises them all as openai errors); anything else is a bug and fails at once with its traceback.
+        retryable = (self._openai.OpenAIError, asyncio.TimeoutError, ConnectionError)
         estimated_tokens = sum(len(m.get("content") or "") for m in messages) // 4 + (cfg.max_tokens or 256)
         started = time.monotonic()
         attempt = 0
@@ -165,7 +171,7 @@ class LLMClient:
             except fatal as err:
                 self.usage.failed_calls += 1
                 raise LLMCallFailed(f"{cfg.model}: {type(err).__name__}: {_short(err)}") from err
-            except Exception as err:  # 429, 5xx, timeouts, broken connections or bodies: retry within the deadline
+            except retryable as err:  # retried within the deadline
                 wait = _retry_after(err)
                 if isinstance(err, litellm.RateLimitError):
                     self.usage.rate_limited += 1

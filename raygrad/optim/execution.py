@@ -27,6 +27,7 @@ class BatchOutcome(BaseModel):
     results: list[SampleResult]
     demos: dict[str, list[Demo]] = Field(default_factory=dict)
     gradients: list[Gradient] = Field(default_factory=list)
+    unparsed_gradients: int = 0  # backward-engine replies that did not parse
 
 
 class SamplesFailed(RuntimeError):
@@ -99,13 +100,14 @@ async def forward_samples(workflow: Workflow, values: dict[str, str], examples: 
 
 
 async def backward_errors(workflow: Workflow, errors: list[tuple[SampleResult, Trace]], engine: ChatClient,
-                          eval_name: str) -> list[Gradient]:
-    """Textual gradients of error samples only: a correct sample never reaches this function."""
-    parameters = workflow.parameters()
+                          eval_name: str) -> tuple[list[Gradient], int]:
+    """Textual gradients of error samples only (a correct sample never reaches this function), and how
+    many backward-engine replies did not parse."""
+    parameters, unparsed = workflow.parameters(), []
     grads = await gather_all(*(backward(
         trace, r.id, r.score or 0.0, textual_loss(r.prediction or "", r.target, r.score or 0.0, eval_name, r.feedback),
-        parameters, engine) for r, trace in errors))
-    return [g for sample in grads for g in sample]
+        parameters, engine, unparsed) for r, trace in errors))
+    return [g for sample in grads for g in sample], len(unparsed)
 
 
 async def score_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
@@ -157,9 +159,9 @@ class LocalExecutor:
         results, demos, errors = await forward_samples(self.workflow, values, take(train, positions), self.clients,
                                                        self.metric, self.error_threshold,
                                                        demo_parameters(self.workflow))
-        gradients = await backward_errors(self.workflow, errors, self.clients["backward"], self.eval_name)
+        gradients, unparsed = await backward_errors(self.workflow, errors, self.clients["backward"], self.eval_name)
         self._sink(label, results)
-        return BatchOutcome(results=results, demos=demos, gradients=gradients)
+        return BatchOutcome(results=results, demos=demos, gradients=gradients, unparsed_gradients=unparsed)
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         scored = await score_samples(self.workflow, values, take(train, positions), self.clients, self.metric,

@@ -8,6 +8,8 @@ from raygrad.core.workflow import ChatClient, Parameter
 from raygrad.llm.client import InvalidReply, LLMCallFailed
 from raygrad.optim.optimizer import ProposalContext, ScoredValue
 
+UNPARSED = "unparseable reply"  # how a reply that did not parse is recorded among rejected proposals
+
 
 class Proposals(BaseModel):
     proposals: list[str] = Field(min_length=1)
@@ -57,7 +59,7 @@ async def propose(parameter: Parameter, peers: list[Parameter], gradients: str, 
     try:
         reply = await engine.complete_structured(messages, Proposals, journal_tag=journal_tag)
     except InvalidReply as err:
-        return [], [f"unparseable reply: {err.text[:200]}"]
+        return [], [f"{UNPARSED}: {err.text[:200]}"]
     except LLMCallFailed as err:
         return [], [f"optimizer call failed: {err}"]
     good, rejected = [], []

@@ -18,7 +18,7 @@ from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
 from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
 from raygrad.optim.settings import TrainerConfig
-from raygrad.optim.tgd import TextualGradientDescent
+from raygrad.optim.tgd import UNPARSED, TextualGradientDescent
 
 
 class CandidateRecord(BaseModel):
@@ -39,6 +39,8 @@ class StepRecord(BaseModel):
     best_val: float
     accepted: list[str] = Field(default_factory=list)
     usage: dict[str, Usage] = Field(default_factory=dict)  # per role, spent by the end of this step
+    unparsed_gradients: int = 0  # backward-engine replies that did not parse (no gradient from them)
+    unparsed_proposals: int = 0  # optimizer replies that did not parse (no candidate from them)
 
 
 class TrainState(BaseModel):
@@ -189,7 +191,7 @@ class Trainer:
         batch_score = sum(scores) / len(outcome.results) if outcome.results else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
-                            errors=len(errors), best_val=state.best_val)
+                            errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients)
         state.steps.append(record)
         for name, demos in outcome.demos.items():
             add_to_pool(state.demo_pool.setdefault(name, []), demos, cfg.demo_pool_size)
@@ -208,6 +210,7 @@ class Trainer:
                 failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
                 rng=rng, demo_pool=state.demo_pool.get(name, []))
             candidates, rejected = await optimizer.propose(context)
+            record.unparsed_proposals += sum(r.startswith(UNPARSED) for r in rejected)
             if not candidates and not rejected:
                 continue  # nothing to go on for this parameter (no gradients, no demos): nothing was asked
             failed = state.failed.setdefault(name, [])

@@ -1,6 +1,7 @@
 """A run's results: RunResult (result.json), and Parquet tables (pyarrow, pandas and duckdb read them):
 
-steps.parquet       per step: batch score, errors, best validation, accepted, calls/tokens/cost per role
+steps.parquet       per step: batch score, errors, best validation, accepted, calls/tokens/cost per role,
+                    backward and optimizer replies that did not parse
 candidates.parquet  every proposal: parameter, value, parent (the value it replaced), stage scores, why
 samples/            per sample per evaluation (one file per evaluation, `evaluation` column)
 calls.parquet       per paid LLM call (from the call journal): role, model, tokens, cost, latency;
@@ -76,7 +77,8 @@ def step_rows(state: TrainState) -> list[dict]:
     rows, before = [], {}
     for step in state.steps:
         row = {"step": step.step, "batch_score": step.batch_score, "errors": step.errors, "best_val": step.best_val,
-               "accepted": ",".join(step.accepted)}
+               "accepted": ",".join(step.accepted), "unparsed_gradients": step.unparsed_gradients,
+               "unparsed_proposals": step.unparsed_proposals}
         for role in ROLES:  # spent during this step: the running totals' difference
             now, then = step.usage.get(role), before.get(role)
             for counter in ("calls", "prompt_tokens", "completion_tokens", "cost"):

@@ -143,3 +143,19 @@ def test_parse_structured_rejects_prose():
     with pytest.raises(InvalidReply):
         parse_structured("I think the answer is four.", Verdict)
     assert parse_structured('Sure! {"answer": 2, "reason": "x"} Hope it helps', Verdict).answer == 2
+
+
+async def test_a_programming_error_fails_at_once_and_is_not_retried_as_a_provider_failure(sim_server, monkeypatch):
+    import time
+
+    server = sim_server(responder="echo")
+    client = LLMClient(server.model_config(retry_deadline_s=60))
+
+    async def broken(**kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(client._litellm, "acompletion", broken)
+    started = time.monotonic()
+    with pytest.raises(TypeError, match="unsupported operand"):
+        await client.complete([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 1 and client.usage.retries == 0

@@ -253,3 +253,27 @@ async def test_a_stage_2_pass_with_failed_samples_is_never_kept_as_best_and_the_
     state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients, config,
                           checkpoint=CheckpointFile(path)).fit(data(20, 5)[:4], data(20, 5)[4:])
     assert state.best_val == 1.0 and state.values["instruction"] == "Answer. MAGIC"
+
+
+async def test_replies_that_do_not_parse_are_counted_per_step_in_the_steps_table(tmp_path):
+    from raygrad.runs.results import step_rows
+
+    def garbled(messages, body):
+        if requested_schema(body) == "FeedbackReply":
+            return "Sure! The feedback is: count better."  # no JSON: no gradient
+        if requested_schema(body) == "Proposals":
+            return "Here are my proposals, in prose."  # no JSON: no candidate
+        return RESPONDERS["object_count_trainer"](messages, body)
+
+    def half_garbled(messages, body):  # every other backward reply parses, so proposals are asked for
+        if requested_schema(body) == "FeedbackReply" and len(messages[1]["content"]) % 2:
+            return json.dumps({"feedback": "Count each item."})
+        return garbled(messages, body)
+
+    clients = {role: ScriptedLLM(half_garbled) for role in ("task", "backward", "optimizer")}
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                          TrainerConfig(steps=2, batch_size=4, proposals=2)).fit(data(20, 6), data(20, 7))
+    rows = step_rows(state)
+    garbled_feedback = sum(len(call[1]["content"]) % 2 == 0 for call in clients["backward"].calls)
+    assert sum(r["unparsed_gradients"] for r in rows) == garbled_feedback > 0
+    assert sum(r["unparsed_proposals"] for r in rows) == len(clients["optimizer"].calls) > 0
