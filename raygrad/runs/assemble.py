@@ -72,9 +72,11 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
             raise DatasetError(f"data.splits.{split}: {err}") from None
         _check_overlap(config, split, source.total)
         return source
+    rows_in_file = None
     if config.path is not None:
         bad: list[str] | None = [] if config.skip_bad_rows else None
         examples = load_examples(config.path, config.inputs, config.target_field, config.format, bad)
+        rows_in_file = len(examples) + len(bad or [])
         if bad and skipped is not None:
             skipped.extend(b for b in bad if b not in skipped)
         source = config.path
@@ -84,12 +86,15 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
         rows = GENERATORS[generator.name](generator.size, generator.seed)
         examples = [Example(id=str(i), **row) for i, row in enumerate(rows)]
         source = f"generator {generator.name} (seed {generator.seed})"
+    size = rows_in_file if rows_in_file is not None else len(examples)
     try:
-        chosen = examples[parse_range(config.splits[split], len(examples))]
+        rows = parse_range(config.splits[split], size)
     except ValueError as err:
         raise DatasetError(f"data.splits.{split}: {err} ({source})") from None
-    _check_overlap(config, split, len(examples))
-    return chosen
+    _check_overlap(config, split, size)
+    if rows_in_file is not None and rows_in_file != len(examples):  # rows skipped: a split keeps its row numbers
+        return [e for e in examples if rows.start <= int(e.id) < rows.stop]
+    return examples[rows]
 
 
 def _check_overlap(config: DataConfig, split: str, size: int) -> None:

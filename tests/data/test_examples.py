@@ -137,3 +137,16 @@ def test_splits_that_overlap_run_past_the_data_or_go_negative_are_errors():
                        ("5:2", "selects no rows")):
         with pytest.raises(DatasetError, match=says):
             load_split(DataConfig(generator={"size": 10}, splits={"train": spec}), "train")
+
+
+def test_a_skipped_row_leaves_every_other_row_in_its_split(tmp_path):
+    good = [json.dumps({"input": f"q{i}", "target": str(i)}) for i in range(10)]
+    broken = [*good[:2], '{"input": "no target"}', *good[3:]]  # row 2 (of train) is bad
+    (tmp_path / "good.jsonl").write_text("\n".join(good) + "\n")
+    (tmp_path / "broken.jsonl").write_text("\n".join(broken) + "\n")
+    splits = {"train": "0:5", "val": "5:10"}
+    clean = DataConfig(path=str(tmp_path / "good.jsonl"), splits=splits)
+    skipping = DataConfig(path=str(tmp_path / "broken.jsonl"), splits=splits, skip_bad_rows=True)
+    assert [e.id for e in load_split(skipping, "val")] == [e.id for e in load_split(clean, "val")] == \
+        ["5", "6", "7", "8", "9"]
+    assert [e.id for e in load_split(skipping, "train")] == ["0", "1", "3", "4"]
