@@ -9,6 +9,7 @@ from pathlib import Path
 
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import BudgetExhausted
+from raygrad.llm.journal import JournalError
 from raygrad.optim.execution import SamplesFailed
 from raygrad.runs.config import RunConfig, check_keys, load_config
 from raygrad.runs.report import ReportError
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, ReportError) as err:
         print(f"raygrad: error: {err}", file=sys.stderr)
         return 2
-    except (CheckpointError, StorageError) as err:
+    except (CheckpointError, StorageError, JournalError) as err:
         err = getattr(err, "cause", None) or err  # raised in a Ray actor: its own message, not Ray's traceback
         print(f"raygrad: stopped: {err}. Free space or fix the path, then run the same command again to resume "
               "from the last checkpoint.", file=sys.stderr)

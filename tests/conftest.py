@@ -104,3 +104,29 @@ def counting_project(tmp_path, sim_server):
     config.write_text(text + f"models: {{task: {model}, backward: {model}, optimizer: {model}}}\n"
                       f"output_dir: {project / 'runs'}\n")
     return project, config, server
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs mounted in the test's folder, and a way to fill it: a full disk, really."""
+    import subprocess
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+    def fill() -> Path:
+        filler = folder / "filler"
+        with open(filler, "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        return filler
+
+    yield folder, fill
+    subprocess.run(["umount", "-l", str(folder)], check=False)

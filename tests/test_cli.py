@@ -309,3 +309,29 @@ def test_ordinary_mistakes_end_in_one_line_naming_the_file(tmp_path, monkeypatch
                                     timeout=120)
             assert result.returncode == 2, (command, result.stderr)
             assert result.stderr.count("\n") == 1 and says in result.stderr, (command, result.stderr)
+
+
+def test_a_full_disk_mid_run_ends_in_one_line_keeps_the_checkpoint_and_loses_no_journaled_call(counting_project,
+                                                                                            small_disk):
+    project, config, server = counting_project
+    folder, fill = small_disk
+    text = config.read_text().replace(f"output_dir: {project / 'runs'}", f"output_dir: {folder}")
+    text = text.replace("proposals: 5", "proposals: 2")  # no helpful proposal in reach: the run does not end early
+    config.write_text(text.replace("steps: 2,", "steps: 1,"))
+    command = [sys.executable, "-m", "raygrad", "optimize", str(config), "--local"]
+    assert subprocess.run(command, capture_output=True, text=True, timeout=300).returncode == 0
+    checkpoint = (folder / "counting" / "checkpoint.json").read_text()
+    first_run = {json.dumps(e.messages) for e in server.log}
+    config.write_text(text.replace("steps: 2,", "steps: 3,"))
+    filler = fill()
+    full = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 4, full.stderr
+    [line] = full.stderr.strip().splitlines()
+    assert line.startswith("raygrad: stopped: cannot write ") and "run the same command again" in line, line
+    assert (folder / "counting" / "checkpoint.json").read_text() == checkpoint  # the last checkpoint, intact
+    filler.unlink()
+    paid = len(server.log)
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((folder / "counting" / "checkpoint.json").read_text())["step"] == 3
+    assert not first_run & {json.dumps(e.messages) for e in server.log[paid:]}  # journaled calls were not paid again

@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS calls (
 """
 
 
+class JournalError(OSError):
+    """The call journal cannot be written (disk full, read-only); what it holds is intact."""
+
+
 def call_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any],
              response_schema: dict | None = None, tag: str | None = None) -> str:
     """Content hash of everything that determines a reply; never the API key."""
@@ -68,8 +72,11 @@ class Journal:
     def put(self, key: str, model: str, response: dict) -> None:
         blob = json.dumps(response, ensure_ascii=False)
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO calls (key, model, response, created_at) VALUES (?, ?, ?, ?)",
-                               (key, model, blob, time.time()))
+            try:
+                self._conn.execute("INSERT OR REPLACE INTO calls (key, model, response, created_at) "
+                                   "VALUES (?, ?, ?, ?)", (key, model, blob, time.time()))
+            except sqlite3.OperationalError as err:  # disk full, read-only: every call journaled before is intact
+                raise JournalError(f"cannot write the call journal {self.path}: {err}") from None
 
     def __len__(self) -> int:
         with self._lock:

@@ -23,7 +23,7 @@ from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.evaluate import SAMPLE_COLUMNS, SampleResult
 from raygrad.optim.trainer import TrainState
-from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS
+from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError
 
 
 class RunResult(BaseModel):
@@ -131,13 +131,16 @@ class SampleTables:
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, label: str, samples: Iterable[SampleResult]) -> None:
-        if label != self._label:
-            self.close()
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._label = label
-            self._writer = pq.ParquetWriter(self._partial(label), SAMPLES_SCHEMA)
-        rows = [{"evaluation": label, **s.row()} for s in samples]
-        self._writer.write_table(pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA))
+        try:
+            if label != self._label:
+                self.close()
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._label = label
+                self._writer = pq.ParquetWriter(self._partial(label), SAMPLES_SCHEMA)
+            rows = [{"evaluation": label, **s.row()} for s in samples]
+            self._writer.write_table(pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA))
+        except (OSError, pa.ArrowException) as err:  # disk full: finished evaluations' files are intact
+            raise CheckpointError(f"cannot write {self._partial(label)}: {err}") from None
 
     def close(self) -> None:
         if self._writer is not None and self._label is not None:
@@ -152,5 +155,9 @@ class SampleTables:
 def _write(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> None:
     table = pa.Table.from_pylist(rows, schema=schema) if rows or schema else pa.table({})
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    try:
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+    except (OSError, pa.ArrowException) as err:  # disk full: the previous table (if any) is intact
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {err}; the previous version of it is intact") from None

@@ -52,3 +52,22 @@ def test_call_key_covers_everything_that_changes_a_reply_but_not_the_key():
     assert key != call_key(**{**base, "model": "openai/gpt-4o"})
     assert key != call_key(**base, response_schema={"type": "object"})
     assert key != call_key(**{**base, "messages": [{"role": "user", "content": "q2"}]})
+
+
+def test_a_full_disk_stops_journal_writes_with_a_clear_error_and_keeps_what_was_written(small_disk):
+    import pytest
+
+    from raygrad.llm.journal import JournalError
+
+    folder, fill = small_disk
+    journal = Journal(folder / "journal.sqlite")
+    for i in range(20):
+        journal.put(f"k{i}", "m", {"text": f"reply {i}"})
+    filler = fill()
+    with pytest.raises(JournalError, match=r"cannot write the call journal .*journal.sqlite: database or disk is full"):
+        for i in range(20, 2000):
+            journal.put(f"k{i}", "m", {"text": "x" * 4000})
+    journal.close()
+    filler.unlink()
+    reopened = Journal(folder / "journal.sqlite")
+    assert reopened.integrity_ok() and all(reopened.get(f"k{i}") == {"text": f"reply {i}"} for i in range(20))
