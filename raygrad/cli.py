@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, DatasetError, ReportError) as err:
+        err = getattr(err, "cause", None) or err  # raised in a Ray actor (a shard's bad row): its own message
         print(f"raygrad: error: {err}", file=sys.stderr)
         return 2
     except (CheckpointError, StorageError, JournalError) as err:

@@ -73,3 +73,16 @@ def test_the_python_api_in_both_runtimes_and_the_cli_without_ray_give_the_cli_re
     assert local["ray"] == {}
     report = raygrad.evaluate(CountThenAnswer(), split["test"], metric=count_with_feedback, model=model)
     assert report.completed == 20 and report.score == expected["test_before"]
+
+
+def test_a_bad_row_in_a_sharded_file_is_named_by_file_and_row_from_a_worker(ray_cluster, counting_project, capsys):
+    project, config, server = counting_project
+    lines = (project / "questions.jsonl").read_text().splitlines()
+    lines[27] = '{"question": "a row cut short'
+    (project / "sharded.jsonl").write_text("\n".join(lines) + "\n")
+    text = config.read_text().replace("path: questions.jsonl", "path: sharded.jsonl\n  shards: true")
+    for runtime in ([], ["--local"]):
+        (project / "sharded.yaml").write_text(text)
+        assert main(["optimize", str(project / "sharded.yaml"), *runtime]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"raygrad: error: {project / 'sharded.jsonl'}: row 27: not valid JSON ("), runtime

@@ -335,3 +335,4 @@ def test_a_full_disk_mid_run_ends_in_one_line_keeps_the_checkpoint_and_loses_no_
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((folder / "counting" / "checkpoint.json").read_text())["step"] == 3
     assert not first_run & {json.dumps(e.messages) for e in server.log[paid:]}  # journaled calls were not paid again
+

@@ -100,6 +100,13 @@ def _text(value: Any, path: Path, row: int, field: str) -> str:
     return str(value)
 
 
+def _json_row(line: str, path: str | Path, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: row {number}: not valid JSON ({err.msg})") from None
+
+
 def make_example(row: dict, number: int, path: str | Path, input_fields: InputFields, target_field: str) -> Example:
     """A row as an Example; DatasetError naming file, row and field for a missing or unusable field.
 
@@ -232,7 +239,7 @@ class RowSource(BaseModel):
 
         with open(self.path, encoding="utf-8") as handle:
             lines = itertools.islice(handle, first, last)
-            return [self._example(json.loads(line), first + i) for i, line in enumerate(lines)]
+            return [self._example(_json_row(line, self.path, first + i), first + i) for i, line in enumerate(lines)]
 
     def take(self, positions: list[int]) -> list[Example]:
         return [self.rows(p, p + 1)[0] for p in positions]
