@@ -336,3 +336,15 @@ def test_a_full_disk_mid_run_ends_in_one_line_keeps_the_checkpoint_and_loses_no_
     assert json.loads((folder / "counting" / "checkpoint.json").read_text())["step"] == 3
     assert not first_run & {json.dumps(e.messages) for e in server.log[paid:]}  # journaled calls were not paid again
 
+
+
+def test_a_full_storage_path_ends_in_one_line_before_any_call(counting_project, small_disk):
+    project, config, server = counting_project
+    folder, fill = small_disk
+    config.write_text(config.read_text() + f"storage: {folder / 'store'}\n")
+    fill()
+    result = subprocess.run([sys.executable, "-m", "raygrad", "optimize", str(config), "--local"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 4, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"raygrad: stopped: storage {folder / 'store'}: cannot write there") and server.log == []

@@ -133,7 +133,8 @@ class RunConfig(Strict):
                                                   "file:///...) the run's checkpoint and prompts are copied to "
                                                   "after every step; a run missing its local directory resumes "
                                                   "from there")
-    journal: str | None = Field(None, description="call journal (SQLite); default <output_dir>/<name>/journal.sqlite")
+    journal: str | None = Field(None, description="call journal (SQLite), relative to the run's directory and inside "
+                                                  "output_dir; default <output_dir>/<name>/journal.sqlite")
     samples_table: bool = Field(True, description="write every evaluated sample to <run dir>/samples/ (Parquet)")
     reply_text: bool = Field(False, description="include reply text in calls.parquet")
 
@@ -149,6 +150,10 @@ class RunConfig(Strict):
     def _model_names(self) -> "RunConfig":
         if self.name in (".", ".."):
             raise ValueError(f"name: {self.name!r} is not a folder of output_dir of its own")
+        if self.journal is not None:
+            base = os.path.abspath(self.output_dir)
+            if os.path.commonpath([base, os.path.abspath(self.journal_path)]) != base:
+                raise ValueError(f"journal: {self.journal!r} leaves output_dir ({self.output_dir})")
         for name in self.models:
             if not name.isidentifier():
                 raise ValueError(f"models.{name}: a model's name must be an identifier (as in LLMCall(model=...))")
@@ -160,7 +165,7 @@ class RunConfig(Strict):
 
     @property
     def journal_path(self) -> Path:
-        return Path(self.journal) if self.journal else self.run_dir / JOURNAL
+        return Path(os.path.join(self.run_dir, self.journal)) if self.journal else self.run_dir / JOURNAL
 
 
 def check_keys(config: RunConfig, source: str | os.PathLike | None = None) -> None:
@@ -213,7 +218,6 @@ def load_config(path: str | os.PathLike) -> RunConfig:
         raise ConfigError(f"{path}: {problems}") from None
     # Output paths are the working directory's, fixed now: a Ray job's driver may lose its cwd later.
     config.output_dir = str(Path(config.output_dir).absolute())
-    config.journal = str(Path(config.journal).absolute()) if config.journal else None
     return resolve_data_path(config, path)
 
 

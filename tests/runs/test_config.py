@@ -86,3 +86,11 @@ def test_a_model_is_a_role_or_named_by_an_llm_call():
 def test_a_run_name_cannot_leave_output_dir(name):
     with pytest.raises(ValidationError, match="name"):
         RunConfig(name=name)
+
+
+def test_a_journal_path_stays_inside_output_dir(tmp_path):
+    config = RunConfig(name="r", output_dir=str(tmp_path), journal="calls/journal.sqlite")
+    assert config.journal_path == tmp_path / "r" / "calls" / "journal.sqlite"
+    for outside in ("../../elsewhere.sqlite", "/tmp/journal.sqlite"):
+        with pytest.raises(ValidationError, match="journal: .* leaves output_dir"):
+            RunConfig(name="r", output_dir=str(tmp_path), journal=outside)
