@@ -86,3 +86,14 @@ def test_a_bad_row_in_a_sharded_file_is_named_by_file_and_row_from_a_worker(ray_
         assert main(["optimize", str(project / "sharded.yaml"), *runtime]) == 2
         [line] = capsys.readouterr().err.strip().splitlines()
         assert line.startswith(f"raygrad: error: {project / 'sharded.jsonl'}: row 27: not valid JSON ("), runtime
+    # With skip_bad_rows the row is left out, listed, and the run goes on, on Ray as in one process.
+    for runtime in ([], ["--local"]):
+        name = f"skipping{len(runtime)}"
+        (project / "skipping.yaml").write_text(text.replace("shards: true", "shards: true\n  skip_bad_rows: true")
+                                               .replace("name: counting", f"name: {name}"))
+        assert main(["optimize", str(project / "skipping.yaml"), *runtime]) == 0, capsys.readouterr().err
+        assert "skipped 1 bad rows of the dataset" in capsys.readouterr().out
+        listed = json.loads((project / "runs" / name / "skipped_rows.json").read_text())
+        assert len(listed) == 1 and listed[0].startswith(f"{project / 'sharded.jsonl'}: row 27: not valid JSON")
+        result = json.loads((project / "runs" / name / "result.json").read_text())
+        assert result["val_size"] == 20 and result["skipped_rows"] == 1 and result["best_val"] == 1.0

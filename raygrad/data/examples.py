@@ -21,6 +21,7 @@ class Example(BaseModel):
     inputs: dict[str, Any]
     target: Any
     keywords: bool = Field(False, description="forward(**inputs) (several input fields) rather than forward(input)")
+    skipped: str | None = Field(None, description="why a bad row of a sharded file is left out (data.skip_bad_rows)")
 
     @model_validator(mode="before")
     @classmethod
@@ -107,13 +108,15 @@ def _json_row(line: str, path: str | Path, number: int) -> Any:
         raise DatasetError(f"{path}: row {number}: not valid JSON ({err.msg})") from None
 
 
-def make_example(row: dict, number: int, path: str | Path, input_fields: InputFields, target_field: str) -> Example:
+def make_example(row: Any, number: int, path: str | Path, input_fields: InputFields, target_field: str) -> Example:
     """A row as an Example; DatasetError naming file, row and field for a missing or unusable field.
 
     One input field must be text or a number (it is an LLM's input); several may hold any JSON
     value, as may the target.
     """
     path = Path(path)
+    if not isinstance(row, dict):
+        raise DatasetError(f"{path}: row {number}: expected an object with fields, got {type(row).__name__}")
     names = [input_fields] if isinstance(input_fields, str) else list(input_fields)
     for field in (*names, target_field):
         if field not in row or row[field] is None:
@@ -152,8 +155,6 @@ def load_examples(path: str | Path, input_field: InputFields = "input", target_f
 def _checked(row: Any, row_number: int, path: Path, input_field: InputFields, target_field: str) -> Example:
     if isinstance(row, DatasetError):  # a JSONL line that did not parse, kept to be skipped
         raise row
-    if not isinstance(row, dict):
-        raise DatasetError(f"{path}: row {row_number}: expected an object with fields, got {type(row).__name__}")
     return make_example(row, row_number, path, input_field, target_field)
 
 
@@ -190,6 +191,7 @@ class RowSource(BaseModel):
     start: int = 0
     stop: int
     total: int = 0  # rows in the whole file
+    skip_bad_rows: bool = False  # a bad row becomes an Example that says why it is skipped, read by a worker
 
     @property
     def columns(self) -> list[str]:
@@ -198,7 +200,7 @@ class RowSource(BaseModel):
 
     @classmethod
     def open(cls, path: str | Path, input_field: InputFields = "input", target_field: str = "target",
-             rows: str = ":") -> "RowSource":
+             rows: str = ":", skip_bad_rows: bool = False) -> "RowSource":
         path = Path(path)
         fmt = _FORMATS.get(path.suffix.lower())
         if fmt not in ("parquet", "jsonl"):
@@ -225,7 +227,7 @@ class RowSource(BaseModel):
         chosen = parse_range(rows, total)
         start, stop = chosen.start or 0, min(chosen.stop if chosen.stop is not None else total, total)
         return cls(path=str(path), format=fmt, input_field=input_field, target_field=target_field,
-                   start=start, stop=stop, total=total)
+                   start=start, stop=stop, total=total, skip_bad_rows=skip_bad_rows)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -239,7 +241,7 @@ class RowSource(BaseModel):
 
         with open(self.path, encoding="utf-8") as handle:
             lines = itertools.islice(handle, first, last)
-            return [self._example(_json_row(line, self.path, first + i), first + i) for i, line in enumerate(lines)]
+            return [self._example(line, first + i) for i, line in enumerate(lines)]
 
     def take(self, positions: list[int]) -> list[Example]:
         return [self.rows(p, p + 1)[0] for p in positions]
@@ -261,8 +263,14 @@ class RowSource(BaseModel):
                 break
         return examples
 
-    def _example(self, row: dict, number: int) -> Example:
-        return make_example(row, number, self.path, self.input_field, self.target_field)
+    def _example(self, row: dict | str, number: int) -> Example:
+        try:
+            row = _json_row(row, self.path, number) if isinstance(row, str) else row
+            return make_example(row, number, self.path, self.input_field, self.target_field)
+        except DatasetError as err:
+            if not self.skip_bad_rows:
+                raise
+            return Example(id=str(number), inputs={}, target=None, skipped=str(err))
 
 
 Dataset = Union[list[Example], RowSource]

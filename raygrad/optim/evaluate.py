@@ -24,10 +24,11 @@ class SampleResult(BaseModel):
     score: float | None = None  # None when the sample failed: a failure is not a wrong answer
     feedback: str | None = None  # the metric's feedback, when it gave one
     error: str | None = None
+    skipped: bool = False  # a bad row of a sharded file, left out (data.skip_bad_rows): neither scored nor failed
 
     @property
     def failed(self) -> bool:
-        return self.error is not None
+        return self.error is not None and not self.skipped
 
     def row(self) -> dict[str, Any]:
         """For a table: every column text, but the score."""
@@ -62,6 +63,8 @@ async def run_sample(workflow: Workflow, example: Example, clients: Clients, met
     """Forward one example and score it. A call that finally failed, or a metric that raised, makes a
     failed sample, never a 0."""
     metric = as_metric(metric)
+    if example.skipped:
+        return SampleResult(id=example.id, error=example.skipped, skipped=True), None
     try:
         prediction, trace = await run_forward(workflow, example, clients, values)
     except LLMCallFailed as err:

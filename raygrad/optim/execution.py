@@ -43,6 +43,7 @@ class Stage2Result(BaseModel):
     stopped_early: bool
     failed: int = 0  # samples whose calls never succeeded: not scored, reported apart from wrong answers
     first_error: str | None = None  # why the first failed sample failed
+    skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out (data.skip_bad_rows)
 
 
 class ScoreSum(BaseModel):
@@ -50,13 +51,15 @@ class ScoreSum(BaseModel):
 
     total: float = 0.0
     completed: int = 0
-    count: int = 0
+    count: int = 0  # samples run, skipped rows included
+    skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out: why each was
     first_error: str | None = None
     samples: list[SampleResult] = Field(default_factory=list)  # only when asked for (the samples table)
 
     def add(self, other: "ScoreSum") -> "ScoreSum":
         return ScoreSum(total=self.total + other.total, completed=self.completed + other.completed,
-                        count=self.count + other.count, first_error=self.first_error or other.first_error)
+                        count=self.count + other.count, skipped=self.skipped + other.skipped,
+                        first_error=self.first_error or other.first_error)
 
     @property
     def mean(self) -> float:
@@ -65,19 +68,24 @@ class ScoreSum(BaseModel):
     @property
     def strict_mean(self) -> float:
         """Failed samples counted as 0: a candidate whose calls fail cannot win on its survivors."""
-        return self.total / self.count if self.count else 0.0
+        return self.total / self.counted if self.counted else 0.0
+
+    @property
+    def counted(self) -> int:
+        """Samples that count: all but skipped rows."""
+        return self.count - len(self.skipped)
 
     def result(self, size: int) -> Stage2Result:
         return Stage2Result(score=self.mean, strict_score=self.strict_mean, evaluated=self.count, total=size,
-                            stopped_early=self.count < size, failed=self.count - self.completed,
-                            first_error=self.first_error)
+                            stopped_early=self.count < size, failed=self.counted - self.completed,
+                            first_error=self.first_error, skipped=self.skipped)
 
 
 def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> bool:
     """True once even all remaining samples correct could not lift the strict mean above `must_beat`."""
     if must_beat is None or remaining <= 0:
         return False
-    return (scored.total + remaining) / (scored.count + remaining) <= must_beat
+    return (scored.total + remaining) / (scored.counted + remaining) <= must_beat
 
 
 # -- the plain async functions an executor (or a Ray worker) runs -----------------------------
@@ -115,7 +123,8 @@ async def score_samples(workflow: Workflow, values: dict[str, str], examples: li
     results = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     scores = [r.score for r, _ in results if r.score is not None]
     return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples),
-                    first_error=next((r.error for r, _ in results if r.error), None),
+                    skipped=[r.error or "" for r, _ in results if r.skipped],
+                    first_error=next((r.error for r, _ in results if r.failed), None),
                     samples=[r for r, _ in results] if keep_samples else [])
 
 

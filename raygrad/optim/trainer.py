@@ -61,6 +61,7 @@ class TrainState(BaseModel):
     candidates: list[CandidateRecord] = Field(default_factory=list)
     stopped: str | None = None
     elapsed_s: float = 0.0  # wall time spent in fit() over every session of this run
+    skipped_rows: list[str] = Field(default_factory=list)  # bad rows of sharded files met so far (data.skip_bad_rows)
 
 
 class CheckpointStore(Protocol):
@@ -156,6 +157,7 @@ class Trainer:
                                     f"(the first: {first.first_error})")
             initial = first.strict_score
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
+                               skipped_rows=first.skipped,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
         self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
@@ -188,7 +190,9 @@ class Trainer:
         outcome = await self.executor.train_batch(self.workflow.state(), train, positions,
                                                    label=f"step{state.step}-batch")
         scores = [r.score for r in outcome.results if r.score is not None]
-        batch_score = sum(scores) / len(outcome.results) if outcome.results else 0.0  # failed count as 0, as in stage 1
+        counted = [r for r in outcome.results if not r.skipped]
+        note_skipped(state, [r.error or "" for r in outcome.results if r.skipped])
+        batch_score = sum(scores) / len(counted) if counted else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
                             errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients)
@@ -242,6 +246,7 @@ class Trainer:
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
                                                   label=f"{label}-stage2")
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
+            note_skipped(state, result.skipped)
             if result.failed and not result.stopped_early and result.strict_score > state.best_val:
                 raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                     f"{name} failed, so it cannot be kept as best (the first: {result.first_error})")
@@ -259,6 +264,12 @@ class Trainer:
             record.accepted.append(name)
             return candidate_record.stage1
         return None
+
+
+def note_skipped(state: TrainState, reasons: list[str]) -> None:
+    """Remember bad rows left out of sharded files, each once (there are as many as the file has)."""
+    known = set(state.skipped_rows)
+    state.skipped_rows += [reason for reason in dict.fromkeys(reasons) if reason not in known]
 
 
 def _jsonable(rng_state: tuple) -> list:

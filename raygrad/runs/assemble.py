@@ -67,7 +67,8 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
         raise DatasetError(f"no split {split!r} in data.splits (have: {', '.join(config.splits)})")
     if config.shards and config.path is not None:
         try:
-            source = RowSource.open(config.path, config.inputs, config.target_field, config.splits[split])
+            source = RowSource.open(config.path, config.inputs, config.target_field, config.splits[split],
+                                    config.skip_bad_rows)
         except ValueError as err:
             raise DatasetError(f"data.splits.{split}: {err}") from None
         _check_overlap(config, split, source.total)

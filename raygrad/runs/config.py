@@ -48,7 +48,8 @@ class DataConfig(Strict):
                                             "never all on the driver (for large datasets)")
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
     skip_bad_rows: bool = Field(False, description="leave out rows that cannot be used (each listed in the run's "
-                                                   "skipped_rows.json) instead of stopping at the first")
+                                                   "skipped_rows.json; with shards, as the workers meet them) "
+                                                   "instead of stopping at the first; other rows keep their splits")
     allow_overlap: bool = Field(False, description="let splits share rows (an error otherwise: a prompt chosen on "
                                                    "rows it is then tested on scores too well)")
 
@@ -59,8 +60,6 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
-        if self.skip_bad_rows and self.shards:
-            raise ValueError("skip_bad_rows reads the whole file on the driver; it cannot be used with shards")
         if self.path is None and self.generator is None:
             self.generator = GeneratorConfig()
         if self.path is not None and self.generator is not None:

@@ -95,10 +95,13 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
         test_size=len(splits.test) if splits.test is not None else 0,
         failed_samples=(before.failed if before else 0) + (after.failed if after else 0), values=state.values,
         start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
-        resumed_from=resumed_from, skipped_rows=len(splits.skipped), ray=stats)
+        resumed_from=resumed_from, ray=stats)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if splits.skipped:
-        save_atomically(run_dir / SKIPPED_ROWS, json.dumps(splits.skipped, indent=2, ensure_ascii=False))
+    skipped = list(dict.fromkeys([*splits.skipped, *state.skipped_rows, *(before.skipped if before else []),
+                                  *(after.skipped if after else [])]))
+    result.skipped_rows = len(skipped)
+    if skipped:
+        save_atomically(run_dir / SKIPPED_ROWS, json.dumps(skipped, indent=2, ensure_ascii=False))
     save_atomically(run_dir / PROMPTS, json.dumps(state.values, indent=2, ensure_ascii=False))
     write_tables(run_dir, state, config.journal_path, reply_text=config.reply_text)
     if not state.stopped:  # a run stopped at a budget is not finished: the same command continues it

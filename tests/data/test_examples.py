@@ -113,7 +113,7 @@ def test_row_source_reads_only_the_shard_asked_for(tmp_path):
 
 
 def test_bad_rows_are_skipped_and_listed_when_the_config_asks(tmp_path):
-    rows = ['{"input": "a", "target": "1"}', '{"input": "b"}', '{"input": \n', '{"input": "c", "target": "3"}',
+    rows = ['{"input": "a", "target": "1"}', '{"input": "b"}', '{"input": ', '{"input": "c", "target": "3"}',
             '["not", "an", "object"]']
     (tmp_path / "mixed.jsonl").write_text("\n".join(rows) + "\n")
     config = DataConfig(path=str(tmp_path / "mixed.jsonl"), skip_bad_rows=True, splits={"all": ":"})
@@ -124,8 +124,11 @@ def test_bad_rows_are_skipped_and_listed_when_the_config_asks(tmp_path):
                                                       "(Expecting value)", "row 4: expected an object with fields, got list"]
     with pytest.raises(DatasetError, match="row 1: missing field 'target'"):  # by default: the first bad row stops
         load_split(config.model_copy(update={"skip_bad_rows": False}), "all")
-    with pytest.raises(ValueError, match="cannot be used with shards"):
-        DataConfig(path="x.parquet", skip_bad_rows=True, shards=True)
+    sharded = load_split(config.model_copy(update={"shards": True}), "all")  # read by workers, a shard at a time
+    assert [(e.id, e.skipped) for e in sharded.rows(0, 5)] == [
+        ("0", None), ("1", f"{tmp_path / 'mixed.jsonl'}: row 1: missing field 'target'"),
+        ("2", f"{tmp_path / 'mixed.jsonl'}: row 2: not valid JSON (Expecting value)"), ("3", None),
+        ("4", f"{tmp_path / 'mixed.jsonl'}: row 4: expected an object with fields, got list")]
 
 
 def test_splits_that_overlap_run_past_the_data_or_go_negative_are_errors():
