@@ -142,7 +142,8 @@ def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
         test = "-" if result is None or result.test_before is None else f"{result.test_before:.3f}"
         scores = (f"val {result.initial_val:.3f} -> {result.best_val:.3f}, test {test} -> "
                   + ("-" if result.test_after is None else f"{result.test_after:.3f}")) if result else ""
-        print(f"  {outcome.name:<32} {outcome.status:<9} {scores}" + (f"  {outcome.error}" if outcome.error else ""))
+        skipped = f"  ({result.skipped_rows} bad rows skipped)" if result and result.skipped_rows else ""
+        print(f"  {outcome.name:<32} {outcome.status:<9} {scores}{skipped}" + (f"  {outcome.error}" if outcome.error else ""))
     print(f"  results: {sweep.directory}   report: raygrad report {sweep.directory}")
     if any(o.status != "finished" and o.status != "skipped" for o in outcomes):
         print(f"  to continue: raygrad resume {sweep.directory}")

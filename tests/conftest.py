@@ -119,13 +119,13 @@ def small_disk(tmp_path):
 
     def fill() -> Path:
         filler = folder / "filler"
-        with open(filler, "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
-            except OSError:
-                pass
+        with open(filler, "wb", buffering=0) as handle:  # unbuffered: nothing is left to flush when it closes
+            for size in (65536, 4096, 1):
+                try:
+                    while True:
+                        handle.write(b"\0" * size)
+                except OSError:
+                    pass
         return filler
 
     yield folder, fill
