@@ -25,6 +25,7 @@ __all__ = [
     "EVALS", "Completion", "ConfigError", "DataConfig", "DatasetError", "EvalReport", "Example", "Function",
     "InvalidReply", "Journal", "LLMCall", "LLMCallFailed", "LLMClient", "Metric", "ModelConfig", "MultiHopQA",
     "ObjectCount", "OptimizeResult", "Parameter", "QuestionClassification", "ReActAgent", "RunConfig", "SampleResult",
-    "SingleCall", "Trace", "TrainerConfig", "Usage", "Workflow", "WorkflowConfig", "evaluate", "generate_object_counting", "load_config",
+    "SingleCall", "Trace", "TrainerConfig", "Usage", "Workflow", "WorkflowConfig", "evaluate",
+    "generate_object_counting", "load_config",
     "load_examples", "load_split", "optimize", "run_forward",
 ]

@@ -42,7 +42,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report.write_parquet(output)
     usage = client.usage
     cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for this model)"
-    print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, model {client.config.model})")
+    print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, "
+          f"model {client.config.model})")
     print(f"  score          {report.score:.3f} over {report.completed} completed samples")
     if skipped:
         print(f"  skipped rows   {len(skipped)} (data.skip_bad_rows), the first: {skipped[0]}")
@@ -98,7 +99,8 @@ def print_result(result, run_dir: Path) -> None:
     if not stats:  # run in this process, without Ray
         print(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
         return
-    print(f"  ray: cluster {stats.get('cluster', '?')}, {len(stats['workers'])} workers, {len(stats['replaced'])} replaced after dying, "
+    print(f"  ray: cluster {stats.get('cluster', '?')}, {len(stats['workers'])} workers, "
+          f"{len(stats['replaced'])} replaced after dying, "
           f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
           f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
           f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
@@ -143,7 +145,8 @@ def _run_sweep(sweep, planned, args: argparse.Namespace) -> int:
         scores = (f"val {result.initial_val:.3f} -> {result.best_val:.3f}, test {test} -> "
                   + ("-" if result.test_after is None else f"{result.test_after:.3f}")) if result else ""
         skipped = f"  ({result.skipped_rows} bad rows skipped)" if result and result.skipped_rows else ""
-        print(f"  {outcome.name:<32} {outcome.status:<9} {scores}{skipped}" + (f"  {outcome.error}" if outcome.error else ""))
+        print(f"  {outcome.name:<32} {outcome.status:<9} {scores}{skipped}"
+              + (f"  {outcome.error}" if outcome.error else ""))
     print(f"  results: {sweep.directory}   report: raygrad report {sweep.directory}")
     if any(o.status != "finished" and o.status != "skipped" for o in outcomes):
         print(f"  to continue: raygrad resume {sweep.directory}")
@@ -200,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
     opt.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
     opt.add_argument("--local", action="store_true",
-                     help="run in this process without Ray (the Ray-free executor: a breakpoint in your workflow stops)")
+                     help="run in this process without Ray (the Ray-free executor: a breakpoint in forward() stops)")
     opt.set_defaults(run=cmd_optimize)
     sweep = commands.add_parser("sweep", help="run many optimizations on one cluster; again: resume the unfinished")
     sweep.add_argument("sweep", help="sweep file (YAML): base, runs, grid, limits")
@@ -254,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
               "provider answers (completed calls are replayed from the journal).", file=sys.stderr)
         return 5
     except KeyboardInterrupt:
-        print(f"raygrad: interrupted; completed calls are in the journal: run `raygrad {' '.join(argv or sys.argv[1:])}` "
-              "again to resume", file=sys.stderr)
+        command = " ".join(argv or sys.argv[1:])
+        print(f"raygrad: interrupted; completed calls are in the journal: run `raygrad {command}` again to resume",
+              file=sys.stderr)
         return 130
 
 

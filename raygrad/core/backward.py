@@ -88,7 +88,8 @@ async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, p
 
 
 async def _node_backward(node: Node, trace: Trace, downstream: list[str], parameters: dict[str, Parameter],
-                         engine: ChatClient, unparsed: list[str]) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+                         engine: ChatClient, unparsed: list[str]
+                         ) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
     received = "\n---\n".join(downstream)
     if node.kind != "llm":  # functions pass feedback through to their inputs unchanged
         return [], [(parent, received) for parent in node.parents]

@@ -87,8 +87,8 @@ class Trainer:
         self.stop_reason: str | None = None  # set from outside (a sweep's limit): stops like a budget
         self.config = config or TrainerConfig()
         self.checkpoint = checkpoint
-        self.executor = executor or LocalExecutor(workflow, metric, clients, error_threshold=self.config.error_threshold,
-                                                  eval_name=eval_name)
+        self.executor = executor or LocalExecutor(workflow, metric, clients, eval_name=eval_name,
+                                                  error_threshold=self.config.error_threshold)
         self.optimizers: list[Optimizer] = [BootstrapDemos(self.config.demos_per_candidate),
                                             TextualGradientDescent(clients["optimizer"])]
         self._spent_before = {role: Usage() for role in ROLES}
