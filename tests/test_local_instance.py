@@ -1,0 +1,65 @@
+"""Runs that start their own local Ray instance (no address given). A module of its own: no other test
+cluster may be running beside them."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.ray
+def test_ctrl_c_during_an_optimization_on_ray_ends_in_one_line(sim_server, tmp_path):
+    import signal
+    import time
+
+    server = sim_server(responder="object_count_trainer", latency_s=0.3)
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""name: cut
+output_dir: {tmp_path / 'runs'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 200, seed: 4}}, splits: {{train: "0:20", val: "20:150", test: "150:200"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 3, batch_size: 4, proposals: 2}}
+""")
+    process = subprocess.Popen([sys.executable, "-m", "raygrad", "optimize", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # its own local Ray instance
+    deadline = time.monotonic() + 120
+    while len(server.log) < 30 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (f"raygrad: interrupted; completed calls are in the journal: run "
+                                            f"`raygrad optimize {config}` again to resume")
+
+
+@pytest.mark.ray
+def test_with_no_address_a_run_starts_a_local_instance_and_ignores_a_dead_cluster(sim_server, tmp_path):
+    """Ray's default would join the cluster this machine last started; here that one is dead."""
+    import os
+    import shutil
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="rg", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
+    (short / "ray").mkdir()
+    (short / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # nothing listens there
+    server = sim_server(responder="object_count_trainer")
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""name: local
+output_dir: {tmp_path / 'runs'}
+data: {{generator: {{size: 30, seed: 4}}, splits: {{train: "0:10", val: "10:20", test: "20:30"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 1, batch_size: 4, proposals: 1}}
+""")
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    try:
+        result = subprocess.run([sys.executable, "-m", "raygrad", "optimize", str(config)], capture_output=True,
+                                text=True, timeout=240, env={**env, "TMPDIR": str(short)})
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ray: cluster " in result.stdout and "127.0.0.1:9" not in result.stdout
