@@ -25,13 +25,15 @@ def _config(path: str | None) -> RunConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from raygrad.data import shard
     from raygrad.llm.endpoints import role_clients
     from raygrad.optim.evaluate import evaluate
     from raygrad.runs.assemble import build_workflow, check_models, load_split
 
     config = _config(args.config)
     skipped: list[str] = []
-    examples = load_split(config.data, args.split, skipped)  # bad data fails here, before any call
+    split = load_split(config.data, args.split, skipped)  # bad data fails here, before any call
+    examples = shard(split, 0, len(split))  # a sharded file's split (data.shards) is read here, all of it
     workflow, metric = build_workflow(config.workflow)
     models = {name: model for name, model in config.role_models().items() if name not in ("backward", "optimizer")}
     check_models(workflow, models)

@@ -348,3 +348,19 @@ def test_a_full_storage_path_ends_in_one_line_before_any_call(counting_project, 
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"raygrad: stopped: storage {folder / 'store'}: cannot write there") and server.log == []
+
+
+def test_eval_reads_a_split_of_a_sharded_file(sim_server, tmp_path, capsys):
+    from raygrad.tasks.object_count import generate_object_counting
+
+    server = sim_server(responder="object_count")
+    rows = generate_object_counting(30, seed=3)
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+output_dir: {tmp_path / 'runs'}
+data: {{path: data.jsonl, shards: true, splits: {{val: "10:30"}}}}
+models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
+""")
+    assert main(["eval", str(config)]) == 0
+    assert "(20 samples" in capsys.readouterr().out and len(server.log) == 20
