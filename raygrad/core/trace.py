@@ -30,19 +30,27 @@ class Node:
     messages: list[dict[str, str]] | None = None
 
 
-class Traced(str):
+class _Remembers:
+    """A value (str, int, float) that remembers the trace nodes it came from; it travels (e.g. to Ray)
+    as the plain value."""
+
+    node_ids: tuple[int, ...]
+    plain: type  # the built-in type it extends
+
+    def __new__(cls, value: Any, node_ids: Iterable[int] = ()) -> Any:
+        remembering = super().__new__(cls, value)
+        remembering.node_ids = tuple(node_ids)
+        return remembering
+
+    def __reduce__(self):
+        return (self.plain, (self.plain(self),))
+
+
+class Traced(_Remembers, str):
     """A str that remembers the trace nodes it came from. Its str methods (strip, split, slicing,
     concatenation, replace, ...) return Traced values that remember the same nodes."""
 
-    node_ids: tuple[int, ...]
-
-    def __new__(cls, value: str, node_ids: Iterable[int] = ()) -> "Traced":
-        text = super().__new__(cls, value)
-        text.node_ids = tuple(node_ids)
-        return text
-
-    def __reduce__(self):  # travels (e.g. to Ray) as a plain str
-        return (str, (str(self),))
+    plain = str
 
     def __radd__(self, other: str) -> "Traced":  # "prefix" + traced: tried before str.__add__, as a subclass's
         return Traced(str.__add__(other, self), self.node_ids)
@@ -51,32 +59,16 @@ class Traced(str):
         return _retag(str.__mod__(other, self), self.node_ids)
 
 
-class TracedInt(int):
+class TracedInt(_Remembers, int):
     """An int a node returned (a tool's count, say), remembering the node; arithmetic keeps it."""
 
-    node_ids: tuple[int, ...]
-
-    def __new__(cls, value: int, node_ids: Iterable[int] = ()) -> "TracedInt":
-        number = super().__new__(cls, value)
-        number.node_ids = tuple(node_ids)
-        return number
-
-    def __reduce__(self):
-        return (int, (int(self),))
+    plain = int
 
 
-class TracedFloat(float):
+class TracedFloat(_Remembers, float):
     """A float a node returned, remembering the node; arithmetic keeps it."""
 
-    node_ids: tuple[int, ...]
-
-    def __new__(cls, value: float, node_ids: Iterable[int] = ()) -> "TracedFloat":
-        number = super().__new__(cls, value)
-        number.node_ids = tuple(node_ids)
-        return number
-
-    def __reduce__(self):
-        return (float, (float(self),))
+    plain = float
 
 
 def _retag(result: Any, node_ids: tuple[int, ...]) -> Any:
@@ -113,11 +105,11 @@ for _number in (TracedInt, TracedFloat):
     for _name in ("__abs__", "__add__", "__floordiv__", "__mod__", "__mul__", "__neg__", "__pos__", "__pow__",
                   "__radd__", "__rfloordiv__", "__rmod__", "__rmul__", "__round__", "__rpow__", "__rsub__",
                   "__rtruediv__", "__sub__", "__truediv__"):
-        setattr(_number, _name, _keeping_nodes(_number.__mro__[1], _name))
+        setattr(_number, _name, _keeping_nodes(_number.plain, _name))
 
 MIN_MATCH = 4  # shorter texts are too common to say where they came from
 _ATOMS = (int, float, complex, bool, type(None), bytes)  # may be shared singletons: never known by identity
-_TRACED = (Traced, TracedInt, TracedFloat)
+_TRACED = _Remembers
 
 
 def _children(value: Any) -> Iterator[Any]:
