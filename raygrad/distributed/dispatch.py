@@ -21,7 +21,7 @@ from ray.exceptions import RayActorError, TaskCancelledError
 from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
 from raygrad.llm.client import Usage, check_budget
-from raygrad.llm.models import ROLES, ModelConfig
+from raygrad.llm.models import ROLES, ModelConfig, role_of
 from raygrad.optim.evaluate import SampleResult
 from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, cannot_win
 from raygrad.optim.metrics import Metric
@@ -83,8 +83,7 @@ class RayExecutor:
 
     def _count(self, delta: dict[str, Usage]) -> None:
         for name, usage in delta.items():
-            role = name if name in ROLES else "task"  # models that LLMCalls name do task calls
-            self._usage[role] = self._usage[role].add(usage)
+            self._usage[role_of(name)] = self._usage[role_of(name)].add(usage)
 
     # -- dispatch ------------------------------------------------------------------------------
     async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[Any], bool] | None = None,

@@ -11,6 +11,11 @@ from raygrad.errors import ConfigError
 ROLES = ("task", "backward", "optimizer")
 
 
+def role_of(model_name: str) -> str:
+    """The role a model's calls count under: its own if it is a role; a model an LLMCall names does task calls."""
+    return model_name if model_name in ROLES else "task"
+
+
 class Strict(BaseModel):
     """A config section: an unknown field is an error, not silently ignored."""
 

@@ -15,7 +15,7 @@ from raygrad.core.backward import Gradient, backward, textual_loss
 from raygrad.core.workflow import ChatClient, Trace, Workflow, gather_all
 from raygrad.data import Dataset, Example, shard, take
 from raygrad.llm.client import Usage
-from raygrad.llm.models import ROLES
+from raygrad.llm.models import ROLES, role_of
 from raygrad.optim.demos import Demo, collect_demos
 from raygrad.optim.evaluate import Clients, SampleResult, run_sample
 from raygrad.optim.metrics import Metric, as_metric
@@ -199,6 +199,5 @@ class LocalExecutor:
         """Per role; calls of models that LLMCalls name count as task calls."""
         spent = {role: Usage() for role in ROLES}
         for name, client in self.clients.items():
-            role = name if name in ROLES else "task"
-            spent[role] = spent[role].add(getattr(client, "usage", Usage()))
+            spent[role_of(name)] = spent[role_of(name)].add(getattr(client, "usage", Usage()))
         return spent
