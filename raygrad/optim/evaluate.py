@@ -87,4 +87,5 @@ async def evaluate(workflow: Workflow, examples: list[Example], clients: Clients
     samples = [result for result, _ in results]
     scores = [s.score for s in samples if s.score is not None]
     return EvalReport(split=split, score=sum(scores) / len(scores) if scores else 0.0, completed=len(scores),
-                      failed=len(samples) - len(scores), wall_time_s=time.monotonic() - started, samples=samples)
+                      failed=sum(s.failed for s in samples), wall_time_s=time.monotonic() - started,
+                      samples=samples)
