@@ -123,8 +123,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if (directory / CONFIG).exists():  # one run's directory
         from raygrad.api import optimize_config
 
-        config = load_config(directory / CONFIG)
-        check_keys(config, directory / CONFIG)
+        config = _config(str(directory / CONFIG))
         config.output_dir, config.name = str(directory.parent), directory.name
         result = optimize_config(config, "local" if args.local else "ray", args.address)
         print_result(result, directory)

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import ray
 from pydantic import BaseModel
 
+from raygrad.core.workflow import Workflow
 from raygrad.distributed.actors import RateBudget
 from raygrad.distributed.optimize import optimize_run
 from raygrad.distributed.runtime import DistributedRun, connect, on_driver_node
@@ -26,6 +27,7 @@ from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
+from raygrad.optim.metrics import Metric
 from raygrad.optim.trainer import TrainState
 from raygrad.runs.assemble import build_workflow, check_models
 from raygrad.runs.progress import ProgressView
@@ -44,15 +46,16 @@ class RunOutcome(BaseModel):
 def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, address: str | None = None,
               interval_s: float = 30.0, live: bool | None = None) -> list[RunOutcome]:
     """Run every unfinished run of the sweep (finished ones are skipped); returns each run's outcome."""
-    for run in planned:  # every key variable, workflow and metric is checked before anything starts
+    built = {}  # every key variable, workflow and metric is checked before anything starts; built once
+    for run in planned:
         for name, model in run.config.role_models().items():
             try:
                 model.api_key()
             except ConfigError as err:
                 raise ConfigError(f"{run.origin} ({run.name}), models.{name}: {err}") from None
         try:
-            workflow, _ = build_workflow(run.config.workflow)
-            check_models(workflow, run.config.role_models())
+            built[run.name] = build_workflow(run.config.workflow)
+            check_models(built[run.name][0], run.config.role_models())
         except ConfigError as err:
             raise ConfigError(f"{run.origin} ({run.name}), {err}") from None
     connect(address)
@@ -62,13 +65,15 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
             model.is_local for r in planned for model in r.config.role_models().values()) else None
         budget = RateBudget.options(num_cpus=0, **on_driver_node()).remote(_shared_limits(planned, local))
         stack.callback(ray.kill, budget)  # now, not whenever its last handle is collected
-        runner = _SweepRunner(sweep, view, budget, local)
+        runner = _SweepRunner(sweep, view, budget, local, built)
         return runner.run_all(planned)
 
 
 class _SweepRunner:
-    def __init__(self, sweep: SweepConfig, view: ProgressView, budget: Any, local: LocalModelServer | None):
+    def __init__(self, sweep: SweepConfig, view: ProgressView, budget: Any, local: LocalModelServer | None,
+                 built: dict[str, tuple[Workflow, Metric]]):
         self.sweep, self.view, self.budget, self.local = sweep, view, budget, local
+        self.built = built  # each run's workflow and metric, built when the sweep was checked
         self.active: dict[str, DistributedRun] = {}
         self.lock = threading.Lock()
         self.stop_reason: str | None = None
@@ -111,8 +116,9 @@ class _SweepRunner:
                 return RunOutcome(name=run.name, status="stopped", error=f"not started: {self.stop_reason}")
             self.view.runs[run.name].status = "running"
             try:
-                result = optimize_run(run.config, budget=self.budget, local=self.local,
-                                      on_started=lambda started: self._register(run.name, started))
+                workflow, metric = self.built[run.name]
+                result = optimize_run(run.config, budget=self.budget, local=self.local, workflow=workflow,
+                                      metric=metric, on_started=lambda started: self._register(run.name, started))
             except ray.exceptions.RayActorError as err:
                 if attempt < self.sweep.retries:  # its node was lost: resume from the checkpoint at once
                     self.view.runs[run.name].note = f"actors lost, resuming (attempt {attempt + 2})"
