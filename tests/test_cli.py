@@ -364,3 +364,10 @@ models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
 """)
     assert main(["eval", str(config)]) == 0
     assert "(20 samples" in capsys.readouterr().out and len(server.log) == 20
+    # A bad row, skipped (data.skip_bad_rows): neither scored nor a failed sample.
+    (tmp_path / "data.jsonl").write_text("\n".join([*(json.dumps(r) for r in rows[:15]), "{broken",
+                                                      *(json.dumps(r) for r in rows[16:])]) + "\n")
+    config.write_text(config.read_text().replace("shards: true", "shards: true, skip_bad_rows: true"))
+    assert main(["eval", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "over 19 completed samples" in out and "failed samples 0" in out
