@@ -94,7 +94,7 @@ async def _node_backward(node: Node, trace: Trace, downstream: list[str], parame
     if node.kind != "llm":  # functions pass feedback through to their inputs unchanged
         return [], [(parent, received) for parent in node.parents]
     assert node.messages is not None
-    system, user = node.messages[0]["content"], node.messages[1]["content"]
+    system, user = node.messages[0]["content"], node.messages[-1]["content"]  # demos may sit between
     # Demos are trained from correct samples, not from feedback: they get no gradient call.
     trainable = [parameters[name] for name in node.parameters
                  if name in parameters and parameters[name].trainable and parameters[name].role != "demos"]

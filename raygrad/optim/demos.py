@@ -1,8 +1,12 @@
-"""Bootstrapped few-shot demos: the (input, output) of an LLM call in samples the workflow got right.
+"""Few-shot demos: the (input, output) of an LLM call in samples the workflow got right, and the
+(input, target) of samples it got wrong.
 
 A "demos" parameter is trained without gradients: every correct sample of a minibatch adds the calls
-that used the parameter to a bounded pool, and candidates are fresh draws of demos from that pool.
-Candidates then go through the same two-stage validation as any other proposal.
+that used the parameter to a bounded pool (bootstrapped demos), and so does every wrong sample whose
+one call of the parameter was given the sample's own inputs, with the target as the output that call
+owed (labeled demos: AdalFlow's raw shots, DSPy's LabeledFewShot; trainer.labeled_demos, off by
+default). Labeled demos let a model that gets nothing right yet learn from demos. Candidates are fresh
+draws from the pool, and go through the same two-stage validation as any other proposal.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from pydantic import BaseModel
 
 from raygrad.core import prompts
 from raygrad.core.workflow import Parameter, Trace
+from raygrad.data import Example
+from raygrad.optim.metrics import render
 from raygrad.optim.optimizer import ProposalContext
 
 
@@ -19,12 +25,28 @@ class Demo(BaseModel):
     sample_id: str
     input: str
     output: str
+    labeled: bool = False  # the output is the sample's target, not what the model said
+
+
+def _calls_using(trace: Trace, parameter: str) -> list:
+    return [node for node in trace.nodes if node.kind == "llm" and parameter in node.parameters and node.messages]
 
 
 def collect_demos(trace: Trace, sample_id: str, parameter: str) -> list[Demo]:
     """The calls of one (correct) sample that used the demos parameter, in call order."""
-    return [Demo(sample_id=sample_id, input=node.messages[1]["content"], output=str(node.output))
-            for node in trace.nodes if node.kind == "llm" and parameter in node.parameters and node.messages]
+    return [Demo(sample_id=sample_id, input=node.messages[-1]["content"], output=str(node.output))
+            for node in _calls_using(trace, parameter)]
+
+
+def labeled_demos(trace: Trace, example: Example, parameter: str) -> list[Demo]:
+    """(input, target) of a sample answered wrong, when the parameter's one call was given the sample's
+    inputs as they are: the target is then what that call owed. Otherwise (several calls, or inputs
+    another step made) nothing, since the output a middle call owed is unknown."""
+    calls = _calls_using(trace, parameter)
+    if len(calls) != 1 or [str(v) for v in calls[0].inputs.values()] != [str(v) for v in example.inputs.values()]:
+        return []
+    return [Demo(sample_id=example.id, input=calls[0].messages[-1]["content"], output=render(example.target),
+                 labeled=True)]
 
 
 def add_to_pool(pool: list[Demo], demos: list[Demo], max_size: int) -> None:

@@ -16,7 +16,7 @@ from raygrad.core.workflow import ChatClient, Trace, Workflow, gather_all
 from raygrad.data import Dataset, Example, shard, take
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES, role_of
-from raygrad.optim.demos import Demo, collect_demos
+from raygrad.optim.demos import Demo, collect_demos, labeled_demos
 from raygrad.optim.evaluate import Clients, SampleResult, run_sample
 from raygrad.optim.metrics import Metric, as_metric
 
@@ -92,17 +92,18 @@ def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> boo
 async def forward_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
                           metric: Metric, error_threshold: float, demo_parameters: list[str]
                           ) -> tuple[list[SampleResult], dict[str, list[Demo]], list[tuple[SampleResult, Trace]]]:
-    """Run a minibatch: results, demos of correct samples, and the (result, trace) of error samples."""
+    """Run a minibatch: results, demos (bootstrapped from correct samples, labeled from wrong ones), and
+    the (result, trace) of error samples."""
     outcomes = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     demos: dict[str, list[Demo]] = {name: [] for name in demo_parameters}
     errors = []
-    for result, trace in outcomes:
+    for example, (result, trace) in zip(examples, outcomes):
         if result.score is None or trace is None:
             continue
-        if result.score >= error_threshold:
-            for name in demo_parameters:
-                demos[name] += collect_demos(trace, result.id, name)
-        else:
+        correct = result.score >= error_threshold
+        for name in demo_parameters:
+            demos[name] += collect_demos(trace, result.id, name) if correct else labeled_demos(trace, example, name)
+        if not correct:
             errors.append((result, trace))
     return [r for r, _ in outcomes], demos, errors
 

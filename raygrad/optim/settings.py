@@ -43,3 +43,8 @@ class TrainerConfig(SpendLimits):
                                                     "off, every candidate is scored on the whole validation set")
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
+    parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "
+                                                           "default: every trainable parameter of the workflow")
+    labeled_demos: bool = Field(False, description="wrong samples add (input, target) demos to the pool too, when "
+                                                   "the parameter's one call was given the sample's inputs: a model "
+                                                   "that gets nothing right can then learn from demos")

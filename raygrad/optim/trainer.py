@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from raygrad.core.backward import aggregate
 from raygrad.core.workflow import ChatClient, Workflow
 from raygrad.data import Dataset
+from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import BootstrapDemos, Demo, add_to_pool
@@ -72,6 +73,20 @@ class CheckpointStore(Protocol):
     def save(self, text: str) -> None: ...
 
 
+def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
+    """Train only the named parameters (trainer.parameters); the rest keep their values. An unknown name
+    is a ConfigError before any call."""
+    if names is None:
+        return
+    parameters = workflow.parameters()
+    for name in names:
+        if name not in parameters:
+            raise ConfigError(f"trainer.parameters: the workflow has no parameter {name!r} "
+                              f"(it has: {', '.join(parameters)})")
+    for name, parameter in parameters.items():
+        parameter.trainable = parameter.trainable and name in names
+
+
 class Trainer:
     """The optimization loop. Samples run on an executor: this process by default, Ray workers in the runtime.
 
@@ -86,6 +101,7 @@ class Trainer:
         self.on_event = on_event or (lambda event: None)  # progress, for whoever renders it
         self.stop_reason: str | None = None  # set from outside (a sweep's limit): stops like a budget
         self.config = config or TrainerConfig()
+        select_trainable(workflow, self.config.parameters)
         self.checkpoint = checkpoint
         self.executor = executor or LocalExecutor(workflow, metric, clients, eval_name=eval_name,
                                                   error_threshold=self.config.error_threshold)
@@ -198,7 +214,8 @@ class Trainer:
                             errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients)
         state.steps.append(record)
         for name, demos in outcome.demos.items():
-            add_to_pool(state.demo_pool.setdefault(name, []), demos, cfg.demo_pool_size)
+            add_to_pool(state.demo_pool.setdefault(name, []), [d for d in demos if cfg.labeled_demos or not d.labeled],
+                        cfg.demo_pool_size)
         if not errors:
             return  # nothing to learn from, and no backward call was paid
         parameters = self.workflow.parameters()

@@ -106,3 +106,24 @@ def test_components_are_named_once_when_built_and_parameters_has_no_side_effect(
     named = Parameter("y", name="my_name")
     workflow.other = named
     assert workflow.bind().parameters()["my_name"] is named  # a name given by the user is kept
+
+
+async def test_demos_go_to_the_chat_as_earlier_turns_and_free_text_stays_in_the_system_prompt():
+    from raygrad.optim.demos import Demo, render_demos
+    from raygrad.tasks import ItemKind
+
+    workflow = ItemKind()
+    llm = ScriptedLLM(lambda messages, body: "fruit")
+    demos = render_demos([Demo(sample_id="1", input="cow", output="animal"),
+                          Demo(sample_id="2", input="tuba", output="instrument")])
+    await run_forward(workflow, "banana", llm, {**workflow.state(), "demos": demos})
+    assert llm.calls[-1] == [
+        {"role": "system", "content": f"{workflow.instruction.value}\n\n{workflow.output_format.value}"},
+        {"role": "user", "content": "cow"}, {"role": "assistant", "content": "animal"},
+        {"role": "user", "content": "tuba"}, {"role": "assistant", "content": "instrument"},
+        {"role": "user", "content": "banana"}]
+    own = "Example: cow -> animal."  # a user's own text in a demos parameter is shown as written
+    await run_forward(workflow, "banana", llm, {**workflow.state(), "demos": own})
+    assert llm.calls[-1] == [
+        {"role": "system", "content": f"{workflow.instruction.value}\n\n{own}\n\n{workflow.output_format.value}"},
+        {"role": "user", "content": "banana"}]
