@@ -26,10 +26,11 @@ __all__ = ["ROLES", "ConfigError", "DataConfig", "GeneratorConfig", "ModelConfig
 
 
 class GeneratorConfig(Strict):
-    """A built-in dataset: seeded object-counting questions, or the questions shipped with raygrad
-    (40 two-hop questions for multihop_qa and react_agent, 60 TREC-style questions for trec)."""
+    """A built-in dataset: seeded object-counting questions or things to name the kind of (item_kind), or the
+    questions shipped with raygrad (40 two-hop questions for multihop_qa and react_agent, 60 TREC-style
+    questions for trec)."""
 
-    name: Literal["object_count", "multihop_qa", "trec"] = "object_count"
+    name: Literal["object_count", "item_kind", "multihop_qa", "trec"] = "object_count"
     size: int = Field(250, ge=1)
     seed: int = 0
 
@@ -72,7 +73,7 @@ class WorkflowConfig(Strict):
     args: {...}}`. `eval` is a built-in metric's name or a function's import path."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    name: Literal["generic", "object_count", "trec", "multihop_qa", "react_agent"] | None = None
+    name: Literal["generic", "object_count", "item_kind", "trec", "multihop_qa", "react_agent"] | None = None
     class_: str | None = Field(None, alias="class", pattern=r"^[\w.]+:[\w.]+$",
                                description="a Workflow subclass, 'my_pkg.module:MyWorkflow'")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the class's constructor")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from raygrad.core.workflow import Workflow
 from raygrad.tasks.generic import SingleCall
+from raygrad.tasks.item_kind import ItemKind, generate_item_kinds
 from raygrad.tasks.multihop import MultiHopQA, multihop_questions
 from raygrad.tasks.object_count import ObjectCount, generate_object_counting
 from raygrad.tasks.react_agent import ReActAgent
@@ -16,7 +17,7 @@ from raygrad.tasks.trec import QuestionClassification, trec_questions
 
 WORKFLOWS: dict[str, type[Workflow]] = {
     "generic": SingleCall, "object_count": ObjectCount, "trec": QuestionClassification, "multihop_qa": MultiHopQA,
-    "react_agent": ReActAgent}
+    "react_agent": ReActAgent, "item_kind": ItemKind}
 
 
 def _shipped(rows: Callable[[], list[dict]]) -> Callable[[int, int], list[dict]]:
@@ -26,7 +27,7 @@ def _shipped(rows: Callable[[], list[dict]]) -> Callable[[int, int], list[dict]]
 # Built-in datasets by name: (size, seed) -> rows of input and target.
 GENERATORS: dict[str, Callable[[int, int], list[dict]]] = {
     "object_count": generate_object_counting, "multihop_qa": _shipped(multihop_questions),
-    "trec": _shipped(trec_questions)}
+    "trec": _shipped(trec_questions), "item_kind": generate_item_kinds}
 
-__all__ = ["GENERATORS", "WORKFLOWS", "MultiHopQA", "ObjectCount", "QuestionClassification", "ReActAgent",
+__all__ = ["GENERATORS", "WORKFLOWS", "ItemKind", "MultiHopQA", "ObjectCount", "QuestionClassification", "ReActAgent",
            "SingleCall"]

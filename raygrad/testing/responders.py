@@ -5,11 +5,12 @@ raygrad.tasks.simulated. A `*_trainer` responder also plays the backward engine 
 """
 from __future__ import annotations
 
-from raygrad.tasks import multihop, object_count, react_agent, trec
+from raygrad.tasks import item_kind, multihop, object_count, react_agent, trec
 from raygrad.tasks.simulated import Responder, echo, with_optimizer_roles
 
 RESPONDERS: dict[str, Responder] = {
     "echo": echo, "object_count": object_count.respond, "object_count_exact": object_count.respond_exactly,
-    "trec": trec.respond, "multihop": multihop.respond, "react_agent": react_agent.respond}
+    "trec": trec.respond, "multihop": multihop.respond, "react_agent": react_agent.respond,
+    "item_kind": item_kind.respond}
 RESPONDERS.update({f"{name}_trainer": with_optimizer_roles(RESPONDERS[name])
-                   for name in ("object_count", "trec", "multihop", "react_agent")})
+                   for name in ("object_count", "trec", "multihop", "react_agent", "item_kind")})
