@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/raygrad optimize raygrad/configs/objectcount_local.yaml
+	$(BIN)/raygrad optimize raygrad/configs/item_kind_local.yaml --report
 
 test: install
 	$(BIN)/python -m pytest -ra

@@ -24,7 +24,7 @@ from raygrad.optim.metrics import Metric, as_metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import build_metric, build_workflow, check_models
 from raygrad.runs.config import RunConfig, WorkflowConfig
-from raygrad.runs.lifecycle import Splits, load_splits, local_runner, run_lifecycle
+from raygrad.runs.lifecycle import OnProgress, Splits, load_splits, local_runner, run_lifecycle
 from raygrad.runs.results import RunResult
 
 Runtime = Literal["local", "ray"]
@@ -106,23 +106,24 @@ def evaluate(workflow: Workflow, examples: Iterable[Example | Mapping[str, Any]]
             return asyncio.run(evaluate_examples(workflow, chosen, clients, _metric(metric, workflow)))
 
 
-def optimize_config(config: RunConfig, runtime: Runtime = "ray", address: str | None = None) -> RunResult:
+def optimize_config(config: RunConfig, runtime: Runtime = "ray", address: str | None = None,
+                    on_progress: OnProgress | None = None) -> RunResult:
     """What `raygrad optimize CONFIG` runs: the config's workflow, metric and splits, built and read
     before anything starts, so a mistake in them stops the run before any call."""
     splits = load_splits(config)
     workflow, metric = build_workflow(config.workflow)
-    return run_optimization(config, workflow, metric, splits, runtime, address)
+    return run_optimization(config, workflow, metric, splits, runtime, address, on_progress)
 
 
 def run_optimization(config: RunConfig, workflow: Workflow, metric: Metric, splits: Splits, runtime: Runtime,
-                     address: str | None = None) -> RunResult:
+                     address: str | None = None, on_progress: OnProgress | None = None) -> RunResult:
     if runtime == "local":
-        return run_lifecycle(config, workflow, splits, local_runner(config, workflow, metric))
+        return run_lifecycle(config, workflow, splits, local_runner(config, workflow, metric), on_progress)
     if runtime != "ray":
         raise ValueError(f"runtime must be 'local' or 'ray', not {runtime!r}")
     from raygrad.distributed.optimize import optimize_run  # Ray is imported only for a run on Ray
 
-    return optimize_run(config, address, workflow=workflow, metric=metric, splits=splits)
+    return optimize_run(config, address, workflow=workflow, metric=metric, splits=splits, on_progress=on_progress)
 
 
 def _model(value: ModelLike) -> ModelConfig:

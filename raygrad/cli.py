@@ -13,8 +13,10 @@ from raygrad.llm.journal import JournalError
 from raygrad.optim.execution import SamplesFailed
 from raygrad.runs.config import RunConfig, check_keys, load_config
 from raygrad.runs.report import ReportError
-from raygrad.runs.rundir import CONFIG, PROMPTS, SKIPPED_ROWS, CheckpointError
+from raygrad.runs.results import RunResult
+from raygrad.runs.rundir import CONFIG, CheckpointError
 from raygrad.runs.storage import StorageError
+from raygrad.runs.summary import result_summary
 
 
 def _config(path: str | None) -> RunConfig:
@@ -64,49 +66,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from raygrad.api import optimize_config
-
     config = _config(args.config)
-    result = optimize_config(config, "local" if args.local else "ray", args.address)
-    print_result(result, config.run_dir)
+    result = _optimize_one(config, args, config.run_dir)
     if result.stopped:
         print(f"  to continue from step {result.steps}: raise the budget in the trainer section of the config and run "
               f"`raygrad optimize {args.config or ''}` again (calls already made are replayed from the journal)")
     return 0
 
 
-def print_result(result, run_dir: Path) -> None:
-    if result.resumed_from:
-        print(f"resumed from {result.resumed_from}")
-    print(f"optimized {result.workflow} for {result.steps} steps ({result.accepted} of {result.candidates} "
-          f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped else ""))
-    if result.skipped_rows:
-        print(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / SKIPPED_ROWS}")
-    print(f"  validation  {result.initial_val:.3f} -> {result.best_val:.3f}   ({result.val_size} samples)"
-          + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
-    if result.test_before is None:
-        print("  test        not evaluated: data.splits has no test split")
-    elif result.test_after is None:
-        print(f"  test        {result.test_before:.3f} -> (not evaluated: the run stopped at its budget)")
+def _optimize_one(config: RunConfig, args: argparse.Namespace, run_dir: Path) -> RunResult:
+    """One run with a progress display while it works; its summary (and report, with --report) at the end."""
+    from raygrad.api import optimize_config
+    from raygrad.runs.progress import ProgressView
+
+    view = ProgressView([config.name], sys.stdout, interval_s=args.interval)
+
+    def on_progress(events: list[dict], usage: dict | None) -> None:
+        view.update(config.name, events, usage)
+        view.render(force=any("status" in e or e.get("kind") in ("started", "step") for e in events))
+
+    result = optimize_config(config, "local" if args.local else "ray", args.address, on_progress)
+    print("\n".join(result_summary(result, run_dir)))
+    if args.report:
+        from raygrad.runs.report import write_report
+
+        print(f"  report: {write_report(run_dir)}")
     else:
-        print(f"  test        {result.test_before:.3f} -> {result.test_after:.3f}   ({result.test_size} samples, "
-              f"{result.failed_samples} failed)")
-    for name, value in result.values.items():
-        changed = "changed" if value != result.start_values.get(name) else "unchanged"
-        print(f"  {name} ({changed}): {value!r}")
-    for role, u in result.usage.items():
-        print(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
-              f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
-    stats = result.ray
-    if not stats:  # run in this process, without Ray
-        print(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
-        return
-    print(f"  ray: cluster {stats.get('cluster', '?')}, {len(stats['workers'])} workers, "
-          f"{len(stats['replaced'])} replaced after dying, "
-          f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
-          f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
-          f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
-    print(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
+        print(f"  report: raygrad report {run_dir}")
+    return result
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -121,13 +108,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     directory = Path(args.directory)
     if (directory / CONFIG).exists():  # one run's directory
-        from raygrad.api import optimize_config
-
         config = _config(str(directory / CONFIG))
         config.output_dir, config.name = str(directory.parent), directory.name
-        result = optimize_config(config, "local" if args.local else "ray", args.address)
-        print_result(result, directory)
-        return 3 if result.stopped else 0
+        return 3 if _optimize_one(config, args, directory).stopped else 0
     sweep, planned = load_sweep_dir(directory)
     return _run_sweep(sweep, planned, args)
 
@@ -213,8 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--local", action="store_true", help="a run directory: resume in this process, without Ray")
     for command in (sweep, resume):
         command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
+    for command in (opt, sweep, resume):
         command.add_argument("--interval", type=float, default=30.0,
                              help="seconds between status lines when the output is not a terminal")
+    for command in (opt, resume):
+        command.add_argument("--report", action="store_true",
+                             help="write the run's HTML report (raygrad report) when it ends, and print its path")
     sweep.set_defaults(run=cmd_sweep)
     resume.set_defaults(run=cmd_resume)
     report = commands.add_parser("report", help="an HTML page (and PNG plots) of a sweep's or a run's results")

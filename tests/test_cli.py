@@ -71,11 +71,28 @@ models: {{task: {model}, backward: {model}, optimizer: {model}}}
 trainer: {{steps: 3, batch_size: 4, proposals: 2, seed: 1}}
 storage: file://{tmp_path / 'store'}
 """)
-    assert main(["optimize", str(config)]) == 0
+    assert main(["optimize", str(config), "--report"]) == 0
     out = capsys.readouterr().out
     prompts = json.loads((tmp_path / "runs" / "opt" / "prompts.json").read_text())
     assert prompts != {"instruction": "Answer.", "output_format": "Reply."}  # something was learned
-    assert "validation" in out and "(changed)" in out
+    # While it works: a line per phase and per step (the output is not a terminal). At the end: the
+    # scores before and after, each changed prompt as a diff, and the report's path.
+    lines = out.splitlines()
+    assert lines[0].startswith("opt: testing the start values step 0/3 calls 0")
+    assert list(dict.fromkeys(line.split(" val ")[0].split(" calls ")[0] for line in lines
+                              if line.startswith("opt: training"))) == [
+        "opt: training step 0/3", "opt: training step 1/3", "opt: training step 2/3", "opt: training step 3/3"]
+    assert any(line.startswith("opt: testing the best values step 3/3") for line in lines)
+    result = json.loads((tmp_path / "runs" / "opt" / "result.json").read_text())
+    assert (f"  validation     {result['initial_val']:.3f}   {result['best_val']:.3f}   (40 samples)" in lines
+            and f"  test           {result['test_before']:.3f}   {result['test_after']:.3f}   (40 samples, 0 failed)"
+            in lines)
+    changed = [name for name in ("instruction", "output_format") if prompts[name] != result["start_values"][name]]
+    for name in changed:
+        assert f"    --- {name} (start)" in lines and f"    +++ {name} (best)" in lines
+        assert f"    +{prompts[name].splitlines()[0]}" in lines
+    assert f"  report: {tmp_path / 'runs' / 'opt' / 'report' / 'report.html'}" in lines
+    assert (tmp_path / "runs" / "opt" / "report" / "report.html").exists()
     # At the provider: two backward calls (one per trainable text peer) per error sample, nothing else.
     steps = json.loads((tmp_path / "runs" / "opt" / "checkpoint.json").read_text())["steps"]
     backward_requests = [e for e in server.log if e.messages[0]["content"] == BACKWARD_SYSTEM]
@@ -199,7 +216,7 @@ trainer: {{steps: 1, batch_size: 2, proposals: 1}}
 """)
     assert main(["optimize", str(config), "--local"]) == 0
     out = capsys.readouterr().out
-    assert "test        not evaluated: data.splits has no test split" in out and "validation  1.000" in out
+    assert "  test           not evaluated: data.splits has no test split" in out and "  validation     " in out
     assert len(router.log) == 6 and all(e.messages[1]["content"].startswith("How many") for e in router.log)
     answers = [e for e in main_model.log if e.messages[0]["content"] == "Answer."]
     assert len(answers) == 6 and "context:\n[1] a\n[2] b\n[3] c" in answers[0].messages[1]["content"]

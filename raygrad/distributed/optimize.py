@@ -13,7 +13,7 @@ from raygrad.llm.local import LocalModelServer
 from raygrad.optim.metrics import Metric
 from raygrad.runs.assemble import build_workflow
 from raygrad.runs.config import RunConfig
-from raygrad.runs.lifecycle import Runner, Splits, StartRunner, load_splits, run_lifecycle
+from raygrad.runs.lifecycle import OnProgress, Runner, Splits, StartRunner, load_splits, run_lifecycle
 from raygrad.runs.results import RunResult
 
 
@@ -33,7 +33,7 @@ def ray_runner(config: RunConfig, workflow: Workflow, metric: Metric, address: s
 def optimize_run(config: RunConfig, address: str | None = None, budget: Any = None,
                  local: LocalModelServer | None = None, on_started: Callable[[DistributedRun], None] | None = None,
                  workflow: Workflow | None = None, metric: Metric | None = None,
-                 splits: Splits | None = None) -> RunResult:
+                 splits: Splits | None = None, on_progress: OnProgress | None = None) -> RunResult:
     """Optimize one run on Ray, resuming from its checkpoint (local, else storage's); write its results.
 
     The workflow, metric and data are the config's unless given. They are built and read first, so
@@ -43,4 +43,4 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
     if workflow is None or metric is None:
         workflow, metric = build_workflow(config.workflow)
     return run_lifecycle(config, workflow, splits,
-                         ray_runner(config, workflow, metric, address, budget, local, on_started))
+                         ray_runner(config, workflow, metric, address, budget, local, on_started), on_progress)

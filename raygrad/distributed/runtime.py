@@ -23,6 +23,7 @@ from raygrad.optim.metrics import Metric
 from raygrad.runs.assemble import build_workflow
 from raygrad.runs.config import RunConfig
 from raygrad.runs.imports import code_to_ship
+from raygrad.runs.lifecycle import OnProgress
 from raygrad.runs.rundir import CHECKPOINT
 
 
@@ -75,8 +76,13 @@ class DistributedRun:
         self.optimizer = OptimizerActor.options(max_concurrency=1000, **on_driver_node(), **code).remote(
             spec, self.budget, self.aggregator, str(checkpoint), worker_options)
 
-    def fit(self, train: Dataset, val: Dataset) -> Any:
-        return ray.get(self.optimizer.fit.remote(_shared(train), _shared(val)))
+    def fit(self, train: Dataset, val: Dataset, on_progress: OnProgress | None = None, poll_s: float = 2.0) -> Any:
+        done = self.optimizer.fit.remote(_shared(train), _shared(val))
+        if on_progress is not None:  # the driver draws what the optimizer actor reports while it works
+            while not ray.wait([done], timeout=poll_s)[0]:
+                on_progress(*ray.get(self.optimizer.progress.remote()))
+            on_progress(*ray.get(self.optimizer.progress.remote()))
+        return ray.get(done)
 
     def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:
         return ray.get(self.optimizer.evaluate.remote(values, _shared(data), label))

@@ -162,10 +162,7 @@ class _SweepRunner:
                 events, usage = ray.get(ref, timeout=10)
             except (ray.exceptions.RayError, TimeoutError):
                 continue  # a lost actor: its run's thread sees the error and resumes or fails it
-            progress = self.view.runs[name]
-            for event in events:
-                progress.apply(event)
-            progress.spend(usage)
+            self.view.update(name, events, usage)
 
     def _enforce_limits(self) -> None:
         if self.stop_reason:

@@ -24,18 +24,21 @@ from raygrad.llm.endpoints import role_clients
 from raygrad.llm.local import LocalModelServer
 from raygrad.optim.execution import LocalExecutor, Stage2Result
 from raygrad.optim.metrics import Metric
-from raygrad.optim.trainer import Trainer, TrainState
+from raygrad.optim.trainer import Trainer, TrainState, select_trainable
 from raygrad.runs.assemble import check_models, load_split
 from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.results import RunResult, SampleTables, write_tables
 from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
 from raygrad.runs.storage import Storage
 
+# Receives the trainer's events since the last call (steps, acceptances) and the usage so far (None: unchanged).
+OnProgress = Callable[[list[dict], dict[str, Usage] | None], None]
+
 
 class Runner(Protocol):
     """Runs a run's samples and its trainer: in this process (LocalRun) or on Ray."""
 
-    def fit(self, train: Dataset, val: Dataset) -> TrainState: ...
+    def fit(self, train: Dataset, val: Dataset, on_progress: OnProgress | None = None) -> TrainState: ...
 
     def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result: ...
 
@@ -65,9 +68,15 @@ def load_splits(config: RunConfig) -> Splits:
     return Splits(train=train, val=val, test=test, skipped=skipped)
 
 
-def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: StartRunner) -> RunResult:
+def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: StartRunner,
+                  on_progress: OnProgress | None = None) -> RunResult:
     """Optimize one run, resuming from its checkpoint (local, else storage's); write its results."""
+    def phase(status: str) -> None:
+        if on_progress is not None:
+            on_progress([{"status": status, "steps": config.trainer.steps}], None)
+
     check_models(workflow, config.role_models())
+    select_trainable(workflow, config.trainer.parameters)  # before any actor gets a copy of the workflow
     start_values = workflow.state()
     run_dir = config.run_dir
     write_config(config, run_dir)  # every run directory can be resumed: `raygrad resume RUN_DIR`
@@ -82,10 +91,16 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
             storage.get(JOURNAL, config.journal_path)  # calls made before are replayed, not paid again
     started = time.monotonic()
     with start(checkpoint.resolve()) as run:
-        before = run.evaluate(start_values, splits.test, "test-before") if splits.test is not None else None
-        state: TrainState = run.fit(splits.train, splits.val)
-        after = run.evaluate(state.values, splits.test, "test-after") \
-            if splits.test is not None and not state.stopped else None
+        before = None
+        if splits.test is not None:
+            phase("testing the start values")
+            before = run.evaluate(start_values, splits.test, "test-before")
+        phase("training")
+        state: TrainState = run.fit(splits.train, splits.val, on_progress)
+        after = None
+        if splits.test is not None and not state.stopped:
+            phase("testing the best values")
+            after = run.evaluate(state.values, splits.test, "test-after")
         usage, stats = run.usage(), run.stats()
     result = RunResult(
         name=config.name, workflow=config.workflow.label, steps=state.step,
@@ -132,7 +147,9 @@ class LocalRun:
             if self.samples is not None:
                 self.samples.close()
 
-    def fit(self, train: Dataset, val: Dataset) -> TrainState:
+    def fit(self, train: Dataset, val: Dataset, on_progress: OnProgress | None = None) -> TrainState:
+        if on_progress is not None:
+            self.trainer.on_event = lambda event: on_progress([event], self.trainer.usage())
         return self._run(self.trainer.fit(train, val))
 
     def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:

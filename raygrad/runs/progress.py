@@ -15,7 +15,7 @@ from raygrad.llm.client import Usage
 
 class RunProgress(BaseModel):
     name: str
-    status: str = "waiting"  # waiting, running, finished, stopped, failed, skipped
+    status: str = "waiting"  # waiting, running (in a sweep) or what one run is at, finished, stopped, failed, skipped
     step: int = 0
     steps: int = 0
     initial_val: float | None = None
@@ -26,7 +26,7 @@ class RunProgress(BaseModel):
     note: str = ""
 
     def apply(self, event: dict) -> None:
-        for key in ("step", "steps", "initial_val", "best_val"):
+        for key in ("status", "step", "steps", "initial_val", "best_val"):
             if key in event:
                 setattr(self, key, event[key])
 
@@ -37,7 +37,8 @@ class RunProgress(BaseModel):
 
     def line(self) -> str:
         val = "" if self.best_val is None else f" val {self.initial_val or 0:.3f}->{self.best_val:.3f}"
-        return (f"{self.name}: {self.status} step {self.step}/{self.steps}{val} calls {self.calls} "
+        step = f" step {self.step}/{self.steps}" if self.steps else ""
+        return (f"{self.name}: {self.status}{step}{val} calls {self.calls} "
                 f"tokens {self.tokens} ${self.cost:.4f}" + (f" ({self.note})" if self.note else ""))
 
 
@@ -55,6 +56,14 @@ class ProgressView:
                            tokens=sum(r.tokens for r in self.runs.values()),
                            cost=sum(r.cost for r in self.runs.values()))
 
+    def update(self, name: str, events: list[dict], usage: dict[str, Usage] | None) -> None:
+        """A run's events since the last update, and its usage so far (None: unchanged)."""
+        run = self.runs[name]
+        for event in events:
+            run.apply(event)
+        if usage is not None:
+            run.spend(usage)
+
     def ended(self, name: str, status: str, note: str = "") -> None:
         run = self.runs[name]
         run.status, run.note = status, note
@@ -68,9 +77,10 @@ class ProgressView:
         elif force or time.monotonic() - self._last_log >= self.interval_s:
             self._last_log = time.monotonic()
             for run in self.runs.values():
-                if run.status == "running":
+                if run.status not in ("waiting", "finished", "stopped", "failed", "skipped"):  # at work
                     self.out.write(run.line() + "\n")
-            self.out.write(self.totals().line() + "\n")
+            if len(self.runs) > 1:
+                self.out.write(self.totals().line() + "\n")
             self.out.flush()
 
     def _redraw(self) -> None:

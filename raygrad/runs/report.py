@@ -2,7 +2,8 @@
 
 DIR is a sweep directory (a run directory per subfolder) or one run's directory. The page has a
 table of runs (start -> best validation -> test, cost, calls, time) and three plots: validation
-score by step, validation score against cumulative cost, and calls per role.
+score by step, validation score against cumulative cost (against tokens when no model has a price),
+and calls per role.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from raygrad.llm.models import ROLES
-from raygrad.runs.rundir import CHECKPOINT, CONFIG, ERROR, RESULT, STEPS, run_status
+from raygrad.runs.rundir import CANDIDATES, CHECKPOINT, CONFIG, ERROR, RESULT, STEPS, run_status
 
 
 class ReportError(ValueError):
@@ -40,6 +41,8 @@ def _run_row(run_dir: Path) -> dict:
         row["error"] = json.loads((run_dir / ERROR).read_text(encoding="utf-8"))["error"].splitlines()[0]
     if (run_dir / STEPS).exists():
         row["steps"] = pq.read_table(run_dir / STEPS).to_pylist()
+    row["accepted"] = [c for c in pq.read_table(run_dir / CANDIDATES).to_pylist() if c["accepted"]] \
+        if (run_dir / CANDIDATES).exists() else []
     if "result" not in row and (run_dir / CHECKPOINT).exists():  # unfinished: what it has so far
         state = json.loads((run_dir / CHECKPOINT).read_text(encoding="utf-8"))
         row["result"] = {key: state.get(key) for key in ("initial_val", "best_val", "usage", "stopped")}
@@ -65,7 +68,8 @@ def _figure_png(draw) -> bytes:
     return buffer.getvalue()
 
 
-def _plots(rows: list[dict]) -> dict[str, bytes]:
+def _plots(rows: list[dict]) -> dict[str, tuple[str, bytes]]:
+    """File name -> (title, PNG) of each plot."""
     from matplotlib.ticker import MaxNLocator
     def by_step(axes):
         for row in rows:
@@ -74,18 +78,31 @@ def _plots(rows: list[dict]) -> dict[str, bytes]:
             points = ([(0, start)] if start is not None else []) + [(s["step"] + 1, s["best_val"]) for s in row["steps"]]
             if points:
                 axes.plot(*zip(*points), marker="o", label=row["name"])
-        axes.set(xlabel="step", ylabel="best validation score", title="Validation score by step")
+        axes.set(xlabel="step", ylabel="best validation score", title=titles["validation_by_step.png"])
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+    # Without a price (the local model, a simulated provider) every run costs $0: tokens say more.
+    priced = any(step.get(f"{role}_cost") for row in rows for step in row["steps"] for role in ROLES)
+    titles = {"validation_by_step.png": "Validation score by step",
+              "score_vs_cost.png": "Score against cost" if priced else "Score against tokens (no model has a price)",
+              "calls_per_role.png": "Calls per role"}
+
+    def spent_in(step: dict) -> float:
+        if priced:
+            return sum(step.get(f"{role}_cost") or 0.0 for role in ROLES)
+        return sum((step.get(f"{role}_prompt_tokens") or 0) + (step.get(f"{role}_completion_tokens") or 0)
+                   for role in ROLES)
 
     def by_cost(axes):
         for row in rows:
             spent, points = 0.0, []
             for step in row["steps"]:
-                spent += sum(step.get(f"{role}_cost") or 0.0 for role in ROLES)
+                spent += spent_in(step)
                 points.append((spent, step["best_val"]))
             if points:
                 axes.plot(*zip(*points), marker="o", label=row["name"])
-        axes.set(xlabel="cumulative cost ($)", ylabel="best validation score", title="Score against cost")
+        axes.set(xlabel="cumulative cost ($)" if priced else "cumulative tokens (no model of these runs has a price)",
+                 ylabel="best validation score", title=titles["score_vs_cost.png"])
 
     def calls(axes):
         names = [row["name"] for row in rows]
@@ -94,11 +111,10 @@ def _plots(rows: list[dict]) -> dict[str, bytes]:
             counts = [sum(s.get(f"{role}_calls") or 0 for s in row["steps"]) for row in rows]
             axes.bar(names, counts, bottom=bottom, label=role)
             bottom = [b + c for b, c in zip(bottom, counts)]
-        axes.set(ylabel="LLM calls in steps", title="Calls per role")
+        axes.set(ylabel="LLM calls in steps", title=titles["calls_per_role.png"])
         axes.tick_params(axis="x", labelrotation=30, labelsize=7)
 
-    return {"validation_by_step.png": _figure_png(by_step), "score_vs_cost.png": _figure_png(by_cost),
-            "calls_per_role.png": _figure_png(calls)}
+    return {name: (title, _figure_png(draw)) for (name, title), draw in zip(titles.items(), (by_step, by_cost, calls))}
 
 
 def _table(rows: list[dict]) -> str:
@@ -120,6 +136,21 @@ def _table(rows: list[dict]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
+def _accepted(rows: list[dict]) -> str:
+    """Each run's accepted candidates in order: the value a parameter moved to, and its validation score."""
+    parts = []
+    for row in rows:
+        cells = []
+        for c in row["accepted"]:
+            score = "" if c["stage2"] is None else f"{c['stage2']:.3f}"
+            cells.append(f"<tr><td>{c['step']}</td><td>{html.escape(c['parameter'])}</td><td>{score}</td>"
+                         f"<td><pre>{html.escape(c['value'])}</pre></td></tr>")
+        if cells:
+            parts.append(f"<h3>{html.escape(row['name'])}</h3><table class=\"accepted\"><tr><th>step</th>"
+                         f"<th>parameter</th><th>validation</th><th>new value</th></tr>{''.join(cells)}</table>")
+    return "<h2>Accepted candidates</h2>" + "".join(parts) if parts else ""
+
+
 def write_report(directory: str | Path, output: str | Path | None = None) -> Path:
     """Write report.html and the PNGs into `output` (default: DIR/report); returns the HTML's path."""
     directory = Path(directory)
@@ -127,10 +158,10 @@ def write_report(directory: str | Path, output: str | Path | None = None) -> Pat
     out = Path(output) if output else directory / "report"
     out.mkdir(parents=True, exist_ok=True)
     images = []
-    for name, png in _plots(rows).items():
+    for name, (title, png) in _plots(rows).items():
         (out / name).write_bytes(png)
-        images.append(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                      f"</figure>")
+        images.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
+                      f'{base64.b64encode(png).decode()}"></figure>')
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>raygrad report: {html.escape(directory.name)}</title>
 <style>
@@ -139,11 +170,13 @@ table {{ border-collapse: collapse; margin-bottom: 2em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, td:last-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0 1em 1em 0; }}
+table.accepted td, table.accepted th {{ text-align: left; vertical-align: top; }} pre {{ margin: 0; white-space: pre-wrap; }}
 </style></head><body>
 <h1>raygrad report: {html.escape(directory.name)}</h1>
-<p>{len(rows)} runs in {html.escape(str(directory.resolve()))}</p>
+<p>{len(rows)} run{"s" if len(rows) != 1 else ""} in {html.escape(str(directory.resolve()))}</p>
 {_table(rows)}
 {''.join(images)}
+{_accepted(rows)}
 </body></html>
 """
     path = out / "report.html"

@@ -164,7 +164,7 @@ def test_progress_is_one_status_line_per_run_in_logs_and_bars_on_a_terminal():
     view.runs["a"].apply({"step": 1, "steps": 4, "initial_val": 0.25, "best_val": 0.5})
     view.render()
     assert log.getvalue().splitlines() == ["a: running step 1/4 val 0.250->0.500 calls 0 tokens 0 $0.0000",
-                                           "total: 0/2 done step 0/0 calls 0 tokens 0 $0.0000"]
+                                           "total: 0/2 done calls 0 tokens 0 $0.0000"]
     terminal = io.StringIO()
     live = ProgressView(["a", "b"], terminal, live=True)
     live.runs["a"].apply({"step": 2, "steps": 4})

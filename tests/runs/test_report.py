@@ -22,7 +22,7 @@ def fake_run(directory, name: str, best: list[float], cost_per_step: float, fini
     (run_dir / RUN_CONFIG).write_text(f"name: {name}\n")
     usage, steps = Usage(), []
     for step, score in enumerate(best):
-        usage = usage.add(Usage(calls=10, cost=cost_per_step))
+        usage = usage.add(Usage(calls=10, cost=cost_per_step, prompt_tokens=500, completion_tokens=20))
         steps.append(StepRecord(step=step, batch=["1"], batch_score=0.5, errors=2, best_val=score,
                                 usage={"task": usage, "backward": Usage(calls=2 * step), "optimizer": Usage(calls=step)}))
     state = TrainState(values={"instruction": "x"}, initial_val=0.25, best_val=best[-1], history={}, steps=steps,
@@ -66,7 +66,11 @@ def test_report_renders_a_table_of_runs_and_three_plots_in_a_real_browser(tmp_pa
     text = page.read_text()
     assert "src=\"http" not in text and "<script" not in text  # self-contained: nothing fetched
     dom = headless("--dump-dom", page.as_uri(), cwd=tmp_path).stdout
-    assert dom.count("<tr>") == 4 and "broken-run" in dom and "row 3: missing field" in dom
+    runs, accepted = dom.split("<h2>Accepted candidates</h2>")
+    assert runs.count("<tr>") == 4 and "broken-run" in runs and "row 3: missing field" in runs
+    assert 'alt="Score against cost"' in runs  # these runs have a price
+    # Each run's accepted candidate: the step, the parameter and the value it moved to.
+    assert accepted.count("<td>0</td><td>instruction</td><td></td><td><pre>y</pre></td>") == 2
     assert "<td>good-run</td><td>finished</td><td>0.250</td><td>0.700</td><td>0.200</td><td>0.600</td>" in dom
     assert "<td>slow-run</td><td>started</td><td>0.250</td><td>0.400</td>" in dom
     assert dom.count("data:image/png;base64,") == 3
@@ -81,3 +85,10 @@ def test_report_renders_a_table_of_runs_and_three_plots_in_a_real_browser(tmp_pa
 def test_report_of_a_directory_without_runs_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no runs here" in capsys.readouterr().err
+
+
+def test_runs_without_a_price_are_plotted_against_tokens(tmp_path):
+    fake_run(tmp_path, "local-run", [0.3, 0.5], cost_per_step=0.0, finished=True)
+    page = main(["report", str(tmp_path / "local-run")]) == 0 and tmp_path / "local-run" / "report" / "report.html"
+    dom = headless("--dump-dom", page.as_uri(), cwd=tmp_path).stdout
+    assert 'alt="Score against tokens (no model has a price)"' in dom and "Score against cost" not in dom

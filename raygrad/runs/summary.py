@@ -1,0 +1,61 @@
+"""What `raygrad optimize` prints when a run ends: scores before and after, the prompts that changed
+(as a diff), spending per role, and where the results are."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from raygrad.runs.results import RunResult
+from raygrad.runs.rundir import PROMPTS, SKIPPED_ROWS
+
+
+def prompt_diff(name: str, before: str, after: str) -> list[str]:
+    """A unified diff of one parameter's value; [] when it did not change."""
+    if before == after:
+        return []
+    return list(difflib.unified_diff(before.splitlines() or [""], after.splitlines() or [""],
+                                     f"{name} (start)", f"{name} (best)", lineterm="", n=1))
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def result_summary(result: RunResult, run_dir: Path) -> list[str]:
+    lines = [f"resumed from {result.resumed_from}"] if result.resumed_from else []
+    lines.append(f"optimized {result.workflow} for {result.steps} steps ({result.accepted} of {result.candidates} "
+                 f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped
+                                                                      else ""))
+    if result.skipped_rows:
+        lines.append(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / SKIPPED_ROWS}")
+    lines.append(f"  {'':<12}{'before':>8}{'after':>8}")
+    lines.append(f"  {'validation':<12}{result.initial_val:>8.3f}{result.best_val:>8.3f}   ({result.val_size} samples)"
+                 + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
+    if result.test_before is None:
+        lines.append(f"  {'test':<12}   not evaluated: data.splits has no test split")
+    elif result.test_after is None:
+        lines.append(f"  {'test':<12}{result.test_before:>8.3f}{'-':>8}   "
+                     "(not evaluated: the run stopped at its budget)")
+    else:
+        lines.append(f"  {'test':<12}{_score(result.test_before):>8}{_score(result.test_after):>8}   "
+                     f"({result.test_size} samples, {result.failed_samples} failed)")
+    unchanged = [name for name, value in result.values.items() if value == result.start_values.get(name)]
+    for name, value in result.values.items():
+        diff = prompt_diff(name, result.start_values.get(name, ""), value)
+        if diff:
+            lines.append(f"  {name} (changed):")
+            lines += [f"    {line}" for line in diff]
+    if unchanged:
+        lines.append(f"  unchanged: {', '.join(unchanged)}")
+    for role, u in result.usage.items():
+        lines.append(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
+                     f"{u.prompt_tokens + u.completion_tokens:>8} tokens")
+    stats = result.ray
+    if stats:  # run on Ray
+        lines.append(f"  ray: cluster {stats.get('cluster', '?')}, {len(stats['workers'])} workers, "
+                     f"{len(stats['replaced'])} replaced after dying, "
+                     f"{stats['cancelled_shards']} validation shards cancelled early; peak memory "
+                     f"{stats['peak_rss_mb']['optimizer']:.0f} MB optimizer, "
+                     f"{max(v for k, v in stats['peak_rss_mb'].items() if k != 'optimizer'):.0f} MB largest worker")
+    lines.append(f"  prompts: {run_dir / PROMPTS}   results: {run_dir}/*.parquet, samples/")
+    return lines
