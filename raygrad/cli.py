@@ -82,8 +82,8 @@ def _optimize_one(config: RunConfig, args: argparse.Namespace, run_dir: Path) ->
     view = ProgressView([config.name], sys.stdout, interval_s=args.interval)
 
     def on_progress(events: list[dict], usage: dict | None) -> None:
-        view.update(config.name, events, usage)
-        view.render(force=any("status" in e or e.get("kind") in ("started", "step") for e in events))
+        view.update(config.name, events, usage, each=True)
+        view.render()
 
     result = optimize_config(config, "local" if args.local else "ray", args.address, on_progress)
     print("\n".join(result_summary(result, run_dir)))

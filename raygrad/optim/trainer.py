@@ -196,7 +196,8 @@ class Trainer:
             state.steps[-1].usage = self.usage()
             self._save(state)
             self.on_event({"kind": "step", "step": state.step, "steps": self.config.steps,
-                           "best_val": state.best_val, "accepted": state.steps[-1].accepted})
+                           "best_val": state.best_val, "accepted": state.steps[-1].accepted,
+                           "usage": state.steps[-1].usage})
         self._save(state)
         return state
 

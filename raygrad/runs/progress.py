@@ -29,6 +29,8 @@ class RunProgress(BaseModel):
         for key in ("status", "step", "steps", "initial_val", "best_val"):
             if key in event:
                 setattr(self, key, event[key])
+        if event.get("usage"):  # a step's event carries the usage at its end
+            self.spend(event["usage"])
 
     def spend(self, usage: dict[str, Usage]) -> None:
         self.calls = sum(u.calls for u in usage.values())
@@ -56,11 +58,14 @@ class ProgressView:
                            tokens=sum(r.tokens for r in self.runs.values()),
                            cost=sum(r.cost for r in self.runs.values()))
 
-    def update(self, name: str, events: list[dict], usage: dict[str, Usage] | None) -> None:
-        """A run's events since the last update, and its usage so far (None: unchanged)."""
+    def update(self, name: str, events: list[dict], usage: dict[str, Usage] | None, each: bool = False) -> None:
+        """A run's events since the last update, and its usage so far (None: unchanged). `each`: a line
+        for every phase and step among the events (a poll may bring several), then one for now."""
         run = self.runs[name]
         for event in events:
             run.apply(event)
+            if each and ("status" in event or event.get("kind") in ("started", "step")):
+                self.render(force=True)
         if usage is not None:
             run.spend(usage)
 
