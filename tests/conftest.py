@@ -42,6 +42,22 @@ def sim_server():
 
 
 @pytest.fixture
+def s3_storage(monkeypatch):
+    """An S3 API on loopback (moto's server mode); gives `storage:` URIs under a bucket it creates."""
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)  # subprocesses inherit them, as nodes read them from their environment
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield lambda prefix: (f"s3://raygrad-test/{prefix}?endpoint_override={host}:{port}&scheme=http"
+                          "&allow_bucket_creation=true")
+    server.stop()
+
+
+@pytest.fixture
 def bbh_object_counting() -> Path:
     """The path of BBH's object_counting.json; a test that needs it is skipped where it is not beside the checkout."""
     if not BBH_OBJECT_COUNTING.exists():

@@ -153,7 +153,8 @@ class OptimizerActor:
         self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them
         self.trainer = Trainer(self.workflow, spec.metric, {"optimizer": _LazyClient(self.clients, "optimizer")},
                                spec.config.trainer, executor=self.executor,
-                               checkpoint=CheckpointFile(checkpoint, after_save=storage.put if storage else None),
+                               checkpoint=CheckpointFile(checkpoint, after_save=storage.after_checkpoint(
+                                   Path(spec.journal_path)) if storage else None),
                                on_event=self.events.append)
 
     async def fit(self, train: Dataset, val: Dataset) -> Any:

@@ -18,6 +18,7 @@ from raygrad.llm.models import ROLES, ModelConfig, Strict
 from raygrad.optim.metrics import EVALS
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.rundir import CONFIG, JOURNAL, save_atomically
+from raygrad.runs.storage import check_uri
 
 BUILTIN_METRICS = tuple(EVALS)
 
@@ -130,9 +131,9 @@ class RunConfig(Strict):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = "runs"
     storage: str | None = Field(None, description="a pyarrow filesystem URI or path (s3://bucket/prefix, gs://..., "
-                                                  "file:///...) the run's checkpoint and prompts are copied to "
-                                                  "after every step; a run missing its local directory resumes "
-                                                  "from there")
+                                                  "file:///...) the run's checkpoint and a snapshot of its call "
+                                                  "journal are copied to after every step, and its results at the "
+                                                  "end; a run missing its local directory resumes from there")
     journal: str | None = Field(None, description="call journal (SQLite), relative to the run's directory and inside "
                                                   "output_dir; default <output_dir>/<name>/journal.sqlite")
     samples_table: bool = Field(True, description="write every evaluated sample to <run dir>/samples/ (Parquet)")
@@ -148,6 +149,8 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _model_names(self) -> "RunConfig":
+        if self.storage is not None:
+            check_uri(self.storage)
         if self.name in (".", ".."):
             raise ValueError(f"name: {self.name!r} is not a folder of output_dir of its own")
         if self.journal is not None:

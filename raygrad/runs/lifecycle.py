@@ -137,7 +137,8 @@ class LocalRun:
         self.executor = LocalExecutor(workflow, metric, clients, error_threshold=config.trainer.error_threshold,
                                       sample_sink=self.samples.write if self.samples else None)
         self.trainer = Trainer(workflow, metric, clients, config.trainer, executor=self.executor,
-                               checkpoint=CheckpointFile(checkpoint, after_save=storage.put if storage else None))
+                               checkpoint=CheckpointFile(checkpoint, after_save=storage.after_checkpoint(
+                                   config.journal_path) if storage else None))
         self._loop = asyncio.new_event_loop()  # the clients' limits and locks live in one loop
 
     def _run(self, work: Any) -> Any:

@@ -1,15 +1,21 @@
 """Durable copies of a run's results on any pyarrow filesystem (s3://, gs://, hdfs://, file://, a path).
 
-A run works in its local directory (the call journal is SQLite and wants a local disk); after every
-checkpoint the checkpoint is copied to `storage`, and when the run ends its whole directory: results,
-tables, config and a consistent snapshot of the journal. A run started where its local directory is
-gone (a new cluster) first takes its checkpoint and journal back from storage and resumes.
+A run works in its local directory (the call journal is SQLite and wants a local disk). After every
+step a consistent snapshot of the journal, then the checkpoint, are copied to `storage`; when the run
+ends, its whole directory: results, tables, config. A run started where its local directory is gone
+(a node lost, a new cluster) first takes its checkpoint and journal back from storage and resumes,
+paying again at most for the calls of the step that was in progress.
+
+Credentials come from the environment as pyarrow reads them (AWS_ACCESS_KEY_ID, ...), never from the
+URI: a URI is printed and written to the run's config.
 """
 from __future__ import annotations
 
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from raygrad.runs.rundir import JOURNAL
 
@@ -18,10 +24,22 @@ class StorageError(OSError):
     """The storage path cannot be written or read; the message names it. Local files are intact."""
 
 
+SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token")
+
+
+def check_uri(uri: str) -> None:
+    """A storage URI holds no credentials (they would reach logs and config.yaml)."""
+    found = sorted(set(parse_qs(urlsplit(uri).query)) & set(SECRET_QUERY_KEYS))
+    if found:
+        raise ValueError(f"storage: the URI carries {', '.join(found)}; give credentials in the environment "
+                         "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead")
+
+
 class Storage:
     def __init__(self, uri: str):
         from pyarrow import fs
 
+        check_uri(uri)
         self.uri = uri
         try:
             self._fs, self._base = fs.FileSystem.from_uri(uri)
@@ -46,17 +64,29 @@ class Storage:
             if name.startswith(JOURNAL) or path.name.startswith("_") or path.suffix in (".tmp", ".partial"):
                 continue
             self.put(path, name)
-        journal = journal or run_dir / JOURNAL
-        if journal.exists():
-            with tempfile.TemporaryDirectory() as folder:
-                snapshot = Path(folder) / JOURNAL
-                source, target = sqlite3.connect(journal), sqlite3.connect(snapshot)
-                try:
-                    source.backup(target)  # consistent even while other processes write to it
-                finally:
-                    source.close()
-                    target.close()
-                self.put(snapshot)
+        self.put_journal(journal or run_dir / JOURNAL)
+
+    def put_journal(self, journal: Path) -> None:
+        """A consistent snapshot of the call journal, if there is one."""
+        if not journal.exists():
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            snapshot = Path(folder) / JOURNAL
+            source, target = sqlite3.connect(journal), sqlite3.connect(snapshot)
+            try:
+                source.backup(target)  # consistent even while other processes write to it
+            finally:
+                source.close()
+                target.close()
+            self.put(snapshot)
+
+    def after_checkpoint(self, journal: Path) -> Callable[[Path], None]:
+        """What runs after every checkpoint: the journal's snapshot goes first, so the checkpoint in
+        storage never counts on calls that storage's journal lacks."""
+        def save(checkpoint: Path) -> None:
+            self.put_journal(journal)
+            self.put(checkpoint)
+        return save
 
     def put(self, local: Path, name: str | None = None) -> None:
         """Copy one file in as `name` (default: its own); it appears whole or not at all (written aside, then moved)."""

@@ -32,3 +32,71 @@ def test_a_whole_run_directory_goes_to_storage_with_a_consistent_journal_snapsho
     assert copied == ["journal.sqlite", "result.json", "samples/test-after.parquet"]
     assert Journal(tmp_path / "store" / "journal.sqlite").get("k1") == {"text": "a reply"}
     journal.close()
+
+
+def test_a_uri_with_credentials_is_refused_before_anything_runs():
+    import pytest
+
+    from raygrad.runs.config import RunConfig
+
+    with pytest.raises(ValueError, match="storage: the URI carries secret_key; give credentials in the environment"):
+        RunConfig(storage="s3://bucket/prefix?endpoint_override=localhost:9000&secret_key=abc")
+
+
+def _run_config(path, server, output, storage) -> None:
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    path.write_text(f"""
+name: durable
+output_dir: {output}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 140, seed: 4}}, splits: {{train: "0:40", val: "40:100", test: "100:140"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 6, batch_size: 4, proposals: 2, seed: 1}}
+storage: "{storage}"
+""")
+
+
+def test_a_run_on_s3_that_loses_its_local_directory_resumes_from_storage_and_repays_only_the_step_in_progress(
+        sim_server, s3_storage, tmp_path, capsys):
+    """On an S3 API: a run killed (kill -9) mid-step whose local directory is then gone resumes from the
+    journal and checkpoint that storage got after its last step, with the result of a run never stopped."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from raygrad.cli import main
+
+    whole_server, cut_server = (sim_server(responder="object_count_trainer", latency_s=0.02) for _ in range(2))
+    _run_config(tmp_path / "whole.yaml", whole_server, tmp_path / "whole", s3_storage("whole"))
+    assert main(["optimize", str(tmp_path / "whole.yaml"), "--local"]) == 0
+    whole = json.loads((tmp_path / "whole" / "durable" / "result.json").read_text())
+    steps = json.loads((tmp_path / "whole" / "durable" / "checkpoint.json").read_text())["steps"]
+    calls_per_step = [sum(u["calls"] for u in s["usage"].values()) for s in steps]
+    calls_per_step = [calls_per_step[0]] + [b - a for a, b in zip(calls_per_step, calls_per_step[1:])]
+
+    _run_config(tmp_path / "cut.yaml", cut_server, tmp_path / "cut", s3_storage("cut"))
+    storage = Storage(s3_storage("cut"))
+    process = subprocess.Popen([sys.executable, "-m", "raygrad", "optimize", str(tmp_path / "cut.yaml"), "--local"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen, deadline = tmp_path / "seen.json", time.monotonic() + 120
+    while not (storage.get("checkpoint.json", seen) and json.loads(seen.read_text())["step"] >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be cut"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    in_flight = json.loads(seen.read_text())["step"]  # the index of the step that was in progress
+    shutil.rmtree(tmp_path / "cut")  # the node and its disk are gone
+    capsys.readouterr()
+    assert main(["optimize", str(tmp_path / "cut.yaml"), "--local"]) == 0
+    assert f"resumed from {s3_storage('cut')}/checkpoint.json" in capsys.readouterr().out
+    cut = json.loads((tmp_path / "cut" / "durable" / "result.json").read_text())
+    assert (cut["values"], cut["best_val"], cut["steps"]) == (whole["values"], whole["best_val"], whole["steps"])
+    # The test split's first scoring (before training, in no checkpoint) came back from storage's journal...
+    assert cut["usage"]["task"]["cached_calls"] >= 40
+    # ...and, counted at the servers, the calls sent twice are at most those of the step the kill cut short.
+    repaid = len(cut_server.log) - len(whole_server.log)
+    assert 0 <= repaid <= calls_per_step[in_flight], (repaid, in_flight, calls_per_step)
+    assert storage.get("journal.sqlite", tmp_path / "journal.sqlite")  # the final snapshot, too
