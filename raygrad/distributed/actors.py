@@ -59,9 +59,28 @@ class RateBudget:
         return sum(ledger.release(holder, time.time()) for ledger in self.ledgers.values())
 
 
+@ray.remote(num_cpus=0)
+class KeyVault:
+    """The driver's API keys, for actors on nodes whose environment lacks them.
+
+    Keys arrive and leave in method calls, which go from caller to actor and are not kept: an actor's
+    constructor arguments are kept in Ray's control store (GCS) for restarts, where the state API and
+    the dashboard read.
+    """
+
+    def __init__(self):
+        self._keys: dict[str, str] = {}
+
+    def put(self, keys: dict[str, str]) -> None:
+        self._keys.update(keys)
+
+    def get(self, names: list[str]) -> dict[str, str]:
+        return {name: self._keys[name] for name in names if name in self._keys}
+
+
 def actor_clients(spec: RuntimeSpec, actor: str, budget: Any) -> RoleClients:
     """An actor's LLM clients, created inside its event loop; limited endpoints pace by the shared RateBudget."""
-    spec.export_api_keys()
+    spec.load_api_keys()
     holder = spec.holder(actor)
 
     def shared(endpoint: str) -> LeasedWindow:

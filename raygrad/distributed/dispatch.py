@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 from ray.exceptions import RayActorError, TaskCancelledError
 
 from raygrad.core.workflow import Workflow
@@ -40,9 +40,9 @@ class RuntimeSpec(BaseModel):
     endpoints: dict[str, str]  # per role or named model, the endpoint id (budget and journal key)
     journal_path: str
     py_modules: list[str] = Field(default_factory=list)  # the user's packages, for Ray's runtime_env
-    # The driver's API keys (by variable name) for actors on nodes whose environment lacks them; a
-    # SecretStr prints as '**********', and this spec is never written to disk.
-    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # The run's KeyVault actor (a handle: no key travels in this spec, which is every actor's
+    # constructor argument and so kept in Ray's control store).
+    key_vault: Any = None
 
     def holder(self, actor: str) -> str:
         """The name an actor leases budget under: runs of a sweep share a budget fairly, run by run."""
@@ -52,10 +52,15 @@ class RuntimeSpec(BaseModel):
         """Ray options that bring the user's code to an actor's process, on any node."""
         return {"runtime_env": {"py_modules": self.py_modules}} if self.py_modules else {}
 
-    def export_api_keys(self) -> None:
-        """In an actor: make the keys visible to this process's LLM clients (the node's own win)."""
-        for name, value in self.api_keys.items():
-            os.environ.setdefault(name, value.get_secret_value())
+    def key_names(self) -> list[str]:
+        """The environment variables that hold the API keys of the run's models."""
+        return sorted({model.api_key_env for model in self.models.values() if model.api_key_env})
+
+    def load_api_keys(self) -> None:
+        """In an actor: the keys this node's environment lacks, asked of the run's KeyVault (the node's own win)."""
+        missing = [name for name in self.key_names() if name not in os.environ]
+        if missing and self.key_vault is not None:
+            os.environ.update(ray.get(self.key_vault.get.remote(missing)))
 
 
 class RayExecutor:

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import SecretStr
 
 from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
-from raygrad.distributed.actors import GradientAggregator, OptimizerActor, RateBudget
+from raygrad.distributed.actors import GradientAggregator, KeyVault, OptimizerActor, RateBudget
 from raygrad.distributed.dispatch import RuntimeSpec
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
@@ -68,6 +67,9 @@ class DistributedRun:
         runtime = spec.config.runtime
         self.own_budget = budget is None  # a sweep's runs share the sweep's budget
         self.budget = RateBudget.options(**on_driver_node()).remote(rate_limits(spec)) if budget is None else budget
+        self.vault = KeyVault.options(**on_driver_node()).remote()
+        ray.get(self.vault.put.remote({name: os.environ[name] for name in spec.key_names() if os.environ.get(name)}))
+        spec = spec.model_copy(update={"key_vault": self.vault})
         code = spec.actor_options()
         self.aggregator = GradientAggregator.options(num_cpus=0, **on_driver_node(), **code).remote(spec, self.budget)
         # Spread: workers use every node's CPUs and network, and a lost node takes few of them.
@@ -98,7 +100,8 @@ class DistributedRun:
             workers = list(ray.get(self.optimizer.workers.remote()).values())
         except ray.exceptions.RayActorError:  # the optimizer died with its node; its workers may live
             workers = []
-        for actor in [*workers, self.optimizer, self.aggregator, *([self.budget] if self.own_budget else [])]:
+        own = [self.vault, *([self.budget] if self.own_budget else [])]
+        for actor in [*workers, self.optimizer, self.aggregator, *own]:
             ray.kill(actor)
 
 
@@ -117,11 +120,9 @@ def _shared(data: Dataset) -> Any:
 
 def runtime_spec(config: RunConfig, workflow: Workflow, metric: Metric, models: dict[str, ModelConfig],
                  endpoints: dict[str, str]) -> RuntimeSpec:
-    key_names = {model.api_key_env for model in models.values() if model.api_key_env}
     spec = RuntimeSpec(config=config, workflow=workflow, metric=metric, models=models, endpoints=endpoints,
                        journal_path=str(Path(config.journal_path).resolve()),
-                       py_modules=upload_code(code_to_ship([type(workflow), metric.fn])),
-                       api_keys={name: SecretStr(os.environ[name]) for name in key_names if os.environ.get(name)})
+                       py_modules=upload_code(code_to_ship([type(workflow), metric.fn])))
     Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)
     return spec
 

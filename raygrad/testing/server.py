@@ -48,6 +48,7 @@ class LogEntry(BaseModel):
     messages: list[dict]
     response_format: dict | None = None
     usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of an answer (words)")
+    authorization: str | None = Field(None, description="the Authorization header: a test checks a key arrived")
 
 
 class _Budget:
@@ -127,7 +128,8 @@ class SimulatedServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        return await self._answer(body, body.get("messages", []), _chat_completion)
+        return await self._answer(body, body.get("messages", []), _chat_completion,
+                                  request.headers.get("Authorization"))
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         """The same budget, faults and answers as chat completions, in the Responses API's shape."""
@@ -137,14 +139,14 @@ class SimulatedServer:
             {"role": m.get("role", "user"), "content": _text_of(m.get("content", ""))} for m in given]
         if body.get("instructions"):
             messages.insert(0, {"role": "system", "content": body["instructions"]})
-        return await self._answer(body, messages, _response_object)
+        return await self._answer(body, messages, _response_object, request.headers.get("Authorization"))
 
-    async def _answer(self, body: dict, messages: list[dict],
-                      shape: Callable[[str, str, dict], dict]) -> web.StreamResponse:
+    async def _answer(self, body: dict, messages: list[dict], shape: Callable[[str, str, dict], dict],
+                      authorization: str | None) -> web.StreamResponse:
         now = time.monotonic()
         model = str(body.get("model", ""))
         entry = LogEntry(time=now, model=model, status=200, messages=messages,
-                         response_format=body.get("response_format"))
+                         response_format=body.get("response_format"), authorization=authorization)
         self.log.append(entry)
         s = self.settings
         limit = remaining = reset = None
