@@ -1,8 +1,10 @@
 """`raygrad sweep`: many runs on one Ray cluster against the simulated provider (real HTTP)."""
 from __future__ import annotations
 
+import collections
 import io
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -221,15 +223,20 @@ def test_kill_9_of_the_driver_then_the_same_command_ends_like_an_uninterrupted_s
     assert len(cut.log) - before_resume < len(whole.log)
 
 
-def calls_sent_twice(log) -> list[float]:
-    """When each request the provider saw twice was first sent."""
-    seen: dict[str, float] = {}
+def calls_sent_twice(log, uninterrupted=()) -> list[float]:
+    """When each request was sent before that the provider saw again, beyond the times it saw it in an
+    uninterrupted sweep (two runs of a sweep that start alike send the same requests, each paying)."""
+    def key(entry) -> str:
+        return json.dumps([entry.messages, entry.response_format], sort_keys=True)
+
+    allowed = collections.Counter(key(entry) for entry in uninterrupted)
+    sent: dict[str, list[float]] = collections.defaultdict(list)
     repeated = []
     for entry in log:
-        key = json.dumps([entry.messages, entry.response_format], sort_keys=True)
-        if key in seen:
-            repeated.append(seen[key])
-        seen.setdefault(key, entry.time)
+        times = sent[key(entry)]
+        if len(times) >= max(1, allowed[key(entry)]):
+            repeated.append(times[-1])
+        times.append(entry.time)
     return repeated
 
 
@@ -240,7 +247,7 @@ def phase(sweep_dir, names: list[str], steps: int) -> str:
     if all((sweep_dir / n / "result.json").exists() for n in names):
         return "finished"
     if any(d is None for d in done):
-        return "first validation"
+        return "before the first checkpoint"
     return "final evaluation" if any(d == steps and not (sweep_dir / n / "result.json").exists()
                                      for n, d in zip(names, done)) else "training"
 
@@ -252,6 +259,7 @@ def test_kill_9_of_the_driver_at_eight_moments_then_results_equal_an_uninterrupt
     """The driver of a two-run sweep is killed 8 times, spread over its life by the calls it has made;
     each time the same command resumes it. The end equals a sweep never killed, and the provider saw
     a request twice only if it was in flight at a kill (its reply was not journaled yet)."""
+    in_flight_s = 5.0  # on 2 busy cores (a new driver's actors importing litellm) a reply can wait seconds
     import os
     import signal
     import subprocess
@@ -260,12 +268,26 @@ def test_kill_9_of_the_driver_at_eight_moments_then_results_equal_an_uninterrupt
 
     latency = 0.1
     whole, cut = (sim_server(responder="object_count_trainer", latency_s=latency) for _ in range(2))
-    assert main(["sweep", sweep_file(tmp_path, whole, "whole")]) == 0
-    path, names, kills, phases = sweep_file(tmp_path, cut, "cut"), ["oc-seed=1", "oc-seed=2"], [], []
-    for k in range(1, 9):
+
+    def without_early_rejection(path: str) -> str:
+        """Shards cancelled by early rejection send requests whose replies nobody awaits (so they are
+        never journaled), at moments that differ from sweep to sweep: left out, so that every request
+        sent twice is one a kill cut short."""
+        Path(path).write_text(Path(path).read_text().replace("validation_chunk: 4}",
+                                                             "validation_chunk: 4, early_rejection: false}"))
+        return path
+
+    assert main(["sweep", without_early_rejection(sweep_file(tmp_path, whole, "whole"))]) == 0
+    path = without_early_rejection(sweep_file(tmp_path, cut, "cut"))
+    names, kills, phases = ["oc-seed=1", "oc-seed=2"], [], []
+    def progress(log) -> int:  # distinct requests: a request sent again is no progress
+        return len({json.dumps([e.messages, e.response_format], sort_keys=True) for e in list(log)})
+
+    total = progress(whole.log)
+    for k, share in enumerate((0.1, 0.2, 0.35, 0.5, 0.6, 0.7, 0.85, 0.95), start=1):
         driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep", path, "--address", ray_cluster.address],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while len(cut.log) < len(whole.log) * k // 9 and driver.poll() is None:
+        while progress(cut.log) < total * share and driver.poll() is None:
             time.sleep(0.02)
         assert driver.poll() is None, f"the sweep ended before kill {k}"
         os.kill(driver.pid, signal.SIGKILL)
@@ -276,11 +298,14 @@ def test_kill_9_of_the_driver_at_eight_moments_then_results_equal_an_uninterrupt
     assert main(["sweep", path]) == 0
     for name in names:
         assert_same_results(tmp_path, "whole", "cut", name)
-    assert {"first validation", "training"} <= set(phases), phases
-    # A request went out twice only if it was in flight at a kill (sent less than `latency` and a
-    # little before it), or sent by an actor while Ray stopped them (a few seconds after).
-    for first_sent in calls_sent_twice(cut.log):
-        assert any(kill - latency - 0.5 <= first_sent <= kill + 3 for kill in kills), (first_sent, kills)
+    assert {"before the first checkpoint", "training", "final evaluation"} <= set(phases), phases
+    # A request went out twice only if it was in flight at a kill (sent shortly before it), or sent by
+    # an actor while Ray stopped them (a few seconds after); kills are about 20 s apart.
+    repeated = calls_sent_twice(cut.log, whole.log)
+    for first_sent in repeated:
+        assert any(kill - in_flight_s <= first_sent <= kill + 3 for kill in kills), (first_sent, kills)
+    assert len(repeated) <= 8 * 2 * 8, len(repeated)  # at most what the actors could have in flight, per kill
+    print(f"kills landed: {phases}; requests sent twice: {len(repeated)} of {len(cut.log)}")
 
 
 @pytest.mark.slow
