@@ -35,8 +35,10 @@ def head_cluster(tmp_path_factory):
     # Jobs run `python` from the nodes' PATH: this environment's, as on a cluster built from one image.
     # Ray 2.60 `ray start --head` clusters use token auth: joining nodes and job clients need RAY_AUTH_MODE=token
     # and the cluster's token, which `ray start` does not create (a fresh machine has no ~/.ray/auth_token).
+    # The nodes hold a provider key in their environment, as a Kubernetes secret would put it there.
     node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}"}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
     logs = open(tmp_path / "ray_start.log", "w")
     nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
@@ -59,8 +61,11 @@ def head_cluster(tmp_path_factory):
 
 def submit_job(env: dict, job_id: str, working_dir: Path, entrypoint: list[str]) -> tuple[str, str]:
     """`ray job submit --working-dir`, then wait for it to end; returns its status and logs."""
-    submit = [RAY, "job", "submit", "--no-wait", "--submission-id", job_id, "--working-dir", str(working_dir),
-              "--", *entrypoint]
+    return submit_and_wait(env, [RAY, "job", "submit", "--no-wait", "--submission-id", job_id, "--working-dir",
+                                 str(working_dir), "--", *entrypoint], job_id)
+
+
+def submit_and_wait(env: dict, submit: list[str], job_id: str) -> tuple[str, str]:
     for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
         submitted = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=120)
         if "No available agent" not in submitted.stderr:
@@ -68,7 +73,7 @@ def submit_job(env: dict, job_id: str, working_dir: Path, entrypoint: list[str])
         time.sleep(2)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     # `ray job status` prints e.g. "Job 'raygrad-test' succeeded" (colored); compare words, not case.
-    deadline, status = time.monotonic() + 300, ""
+    deadline, status = time.monotonic() + 600, ""
     while time.monotonic() < deadline and not any(s in status for s in ("succeeded", "failed", "stopped")):
         time.sleep(2)
         status = subprocess.run([RAY, "job", "status", job_id], env=env, capture_output=True, text=True,
@@ -80,7 +85,7 @@ def submit_job(env: dict, job_id: str, working_dir: Path, entrypoint: list[str])
 @pytest.mark.timeout(720)  # two `ray start` nodes, the job's runtime_env upload, then the job itself
 def test_ray_job_submit_runs_an_optimization_and_results_are_read_back(head_cluster, sim_server, tmp_path):
     server = sim_server(responder="object_count_trainer")
-    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    model = f'{{model: openai/simulated, api_base: "{server.url}", api_key_env: RAYGRAD_TEST_API_KEY}}'
     config = tmp_path / "job.yaml"
     config.write_text(f"""
 name: job
@@ -100,7 +105,13 @@ storage: file://{tmp_path / 'store' / 'job'}
     assert checkpoint["step"] == 2 and prompts == checkpoint["values"]
     assert json.loads((tmp_path / "store" / "job" / "prompts.json").read_text()) == prompts  # the storage copy
     assert prompts["instruction"] != "Answer."  # the simulated optimizer's improvement was accepted
-    assert len(server.log) > 0
+    key = head_cluster["RAYGRAD_TEST_API_KEY"]
+    assert server.log and all(e.authorization == f"Bearer {key}" for e in server.log)  # the key reached the provider
+    # ...and shows nowhere Ray shows things: the job's logs, and what the state API lists of its actors and tasks.
+    shown = logs + "".join(subprocess.run([RAY, "list", kind, "--detail", "--limit", "10000"], env=head_cluster,
+                                          capture_output=True, text=True, timeout=120).stdout
+                           for kind in ("actors", "tasks", "jobs"))
+    assert "KeyVault" in shown and key not in shown
 
 
 @pytest.mark.timeout(600)
@@ -118,3 +129,87 @@ def test_ray_job_submit_of_a_users_own_project(head_cluster, counting_project):
     assert "only" in prompts["list_instruction"]
     backward = [e for e in server.log if requested_schema({"response_format": e.response_format}) == "FeedbackReply"]
     assert any('<VARIABLE role="instruction" name="list_instruction"' in e.messages[-1]["content"] for e in backward)
+
+
+# The fields of KubeRay's RayJob v1 (ray-operator/apis/ray/v1/rayjob_types.go and raycluster_types.go)
+# this manifest may use; a misspelt field would be dropped by the API server without a word.
+RAYJOB_SPEC = {"activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate", "metadata",
+               "clusterSelector", "submitterConfig", "managedBy", "deletionStrategy", "entrypoint", "runtimeEnvYAML",
+               "jobId", "submissionMode", "entrypointResources", "entrypointNumCpus", "entrypointNumGpus",
+               "ttlSecondsAfterFinished", "shutdownAfterJobFinishes", "suspend", "schedule"}
+RAYCLUSTER_SPEC = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "headServiceAnnotations",
+                   "headGroupSpec", "workerGroupSpecs", "suspend", "managedBy", "gcsFaultToleranceOptions"}
+HEAD_GROUP = {"serviceType", "headService", "enableIngress", "rayStartParams", "template"}
+WORKER_GROUP = {"groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts", "idleTimeoutSeconds",
+                "rayStartParams", "template", "scaleStrategy", "suspend"}
+
+
+def rayjob() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "cluster" / "rayjob.yaml").read_text())
+
+
+def test_the_rayjob_manifest_uses_only_rayjob_v1_fields_and_the_runtime_env_of_submit_sh():
+    import yaml
+
+    manifest = rayjob()
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayJob")
+    spec = manifest["spec"]
+    assert set(spec) <= RAYJOB_SPEC and set(spec["rayClusterSpec"]) <= RAYCLUSTER_SPEC
+    assert set(spec["rayClusterSpec"]["headGroupSpec"]) <= HEAD_GROUP
+    assert all(set(group) <= WORKER_GROUP for group in spec["rayClusterSpec"]["workerGroupSpecs"])
+    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert runtime_env.pop("working_dir").endswith(".zip")  # the repository, fetched by every pod
+    assert runtime_env == yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
+    assert spec["rayClusterSpec"]["rayVersion"] == __import__("ray").__version__
+
+
+def installed_in_a_job_env() -> list[Path]:
+    """raygrad as pip installed it into a job's virtualenv on this machine's nodes."""
+    return sorted(Path("/tmp/ray/session_latest/runtime_resources/pip").glob(
+        "*/virtualenv/lib/python*/site-packages/raygrad-*.dist-info"))
+
+
+def job_config(tmp_path: Path, server, name: str) -> Path:
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(f"""
+name: {name}
+output_dir: {tmp_path / 'node-disk'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 60, seed: 4}}, splits: {{train: "0:20", val: "20:60"}}}}
+models: {{task: {model}, backward: {model}, optimizer: {model}}}
+trainer: {{steps: 1, batch_size: 4, proposals: 1, seed: 1}}
+runtime: {{workers: 1, cpus_per_worker: 0.25}}
+storage: file://{tmp_path / 'store' / name}
+""")
+    return config
+
+
+@pytest.mark.timeout(900)
+def test_the_rayjob_entrypoint_and_runtime_env_run_as_written(head_cluster, sim_server, tmp_path):
+    """The manifest's entrypoint and runtime environment, through `ray job submit`: only the working
+    dir (a local checkout, not the zip's URL) and the config's path (not the ConfigMap's) differ."""
+    spec = rayjob()["spec"]
+    runtime_env = {**__import__("yaml").safe_load(spec["runtimeEnvYAML"]), "working_dir": str(ROOT)}
+    config = job_config(tmp_path, sim_server(responder="object_count_trainer"), "rayjob")
+    entrypoint = spec["entrypoint"].replace("/config/run.yaml", str(config)).split()
+    submit = [RAY, "job", "submit", "--no-wait", "--submission-id", "raygrad-rayjob",
+              "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint]
+    status, logs = submit_and_wait(head_cluster, submit, "raygrad-rayjob")
+    assert "succeeded" in status, status + logs[-4000:]
+    assert installed_in_a_job_env()  # the runtime env installed raygrad
+    stored = json.loads((tmp_path / "store" / "rayjob" / "result.json").read_text())  # results reach storage
+    assert stored["steps"] == 1 and (tmp_path / "store" / "rayjob" / "journal.sqlite").exists()
+
+
+@pytest.mark.timeout(900)
+def test_cluster_submit_sh_runs_a_config_as_written(head_cluster, sim_server, tmp_path):
+    config = job_config(tmp_path, sim_server(responder="object_count_trainer"), "submitted")
+    done = subprocess.run(["bash", str(ROOT / "cluster" / "submit.sh"), str(config), "--submission-id",
+                           "raygrad-submit-sh"], env=head_cluster, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=800)
+    assert done.returncode == 0 and "succeeded" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert installed_in_a_job_env()
+    assert json.loads((tmp_path / "store" / "submitted" / "result.json").read_text())["steps"] == 1
