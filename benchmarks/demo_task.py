@@ -81,7 +81,8 @@ def main() -> None:
     write_table("demo_task", "`make demo`: ItemKind on the embedded SmolLM2-135M (exact match)",
                 ["run", "seeds", "validation before", "validation after", "test before", "test after",
                  "test gain, points (range)", "test samples", "wall s", "LLM calls"], rows,
-                notes=f"""Seeds {', '.join(map(str, args.seeds))} (trainer.seed: minibatch order, demo draws); mean (min-max).
+                notes=f"""Seeds {', '.join(map(str, args.seeds))} (trainer.seed: minibatch order, demo draws); mean
+(min-max).
 Data: raygrad/configs/item_kind_local.yaml (train 40, validation 40, test 100 of the seeded generator).
 The first seed's accepted demos, shown inside the system prompt instead of as chat turns: test
 {in_system:.3f} (as turns: {first.test_after:.3f}).

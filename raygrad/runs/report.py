@@ -170,7 +170,8 @@ table {{ border-collapse: collapse; margin-bottom: 2em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, td:last-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0 1em 1em 0; }}
-table.accepted td, table.accepted th {{ text-align: left; vertical-align: top; }} pre {{ margin: 0; white-space: pre-wrap; }}
+table.accepted td, table.accepted th {{ text-align: left; vertical-align: top; }}
+pre {{ margin: 0; white-space: pre-wrap; }}
 </style></head><body>
 <h1>raygrad report: {html.escape(directory.name)}</h1>
 <p>{len(rows)} run{"s" if len(rows) != 1 else ""} in {html.escape(str(directory.resolve()))}</p>
