@@ -59,9 +59,10 @@ def s3_storage(monkeypatch):
 
 @pytest.fixture
 def bbh_object_counting() -> Path:
-    """The path of BBH's object_counting.json; a test that needs it is skipped where it is not beside the checkout."""
+    """The path of BBH's object_counting.json, read where the shared data lies beside this checkout."""
     if not BBH_OBJECT_COUNTING.exists():
-        pytest.skip("shared BBH data not beside this checkout")
+        pytest.fail(f"BIG-Bench Hard's object_counting.json is needed at {BBH_OBJECT_COUNTING}: check out this "
+                    "repository beside ../shared")
     return BBH_OBJECT_COUNTING
 
 
@@ -131,7 +132,8 @@ def small_disk(tmp_path):
     folder.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        pytest.fail(f"these tests need a real full disk, a 4 MiB tmpfs: run them where `mount -t tmpfs` is allowed "
+                    f"(as root, as CI does): {mounted.stderr.decode().strip()}")
 
     def fill() -> Path:
         filler = folder / "filler"
