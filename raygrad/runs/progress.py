@@ -12,6 +12,8 @@ from pydantic import BaseModel
 
 from raygrad.llm.client import Usage
 
+ENDED = ("finished", "stopped", "failed", "skipped")
+
 
 class RunProgress(BaseModel):
     name: str
@@ -82,7 +84,7 @@ class ProgressView:
         elif force or time.monotonic() - self._last_log >= self.interval_s:
             self._last_log = time.monotonic()
             for run in self.runs.values():
-                if run.status not in ("waiting", "finished", "stopped", "failed", "skipped"):  # at work
+                if run.status != "waiting" and run.status not in ENDED:  # at work
                     self.out.write(run.line() + "\n")
             if len(self.runs) > 1:
                 self.out.write(self.totals().line() + "\n")

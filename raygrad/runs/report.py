@@ -71,6 +71,13 @@ def _figure_png(draw) -> bytes:
 def _plots(rows: list[dict]) -> dict[str, tuple[str, bytes]]:
     """File name -> (title, PNG) of each plot."""
     from matplotlib.ticker import MaxNLocator
+
+    # Without a price (the local model, a simulated provider) every run costs $0: tokens say more.
+    priced = any(step.get(f"{role}_cost") for row in rows for step in row["steps"] for role in ROLES)
+    titles = {"validation_by_step.png": "Validation score by step",
+              "score_vs_cost.png": "Score against cost" if priced else "Score against tokens (no model has a price)",
+              "calls_per_role.png": "Calls per role"}
+
     def by_step(axes):
         for row in rows:
             result = row.get("result") or {}
@@ -80,12 +87,6 @@ def _plots(rows: list[dict]) -> dict[str, tuple[str, bytes]]:
                 axes.plot(*zip(*points), marker="o", label=row["name"])
         axes.set(xlabel="step", ylabel="best validation score", title=titles["validation_by_step.png"])
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-    # Without a price (the local model, a simulated provider) every run costs $0: tokens say more.
-    priced = any(step.get(f"{role}_cost") for row in rows for step in row["steps"] for role in ROLES)
-    titles = {"validation_by_step.png": "Validation score by step",
-              "score_vs_cost.png": "Score against cost" if priced else "Score against tokens (no model has a price)",
-              "calls_per_role.png": "Calls per role"}
 
     def spent_in(step: dict) -> float:
         if priced:
