@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from raygrad.tasks.object_count import solve_object_counting
-from raygrad.tasks.simulated import last, with_optimizer_roles
+from raygrad.tasks.simulated import FIXES, holds, last, with_optimizer_roles
 from raygrad.testing import ServerSettings, SimulatedServer
 
 # BIG-Bench Hard's object counting file, read where the shared data lies beside this checkout.
@@ -92,7 +91,7 @@ EXAMPLE_PROJECT = Path(__file__).resolve().parents[1] / "examples" / "counting"
 
 def _count_then_answer(messages: list[dict], body: dict) -> str:
     """Simulated answers for examples/counting: the listing call over-counts by one (a distractor)
-    unless its instruction says to list *only* the asked category; the answer call repeats the total."""
+    unless its instruction holds DISTRACTORS_FIX; the answer call repeats the total."""
     system, user = last(messages, "system"), last(messages, "user")
     if user.startswith("question:"):  # the answer call: the question and the tool's total
         total = user.rsplit("total:\n", 1)[-1].strip()
@@ -100,11 +99,12 @@ def _count_then_answer(messages: list[dict], body: dict) -> str:
     truth = solve_object_counting(user)
     if truth is None:
         return "nothing to list"
-    return f"{truth} items of that category" if re.search(r"\bonly\b", system.lower()) else \
+    return f"{truth} items of that category" if holds(system, DISTRACTORS_FIX) else \
         f"{truth + 1} items, all told"
 
 
-count_then_answer = with_optimizer_roles(_count_then_answer)
+DISTRACTORS_FIX = FIXES[1]  # every question of the example has this hidden cause
+count_then_answer = with_optimizer_roles(_count_then_answer, cause_of=lambda call_input: DISTRACTORS_FIX)
 
 
 @pytest.fixture

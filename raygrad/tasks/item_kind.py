@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from raygrad.tasks.generic import SingleCall
-from raygrad.tasks.simulated import last, prompt_quality, unit_hash
+from raygrad.tasks.simulated import answers_right, last
 
 KINDS: dict[str, list[str]] = {
     "animal": ["cat", "dog", "horse", "cow", "pig", "sheep", "goat", "lion", "tiger", "bear", "wolf", "fox",
@@ -56,9 +56,9 @@ def generate_item_kinds(size: int, seed: int = 0) -> list[dict[str, str]]:
 
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
-    """Simulated answers: the kind, as often as the system prompt is good; else a sentence about it."""
+    """Simulated answers: the kind when the system prompt fixes the item's hidden cause (raygrad.tasks.simulated), else a sentence."""
     system, item = last(messages, "system"), last(messages, "user").strip()
     kind = _KIND_OF.get(item)
     if kind is None:
         return "I do not know."
-    return kind if unit_hash(system, item) < prompt_quality(system) else f"A {item} is a kind of {kind}."
+    return kind if answers_right(system, item) else f"A {item} is a kind of {kind}."

@@ -7,7 +7,7 @@ from typing import Any
 
 from raygrad.core.workflow import Function, LLMCall, Parameter, Workflow
 from raygrad.tasks.retrieval import BM25, Passage, shipped_rows
-from raygrad.tasks.simulated import last
+from raygrad.tasks.simulated import answers_right, last
 
 
 def multihop_corpus() -> list[Passage]:
@@ -69,7 +69,8 @@ def shipped_question(user: str) -> tuple[dict, str, str] | None:
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
     """Simulated answers, from the passages a call was given: with the answer passage, the answer
-    (terse only when the system prompt says 'only'); else a query, naming the bridge once it was found."""
+    (terse when the system prompt fixes the question's hidden cause, raygrad.tasks.simulated); else a
+    query, naming the bridge once it was found."""
     system, user = last(messages, "system"), last(messages, "user")
     found = shipped_question(user)
     if found is None:
@@ -78,4 +79,4 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
     if answer_passage not in user:
         return bridge if bridge in user else question["input"]
     answer = question["target"]
-    return answer if "only" in system.lower() else f"From what I read, I believe it is {answer}."
+    return answer if answers_right(system, question["input"]) else f"From what I read, I believe it is {answer}."

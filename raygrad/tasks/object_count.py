@@ -11,7 +11,7 @@ from typing import Any
 
 from raygrad.optim.metrics import NUMBER_WORDS
 from raygrad.tasks.generic import SingleCall
-from raygrad.tasks.simulated import last, prompt_quality, unit_hash
+from raygrad.tasks.simulated import answers_right, last
 
 
 class ObjectCount(SingleCall):
@@ -89,12 +89,13 @@ def solve_object_counting(question: str) -> int | None:
 
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
-    """Simulated answers: the right count as often as the system prompt is good, else one more."""
+    """Simulated answers: the right count when the system prompt fixes the question's hidden cause
+    (raygrad.tasks.simulated), else one more."""
     system, question = last(messages, "system"), last(messages, "user")
     truth = solve_object_counting(question)
     if truth is None:
         return "I do not know."
-    correct = unit_hash(system, question) < prompt_quality(system)
+    correct = answers_right(system, question)
     return f"Let me count.\nAnswer: {truth if correct else truth + 1}"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from raygrad.core.workflow import Function, LLMCall, Parameter, Workflow
 from raygrad.tasks.multihop import multihop_corpus, shipped_question
 from raygrad.tasks.retrieval import BM25
-from raygrad.tasks.simulated import last, prompt_quality, unit_hash
+from raygrad.tasks.simulated import answers_right, last
 
 
 def parse_action(reply: str) -> tuple[str, str]:
@@ -63,14 +63,14 @@ class ReActAgent(Workflow):
 
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
-    """Simulated turns: search the question, then the bridge, then finish (right as often as the prompt is good)."""
+    """Simulated turns: search the question, then the bridge, then finish (right by raygrad.tasks.simulated's rules)."""
     system, user = last(messages, "system"), last(messages, "user")
     found = shipped_question(user)
     if found is None:
         return "finish[unknown]"
     question, bridge, answer_passage = found
     if answer_passage in user:
-        good = unit_hash(system, question["input"]) < prompt_quality(system)
+        good = answers_right(system, question["input"])
         return f"Thought: I have it.\nAction: finish[{question['target'] if good else 'not sure'}]"
     if bridge in user:
         return f"Thought: now the second fact.\nAction: search[{bridge}]"

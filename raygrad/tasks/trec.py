@@ -9,7 +9,7 @@ from typing import Any
 from raygrad.core.workflow import Function
 from raygrad.tasks.generic import SingleCall
 from raygrad.tasks.retrieval import shipped_rows
-from raygrad.tasks.simulated import last, prompt_quality, unit_hash
+from raygrad.tasks.simulated import answers_right, last
 
 TREC_CLASSES = {"ABBR": "abbreviation", "ENTY": "entity", "DESC": "description", "HUM": "human",
                 "LOC": "location", "NUM": "numeric value"}
@@ -48,11 +48,12 @@ def _answer_key() -> dict[str, str]:
 
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
-    """Simulated answers: the shipped question's class as often as the system prompt is good."""
+    """Simulated answers: the shipped question's class when the system prompt fixes its hidden cause
+    (raygrad.tasks.simulated), else the next class."""
     system, question = last(messages, "system"), last(messages, "user")
     truth = _answer_key().get(question.strip())
     if truth is None:
         return "I do not know."
     labels = sorted(TREC_CLASSES)
     wrong = labels[(labels.index(truth) + 1) % len(labels)]
-    return f"Class: {truth if unit_hash(system, question) < prompt_quality(system) else wrong}"
+    return f"Class: {truth if answers_right(system, question) else wrong}"

@@ -4,7 +4,7 @@ Above tasks/ (it serves their simulated answers); nothing in the library imports
 """
 from raygrad.data import Example
 from raygrad.tasks.object_count import generate_object_counting
-from raygrad.tasks.simulated import Responder, prompt_quality, requested_schema, unit_hash
+from raygrad.tasks.simulated import Responder, answers_right, hidden_cause, requested_schema, unit_hash
 from raygrad.testing.responders import RESPONDERS
 from raygrad.testing.scripted import ScriptedLLM
 from raygrad.testing.server import ServerSettings, SimulatedServer
@@ -16,4 +16,4 @@ def object_count_examples(size: int, seed: int) -> list[Example]:
 
 
 __all__ = ["RESPONDERS", "Responder", "ScriptedLLM", "ServerSettings", "SimulatedServer", "object_count_examples",
-           "prompt_quality", "requested_schema", "unit_hash"]
+           "answers_right", "hidden_cause", "requested_schema", "unit_hash"]

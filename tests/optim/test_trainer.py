@@ -107,7 +107,7 @@ async def test_early_rejection_saves_calls_and_changes_no_decision():
     runs = {}
     for early in (True, False):
         clients = scripted_clients()
-        config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=5, early_rejection=early)  # has a hopeless one
+        config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=7, early_rejection=early)  # has a hopeless one
         state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
                               config).fit(train, val)
         runs[early] = (state, len(clients["task"].calls))
