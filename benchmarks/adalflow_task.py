@@ -21,12 +21,15 @@ def import_adalflow(home: str | None = None) -> Any:
     return adalflow
 
 
-def client(url: str, model: str) -> dict:
-    """A model config for AdalFlow (its OpenAIClient calls the Responses API)."""
+def client(url: str, model: str, max_retries: int | None = None) -> dict:
+    """A model config for AdalFlow (its OpenAIClient calls the Responses API). `max_retries` raises the
+    OpenAI SDK's own retries (2 by default; they honour retry-after-ms) under AdalFlow's 5 s backoff."""
     from adalflow.components.model_client import OpenAIClient
 
-    return {"model_client": OpenAIClient(base_url=url, api_key="sk-bench"),
-            "model_kwargs": {"model": model, "temperature": 0.0}}
+    model_client = OpenAIClient(base_url=url, api_key="sk-bench")
+    if max_retries is not None:
+        model_client.sync_client = model_client.sync_client.with_options(max_retries=max_retries)
+    return {"model_client": model_client, "model_kwargs": {"model": model, "temperature": 0.0}}
 
 
 def last_number(text: str) -> str:
@@ -38,7 +41,8 @@ def exact(y: str, y_gt: str) -> float:
     return float(str(y).strip() == str(y_gt).strip())
 
 
-def object_count_task(url: str, template: str, parameters: dict[str, str], **component_kwargs: Any) -> Any:
+def object_count_task(url: str, template: str, parameters: dict[str, str], max_retries: int | None = None,
+                      **component_kwargs: Any) -> Any:
     """One Generator (model "task") whose template fills `parameters` (trainable prompts) and `input_str`."""
     adal = import_adalflow()
 
@@ -46,7 +50,7 @@ def object_count_task(url: str, template: str, parameters: dict[str, str], **com
         def __init__(self):
             super().__init__()
             self.llm = adal.Generator(
-                **client(url, "task"), template=template, use_cache=True,
+                **client(url, "task", max_retries), template=template, use_cache=True,
                 output_processors=adal.func_to_data_component(last_number),
                 prompt_kwargs={name: adal.Parameter(data=value, role_desc=name.replace("_", " "), requires_opt=True,
                                                     param_type=adal.ParameterType.PROMPT)

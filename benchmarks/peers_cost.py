@@ -1,26 +1,36 @@
-"""LLM calls and tokens per optimizer step: raygrad's trainer against AdalFlow 1.1.3's, same settings.
+"""Cost to reach a validation score: raygrad's trainer against AdalFlow 1.1.3's, same task and settings.
 
 Both optimize the same two prompt parameters of one ObjectCount call (an instruction and an output
-format; no few-shot demos) for the same steps on the same 50 training and 50 validation questions,
-with batch 4 and 5 proposals per step, against one deterministic simulated provider. Each role has
-its own model name (task, backward, optimizer), so the server's log counts calls and tokens per role.
-The provider answers a question right as often as the system prompt is good (a hash of prompt and
-question under a quality that grows with helpful phrases), writes one fixed feedback as the backward
-engine, and as the optimizer adds a helpful phrase the value lacks, in each framework's reply format
-(raygrad: k proposals as JSON in one reply; AdalFlow: one proposal per reply, in its XML, never one it
-was told had failed). Both start from the same prompts and get the same answers for the same prompt.
+format; no few-shot demos) for 12 steps, batch 4, 5 proposals per step, on the same 50 training and
+50 validation questions, then the final prompts are scored on 100 held-out test questions. The
+provider is the simulated one of raygrad.tasks.simulated, which does not know the answer: each
+question hides a cause of failure; the backward engine names it (with noise) only from the sample
+in its request; the optimizer adds what the feedback in its request names (with noise). It speaks
+each framework's format: raygrad's JSON, AdalFlow's XML with one proposal per reply. Each role has
+its own model name, so calls are counted per role at the server. Tokens are counted there with
+tiktoken's cl100k_base (the file litellm ships), dollars at the paper's models' prices.
 
-    pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--steps 3]
+From each framework's own per-step records (raygrad's step events, AdalFlow's step results), the
+calls, tokens and dollars spent by the time each validation level was first reached; per seed
+(raygrad's trainer seed; AdalFlow's loader shuffles with Python's and NumPy's random state).
+
+    pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--seeds 0 1 2]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
+import functools
+import hashlib
 import logging
 import os
+import random
 import re
+import statistics
 import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from adalflow_task import client, exact, import_adalflow, object_count_task, samples
@@ -28,12 +38,43 @@ from common import write_table
 
 from raygrad.tasks.object_count import generate_object_counting
 from raygrad.tasks.object_count import respond as object_count
-from raygrad.tasks.simulated import helpful_proposals
+from raygrad.tasks.simulated import feedback, proposals
 from raygrad.testing import RESPONDERS, ServerSettings, SimulatedServer
 
 INSTRUCTION = "You will answer a reasoning question."
 OUTPUT_FORMAT = "Respond with the final answer as a number on the last line."
 ROLES = ("task", "backward", "optimizer")
+STEPS, BATCH, PROPOSALS = 12, 4, 5
+QUESTION = re.compile(r"I have [^<]*?\. How many [^<]+? do I have\?")
+# The paper's models, $ per million tokens (input, output): task gpt-3.5-turbo, backward and optimizer gpt-4o.
+PRICES = {"task": (0.5, 1.5), "backward": (2.5, 10.0), "optimizer": (2.5, 10.0)}
+
+
+class Meter:
+    """Wraps a responder: records (time, role, input tokens, output tokens) of every answer, in cl100k tokens."""
+
+    def __init__(self, responder):
+        import tiktoken
+
+        self.encoding, self.responder = tiktoken.get_encoding("cl100k_base"), responder
+        self.records: list[tuple[float, str, int, int]] = []
+        self.counting = True
+        self._lock = threading.Lock()
+
+    def __call__(self, messages: list[dict], body: dict[str, Any]) -> str:
+        reply = self.responder(messages, body)
+        if self.counting:
+            tokens_in = sum(len(self.encoding.encode(str(m.get("content", "")))) + 4 for m in messages) + 3
+            with self._lock:
+                self.records.append((time.monotonic(), str(body.get("model")), tokens_in,
+                                     len(self.encoding.encode(reply))))
+        return reply
+
+    def spent(self, until: float = float("inf")) -> tuple[int, int, float]:
+        """(calls, tokens, $) answered up to `until`."""
+        rows = [r for r in self.records if r[0] <= until]
+        dollars = sum((i * PRICES[m][0] + o * PRICES[m][1]) / 1e6 for _, m, i, o in rows)
+        return len(rows), sum(i + o for _, _, i, o in rows), dollars
 
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
@@ -41,43 +82,34 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
     text = "\n".join(str(m.get("content", "")) for m in messages)
     if "<START_OF_SYSTEM_PROMPT>" not in text:
         return RESPONDERS["object_count_trainer"](messages, body)
-    if body.get("model") == "backward":
-        return "The count was off; say to count each item of the asked category only."
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    if body.get("model") == "backward":  # the sample's question is in the call it is shown
+        question = QUESTION.search(text)
+        return feedback(question.group(0) if question else "", rng)
     if body.get("model") == "optimizer":
         value = re.search(r"<VARIABLE>(.*?)</VARIABLE>", text, re.S)
-        value = value.group(1).strip() if value else ""
-        # AdalFlow lists failed proposals by their reasoning (not their value): each names its addition.
-        failed = text.split("<START_OF_CURRENT_ITERATION>", 1)[1] if "<START_OF_CURRENT_ITERATION>" in text else ""
-        fresh = [(p, f"Add: {p[len(value):].strip()}") for p in helpful_proposals(value, 7)]
-        proposal, reasoning = next(((p, r) for p, r in fresh if r not in failed), fresh[-1])
-        return (f"<response><reasoning>{reasoning}</reasoning><method>editing</method>"
+        context, peers, failed = (section(text, tag) for tag in ("CONTEXT_FEEDBACK", "SYSTEM_VARIABLES",
+                                                                 "CURRENT_ITERATION"))
+        proposal = proposals(value.group(1).strip() if value else "", context, 1, rng, peers, failed)[0]
+        return (f"<response><reasoning>Apply the feedback.</reasoning><method>editing</method>"
                 f"<proposed_variable>{proposal}</proposed_variable></response>")
     system = text.split("<START_OF_SYSTEM_PROMPT>", 1)[1].split("<END_OF_SYSTEM_PROMPT>", 1)[0].strip()
     question = text.split("<START_OF_USER>", 1)[1].split("<END_OF_USER>", 1)[0].strip()
     return object_count([{"role": "system", "content": system}, {"role": "user", "content": question}], body)
 
 
-# The paper's models, $ per million tokens (input, output): task gpt-3.5-turbo, backward and optimizer gpt-4o.
-PRICES = {"task": (0.5, 1.5), "backward": (2.5, 10.0), "optimizer": (2.5, 10.0)}
+def section(text: str, tag: str) -> str:
+    found = re.search(rf"<START_OF_{tag}>(.*?)<END_OF_{tag}>", text, re.S)
+    return found.group(1) if found else ""
 
 
-def per_role(server: SimulatedServer) -> dict[str, tuple[int, int, float]]:
-    """(calls, tokens, $ at the paper's models' prices) per role, from the server's log (tokens are words)."""
-    counts: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0, 0.0])
-    for entry in server.answered():
-        prompt, completion = entry.usage["prompt_tokens"], entry.usage["completion_tokens"]  # type: ignore[index]
-        row, (per_input, per_output) = counts[entry.model], PRICES[entry.model]
-        row[0] += 1
-        row[1] += prompt + completion
-        row[2] += (prompt * per_input + completion * per_output) / 1e6
-    return {role: (int(counts[role][0]), int(counts[role][1]), counts[role][2]) for role in ROLES}
-
-
-def run_raygrad(url: str, train: list[dict], val: list[dict], steps: int, directory: str) -> tuple[float, int]:
-    """raygrad's trainer in this process over HTTP (on Ray the same steps make the same calls).
-    Returns the best validation score and the steps run (a perfect score ends the run)."""
+def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, directory: str,
+                **switches: Any) -> tuple[list[tuple[float, float]], float]:
+    """raygrad's trainer in this process over HTTP. Returns (time, best validation) per step record
+    (the initial validation first) and the final prompts' test score."""
     from raygrad.data import Example
     from raygrad.llm.endpoints import role_clients
+    from raygrad.optim.evaluate import evaluate
     from raygrad.optim.metrics import number_match
     from raygrad.optim.trainer import Trainer
     from raygrad.runs.config import ModelConfig, RunConfig, TrainerConfig
@@ -87,19 +119,32 @@ def run_raygrad(url: str, train: list[dict], val: list[dict], steps: int, direct
                        models={role: ModelConfig(model=f"openai/{role}", api_base=url) for role in ROLES})
     workflow = ObjectCount(instruction=INSTRUCTION, output_format=OUTPUT_FORMAT)
     workflow.demos.trainable = False  # AdalFlow's side has no demos either
-    trainer_config = TrainerConfig(steps=steps, batch_size=4, proposals=5, seed=0)
+    records: list[tuple[float, float]] = []
 
-    async def fit():
+    def on_event(event: dict) -> None:
+        if event["kind"] in ("started", "step"):
+            records.append((time.monotonic(), event["best_val"]))
+
+    def examples(rows: list[dict]) -> list[Example]:
+        return [Example(id=str(i), **r) for i, r in enumerate(rows)]
+
+    async def fit() -> float:
         with role_clients(config.role_models(), config.journal_path) as clients:
-            trainer = Trainer(workflow, number_match, clients, trainer_config, eval_name="number")
-            return await trainer.fit([Example(id=str(i), **r) for i, r in enumerate(train)],
-                                     [Example(id=str(i), **r) for i, r in enumerate(val)])
+            trainer = Trainer(workflow, number_match, clients,
+                              TrainerConfig(steps=STEPS, batch_size=BATCH, proposals=PROPOSALS, seed=seed,
+                                            **switches),
+                              eval_name="number", on_event=on_event)
+            await trainer.fit(examples(data["train"]), examples(data["val"]))
+            meter.counting = False
+            return (await evaluate(workflow, examples(data["test"]), clients["task"], number_match)).score
 
-    state = asyncio.run(fit())
-    return state.best_val, state.step
+    return records, asyncio.run(fit())
 
 
-def run_adalflow(url: str, train: list[dict], val: list[dict], steps: int, directory: str) -> tuple[float, int]:
+def run_adalflow(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, directory: str
+                 ) -> tuple[list[tuple[float, float]], float]:
+    import numpy
+
     adal = import_adalflow(home=directory)
     template = ("<START_OF_SYSTEM_PROMPT>\n{{instruction}}\n\n{{output_format}}\n<END_OF_SYSTEM_PROMPT>\n"
                 "<START_OF_USER>\n{{input_str}}\n<END_OF_USER>")
@@ -107,47 +152,103 @@ def run_adalflow(url: str, train: list[dict], val: list[dict], steps: int, direc
                              loss_fn=adal.EvalFnToTextLoss(eval_fn=exact, eval_fn_desc="1 if str(y) == str(y_gt) else 0"),
                              backward_engine_model_config=client(url, "backward"),
                              text_optimizer_model_config=client(url, "optimizer"))
-    trainer = adal.Trainer(adaltask=task, max_steps=steps, train_batch_size=4, max_proposals_per_step=5,
+    trainer = adal.Trainer(adaltask=task, max_steps=STEPS, train_batch_size=BATCH, max_proposals_per_step=PROPOSALS,
                            num_workers=4, strategy="constrained", ckpt_path=directory, raw_shots=0, bootstrap_shots=0)
-    _, results = trainer.fit(train_dataset=samples(train), val_dataset=samples(val, len(train)))
-    return max(results.val_scores), steps
+    records: list[tuple[float, float]] = []
+    add_step = adal.Trainer._add_one_step_in_trainer_results
+
+    def recorded(trainer_results, val_score, *args, **kwargs):  # AdalFlow's own per-step record, timed
+        records.append((time.monotonic(), float(val_score)))
+        return add_step(trainer_results, val_score, *args, **kwargs)
+
+    adal.Trainer._add_one_step_in_trainer_results = staticmethod(recorded)
+    random.seed(seed)
+    numpy.random.seed(seed)
+    try:
+        trainer.fit(train_dataset=samples(data["train"]), val_dataset=samples(data["val"], 50))
+    finally:
+        adal.Trainer._add_one_step_in_trainer_results = staticmethod(add_step)
+    meter.counting = False
+    result = task.validation_step(samples(data["test"], 100), 0, num_workers=4)
+    return records, float(result.avg_score)
+
+
+def first_reached(records: list[tuple[float, float]], meter: Meter, level: float) -> tuple[int, int, float] | None:
+    best = 0.0
+    for moment, score in records:
+        best = max(best, score)
+        if best >= level - 1e-9:
+            return meter.spent(moment)
+    return None
+
+
+def summary(values: list[float], form: str) -> str:
+    if not values:
+        return "-"
+    middle = form.format(statistics.mean(values))
+    return middle if len(values) == 1 else f"{middle} ({form.format(min(values))}-{form.format(max(values))})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 12])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", default=["raygrad", "raygrad, one parameter per step", "AdalFlow"])
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
-    rows = generate_object_counting(100, seed=0)
-    train, val = rows[:50], rows[50:]
+    import litellm
+
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(litellm.__file__).parent / "litellm_core_utils" / "tokenizers")
+    rows = generate_object_counting(200, seed=0)
+    data = {"train": rows[:50], "val": rows[50:100], "test": rows[100:]}
+    runners = {"raygrad": run_raygrad, "AdalFlow": run_adalflow,
+               "raygrad, one parameter per step": functools.partial(run_raygrad, one_parameter_per_step=True)}
+    runners = {name: runners[name] for name in args.only}
+    runs: dict[str, list[tuple[list, float, Meter]]] = {name: [] for name in runners}
+    for seed in args.seeds:
+        for name, runner in runners.items():
+            meter = Meter(respond)
+            with SimulatedServer(ServerSettings(), responder=meter) as server, \
+                    tempfile.TemporaryDirectory() as folder:
+                records, test = runner(server.url, meter, data, seed, folder)
+            runs[name].append((records, test, meter))
+            print(name, seed, "best val", max(s for _, s in records), "test", test, "spent", meter.spent(), flush=True)
     table = []
-    for steps in args.steps:
-        measured = []
-        for runner in (run_raygrad, run_adalflow):
-            with SimulatedServer(ServerSettings(), responder=respond) as server, tempfile.TemporaryDirectory() as folder:
-                best = runner(server.url, train, val, steps, folder)
-                measured.append((per_role(server), best))
-        for role in (*ROLES, "all"):
-            cells = []
-            for counts, _ in measured:
-                picked = list(counts.values()) if role == "all" else [counts[role]]
-                cells.append(tuple(sum(column) for column in zip(*picked)))
-            (ours, theirs) = cells
-            table.append([steps, role, ours[0], theirs[0], f"{ours[0] / theirs[0]:.2f}", ours[1], theirs[1],
-                          f"{ours[1] / theirs[1]:.2f}", f"{ours[2]:.4f}", f"{theirs[2]:.4f}", f"{ours[2] / theirs[2]:.2f}"])
-        table.append([steps, "best validation (steps run)"]
-                     + [f"{best:.2f} ({ran})" for _, (best, ran) in measured] + [""] * 7)
-        print(table[-5:], flush=True)
-    write_table("peers_cost", "raygrad and AdalFlow 1.1.3: calls, tokens and dollars per role (batch 4, 5 proposals, "
-                "50 validation questions; initial validation included)",
-                ["steps", "role", "raygrad calls", "AdalFlow calls", "ratio", "raygrad tokens", "AdalFlow tokens",
-                 "ratio", "raygrad $", "AdalFlow $", "ratio"], table,
-                notes="Counted at the simulated server (tokens are its word counts; dollars at the paper's models' "
-                      "prices: task gpt-3.5-turbo $0.50/$1.50, backward and optimizer gpt-4o $2.50/$10 per million "
-                      "input/output tokens). One run, same seed, data and provider for both; raygrad ends a run once "
-                      "its validation score is perfect, since no candidate can beat it. Goal: raygrad at most half "
-                      "of AdalFlow's calls.")
+    levels = sorted({round(s, 2) for name in runs for records, _, _ in runs[name] for _, s in records})
+    start = min(records[0][1] for name in runs for records, _, _ in runs[name])
+    for level in [lv for lv in levels if lv > start]:
+        row: list[object] = [f"{level:.2f}"]
+        for name in runs:
+            reached = [first_reached(records, meter, level) for records, _, meter in runs[name]]
+            hits = [r for r in reached if r is not None]
+            row += [f"{len(hits)}/{len(reached)}", summary([h[0] for h in hits], "{:.0f}"),
+                    summary([h[2] for h in hits], "{:.3f}")]
+        table.append(row)
+    totals = []
+    for name in runs:
+        spent = [meter.spent() for _, _, meter in runs[name]]
+        best = [max(s for _, s in records) for records, _, _ in runs[name]]
+        totals.append([name, summary(best, "{:.2f}"), summary([t for _, t, _ in runs[name]], "{:.3f}"),
+                       summary([s[0] for s in spent], "{:.0f}"), summary([s[1] for s in spent], "{:,.0f}"),
+                       summary([s[2] for s in spent], "{:.3f}")])
+    adalflow_best = statistics.mean(max(s for _, s in records) for records, _, _ in runs["AdalFlow"])
+    header = ["validation level"] + [f"{n} {c}" for n in runs for c in ("reached", "calls", "$")]
+    text = write_table(
+        "peers_cost", f"raygrad and AdalFlow 1.1.3: cost to first reach each validation score ({STEPS} steps, "
+                      f"batch {BATCH}, {PROPOSALS} proposals, 50 validation questions; seeds {args.seeds})",
+        header, table,
+        notes=f"""Calls and dollars spent (all roles, the initial validation included) by the step record at which
+each framework's best validation score first reached the level: mean (range) over the seeds that
+reached it. Counted at the simulated server; tokens with tiktoken cl100k_base; dollars at the paper's
+models' prices (task gpt-3.5-turbo $0.50/$1.50, backward and optimizer gpt-4o $2.50/$10 per million
+input/output tokens). AdalFlow's mean best validation: {adalflow_best:.2f}.
+
+| framework | best validation | test (100 held out) | calls | tokens | $ |
+|---|---|---|---|---|---|
+""" + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in totals) + f"""
+
+    cd benchmarks && python peers_cost.py --seeds {' '.join(map(str, args.seeds))}""")
+    del text
 
 
 if __name__ == "__main__":

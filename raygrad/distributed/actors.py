@@ -53,7 +53,7 @@ class RateBudget:
         if kind in ("unused", "used"):
             getattr(ledger, kind)(holder, *args)
         else:
-            getattr(ledger, kind)(*args)  # "resize" or "pause_until"
+            getattr(ledger, kind)(*args)  # "pause_until"
 
     def release(self, holder: str) -> int:
         return sum(ledger.release(holder, time.time()) for ledger in self.ledgers.values())

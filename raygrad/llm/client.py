@@ -222,16 +222,21 @@ def parse_structured(text: str, schema: type[T]) -> T:
 
 
 def _retry_after(err: Exception) -> float | None:
+    """The wait a refusal asks for: `retry-after-ms` (OpenAI, Azure) before `retry-after` (seconds or a date)."""
     for headers in (getattr(getattr(err, "response", None), "headers", None),
                     getattr(err, "litellm_response_headers", None)):
-        if headers:
-            try:
-                value = headers.get("retry-after") or headers.get("Retry-After")
-            except AttributeError:
-                continue
-            seconds = parse_duration(value)
-            if seconds is not None:
-                return seconds
+        if not headers:
+            continue
+        try:
+            lowered = {str(k).lower(): v for k, v in headers.items()}
+        except AttributeError:
+            continue
+        milliseconds = parse_duration(lowered.get("retry-after-ms"))
+        if milliseconds is not None:
+            return milliseconds / 1000
+        seconds = parse_duration(lowered.get("retry-after"))
+        if seconds is not None:
+            return seconds
     return None
 
 

@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 HISTORY_S = 60.0
-PACING_HORIZON_S = 0.5  # while the window is unknown, leases reach only this far: few stale paced grants
+PACING_HORIZON_S = 0.5  # under even pacing, leases reach only this far: few stale paced grants
 COLD_DELAY = 0.5  # assumed send delay of a worker that has not measured its own yet (a first call is slow)
 MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
 ACTIVE_S = 5.0  # a run that leased within this long counts as sharing the budget
@@ -72,7 +72,7 @@ class RateLedger:
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
-        """Start by pacing rpm evenly (one request per 60/rpm s) until the provider reveals its window."""
+        """Pace rpm evenly: one request per 60/rpm s."""
         if rpm is None:
             return cls(capacity=10**9, window=1e-9, tpm=tpm, **kwargs)
         return cls(capacity=1, window=60.0 / rpm, tpm=tpm, **kwargs)
@@ -83,10 +83,6 @@ class RateLedger:
         if self.capacity == 1:  # even pacing: a late send only shifts one request a little
             return self.window
         return self.window + self.use_by + self.slack
-
-    def resize(self, capacity: int, window: float) -> None:
-        """The provider's real window became known (from rate-limit headers)."""
-        self.capacity, self.window = capacity, window
 
     def pause_until(self, moment: float) -> None:
         """No new send time before `moment` (a 429's Retry-After). Send times already leased stay

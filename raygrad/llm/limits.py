@@ -1,11 +1,18 @@
-"""Client-side limits for one model endpoint: requests per window, tokens per minute, calls in flight.
+"""Client-side limits for one model endpoint: requests per minute, tokens per minute, calls in flight.
 
-Requests are paced by a sliding-window log, not a leaky bucket: a bucket that has idled lets its
-whole capacity through at once (aiolimiter's `AsyncLimiter(600, 60)` fires 600 calls in the first
-second), which providers enforcing short windows refuse. We start by pacing one request every
-60/rpm seconds. When the provider's rate-limit headers reveal a shorter enforcement window (limit L
-per window, with L below the per-minute rpm), we widen to L requests per 60*L/rpm seconds, which uses
-the burst the provider allows without exceeding it. A 429's Retry-After pauses every caller.
+Requests are paced evenly, one every 60/rpm seconds, by a sliding-window log rather than a leaky
+bucket: a bucket that has idled lets its whole capacity through at once (aiolimiter's
+`AsyncLimiter(600, 60)` fires 600 calls in the first second), which providers that enforce a
+per-minute limit over shorter windows refuse (OpenAI and Azure both say they may).
+
+The provider's rate-limit headers are read as the providers define them, and only to stop early:
+- OpenAI and Azure OpenAI: `x-ratelimit-remaining-requests` / `-tokens` is what is left of the
+  per-minute (or per-day) limit, `x-ratelimit-reset-requests` / `-tokens` the time until it is
+  whole again ("6m0s", "1s", "250ms"). At 0 remaining, no request leaves before the reset.
+- Anthropic: `anthropic-ratelimit-requests-remaining` (and `-tokens-`, `-input-tokens-`,
+  `-output-tokens-`) with `...-reset`, an RFC 3339 time. At 0, the same pause.
+- A 429's `retry-after-ms` or `retry-after` (seconds or an HTTP date) pauses every caller.
+The limit header itself sets no window: no provider reports its enforcement window there.
 
 A request reaches the provider a little after we admit it (the client library's own work, which
 grows with a burst). The provider counts it from its arrival, so each slot is held from its admission
@@ -15,20 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-# Slack added to a learned window: requests admitted together reach the server a little spread out.
-WINDOW_SLACK = 0.03
 
-
-def parse_duration(text: str | None) -> float | None:
-    """Parse '6s', '1m30s', '250ms', '0.5' (seconds) as sent in rate-limit and Retry-After headers."""
+def parse_duration(text: str | None, now: float | None = None) -> float | None:
+    """Seconds from '6s', '1m30s', '250ms', '0.5' (OpenAI's resets, Retry-After), or until an RFC 3339
+    time (Anthropic's resets) or an HTTP date (Retry-After), counted from `now` (time.time())."""
     if text is None:
         return None
     text = str(text).strip()
@@ -36,11 +43,25 @@ def parse_duration(text: str | None) -> float | None:
         return max(0.0, float(text))
     except ValueError:
         pass
+    moment = _timestamp(text)
+    if moment is not None:
+        return max(0.0, moment - (time.time() if now is None else now))
     total, matched = 0.0, False
     for value, unit in re.findall(r"([\d.]+)\s*(ms|h|m|s)", text):
         matched = True
         total += float(value) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
     return total if matched else None
+
+
+def _timestamp(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 class Slot:
@@ -53,11 +74,7 @@ class Slot:
 
 
 class RequestWindow:
-    """At most `capacity` requests counted in any `window` seconds.
-
-    The log keeps a minute of history whatever the window, so that widening the window (after the
-    provider's headers revealed it) still counts the requests already sent in it.
-    """
+    """At most `capacity` requests counted in any `window` seconds (the log keeps a minute of history)."""
 
     HISTORY_S = 60.0
 
@@ -67,9 +84,6 @@ class RequestWindow:
         self._slots: list[Slot] = []
         self._paused_until = 0.0
         self._lock: asyncio.Lock | None = None
-
-    def resize(self, capacity: int, window: float) -> None:
-        self.capacity, self.window = capacity, window
 
     def pause_until(self, moment: float) -> None:
         self._paused_until = max(self._paused_until, moment)
@@ -102,15 +116,13 @@ class LeasedWindow:
 
     Drop-in for RequestWindow. `lease(count, tokens, send_delay, send_interval)` returns a Lease of
     wall-clock send times; a send time used more than `use_by` late is void (the ledger's guarantee
-    depends on it) and handed back unused, and a 429 drops every held send time before the pause
-    ends. `report(kind, *args)` tells the ledger what this worker learned (the provider's window, a
-    pause, unused send times); it must not block.
+    depends on it) and handed back unused, and a pause (a 429, or nothing remaining) drops every held
+    send time before it ends. `report(kind, *args)` tells the ledger what this worker learned (a
+    pause, used and unused send times); it must not block.
     """
 
-    def __init__(self, lease: Callable[[int, float, float | None, float], Awaitable[Any]], report: Callable[..., None],
-                 capacity: int = 1):
+    def __init__(self, lease: Callable[[int, float, float | None, float], Awaitable[Any]], report: Callable[..., None]):
         self._lease, self._report = lease, report
-        self.capacity = capacity  # the window as this worker last learned it
         self._times: collections.deque[float] = collections.deque()
         self._use_by = 0.05
         self._waiting = 0
@@ -140,14 +152,6 @@ class LeasedWindow:
         if not self._intervals and not self._lags:
             return None
         return self.send_interval + max(self._lags, default=0.0)
-
-    def resize(self, capacity: int, window: float) -> None:
-        """The provider's window became known: send times paced for the old one go back, and the
-        next lease uses the new window (a burst, where the pacing was even)."""
-        self.capacity = capacity
-        self._report("resize", capacity, window)
-        held, self._times = list(self._times), collections.deque()
-        self._hand_back(held)
 
     def pause_until(self, moment: float) -> None:
         wall = moment - time.monotonic() + time.time()
@@ -250,22 +254,28 @@ class EndpointLimiter:
             self.requests.pause_until(moment)
 
     def observe_headers(self, headers: Mapping[str, str], sent_at: float) -> None:
-        """Learn the provider's enforcement window from OpenAI-style rate-limit headers.
+        """Pause until the reset when a reply's rate-limit headers say nothing remains.
 
-        The provider measured them when the request arrived, about `sent_at`, not when the reply came back.
+        The provider measured them when the request arrived, about `sent_at` (time.monotonic()).
         """
         if self.requests is None or not headers:
             return
-        try:
-            limit = int(float(_header(headers, "x-ratelimit-limit-requests")))
-        except (TypeError, ValueError):
-            return
-        if self.rpm and 1 < limit < self.rpm and limit != self.requests.capacity:
-            self.requests.resize(limit, 60.0 * limit / self.rpm + WINDOW_SLACK)
-        remaining = _header(headers, "x-ratelimit-remaining-requests")
-        reset = parse_duration(_header(headers, "x-ratelimit-reset-requests"))
-        if remaining is not None and reset and str(remaining).strip() == "0":
-            self.requests.pause_until(sent_at + reset)
+        wall_sent = time.time() - (time.monotonic() - sent_at)
+        for remaining_name, reset_name in EXHAUSTION_HEADERS:
+            remaining = _header(headers, remaining_name)
+            if remaining is None or str(remaining).strip() not in ("0", "0.0"):
+                continue
+            wait = parse_duration(_header(headers, reset_name), now=wall_sent)
+            if wait:
+                self.requests.pause_until(sent_at + wait)
+
+
+# (remaining, reset) header pairs: OpenAI and Azure OpenAI, then Anthropic.
+EXHAUSTION_HEADERS = [
+    ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+    ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    *((f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset")
+      for kind in ("requests", "tokens", "input-tokens", "output-tokens"))]
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

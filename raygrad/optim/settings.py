@@ -45,6 +45,9 @@ class TrainerConfig(SpendLimits):
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "
                                                            "default: every trainable parameter of the workflow")
+    one_parameter_per_step: bool = Field(False, description="each step, only the text parameter with the most "
+                                                             "gradients (error samples with feedback for it) gets "
+                                                             "candidates; demos parameters as always")
     labeled_demos: bool = Field(False, description="wrong samples add (input, target) demos to the pool too, when "
                                                    "the parameter's one call was given the sample's inputs: a model "
                                                    "that gets nothing right can then learn from demos")

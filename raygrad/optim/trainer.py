@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from raygrad.core.backward import aggregate
-from raygrad.core.workflow import ChatClient, Workflow
+from raygrad.core.backward import Gradient, aggregate
+from raygrad.core.workflow import ChatClient, Parameter, Workflow
 from raygrad.data import Dataset
 from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
@@ -222,7 +222,10 @@ class Trainer:
         parameters = self.workflow.parameters()
         aggregated = aggregate(outcome.gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
         peers = self.workflow.peers()
-        for name in sorted(n for n, p in parameters.items() if p.trainable):
+        names = sorted(n for n, p in parameters.items() if p.trainable)
+        if cfg.one_parameter_per_step:
+            names = by_gradient_mass(names, parameters, outcome.gradients, state.step)
+        for name in names:
             if batch_score >= 1.0:  # a perfect minibatch: no candidate can beat it in stage 1, so none is asked for
                 break
             optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
@@ -282,6 +285,17 @@ class Trainer:
             record.accepted.append(name)
             return candidate_record.stage1
         return None
+
+
+def by_gradient_mass(names: list[str], parameters: dict[str, Parameter], gradients: list[Gradient], step: int
+                     ) -> list[str]:
+    """The demos parameters, and the one text parameter with gradients from the most error samples
+    (ties taken in turn, step by step)."""
+    mass = {n: len({g.sample_id for g in gradients if g.parameter == n}) for n in names
+            if parameters[n].role != "demos"}
+    most = [n for n in mass if mass[n] == max(mass.values(), default=0) and mass[n] > 0]
+    chosen = {most[step % len(most)]} if most else set()
+    return [n for n in names if n in chosen or n not in mass]
 
 
 def note_skipped(state: TrainState, reasons: list[str]) -> None:

@@ -18,8 +18,9 @@ them rewards a prompt for wording, and the optimizer does not know which instruc
   its request, as a model reading the error sample would, and names the fix of that question's
   cause, with probability 1 - BACKWARD_NOISE. Otherwise, or when the question has no cause, it names
   an instruction drawn from the whole CATALOG (the four fixes among twelve decoys that fix nothing).
-- Optimizer (schema Proposals). It reads only its request: the value and the GRADIENTS section. It
-  adds to the value the catalog instructions the gradients name most often that the value lacks;
+- Optimizer (schema Proposals). It reads only its request: the value, its PEERS and the GRADIENTS.
+  It adds to the value the catalog instructions the gradients name most often that neither the
+  value nor a peer holds (a guess, also none its failed proposals held);
   each proposal is, with probability OPTIMIZER_NOISE, a random catalog instruction instead. Gradients
   that name nothing leave it guessing from the catalog, one fix in four.
 - `gradient_noise=True` replaces the backward engine's feedback by a random catalog instruction,
@@ -106,13 +107,16 @@ def feedback(call_input: str, rng: random.Random, cause_of: Callable[[str], str 
     return f'The answer was wrong. The prompt should tell the model: "{named}"'
 
 
-def proposals(value: str, gradients: str, k: int, rng: random.Random) -> list[str]:
-    """The optimizer's k proposals: the value plus the instructions the gradients name most, noisily."""
+def proposals(value: str, gradients: str, k: int, rng: random.Random, peers: str = "", failed: str = "") -> list[str]:
+    """The optimizer's k proposals: the value plus the instructions the gradients name most, noisily;
+    never one the value or its peers (the other parts of the prompt, shown in the request) hold, and
+    a guess never one its failed proposals held."""
     counts = Counter()
-    for block in gradients.split("[sample ")[1:] or [gradients]:  # one vote per sample
-        counts.update(instruction for instruction in CATALOG if holds(block, instruction))
-    wanted = [i for i, _ in sorted(counts.items(), key=lambda item: (-item[1], rng.random())) if not holds(value, i)]
-    absent = [i for i in CATALOG if not holds(value, i)] or list(CATALOG)
+    for line in gradients.splitlines():  # one vote per sample's feedback
+        counts.update(instruction for instruction in CATALOG if holds(line, instruction))
+    present = f"{value}\n{peers}"
+    wanted = [i for i, _ in sorted(counts.items(), key=lambda item: (-item[1], rng.random())) if not holds(present, i)]
+    absent = [i for i in CATALOG if not holds(present, i) and not holds(failed, i)] or list(CATALOG)
     chosen = []
     for _ in range(k):
         pick = wanted.pop(0) if wanted and rng.random() >= OPTIMIZER_NOISE else rng.choice(absent)
@@ -143,6 +147,8 @@ def with_optimizer_roles(task: Responder, cause_of: Callable[[str], str | None] 
         if schema == "Proposals":
             value = _section(user, r"<VARIABLE[^>]*>\n(.*?)\n</VARIABLE>")
             k = int(_section(user, r"Propose (\d+) different") or 1)
-            return json.dumps({"proposals": proposals(value, _section(user, r"<GRADIENTS>(.*?)</GRADIENTS>"), k, rng)})
+            gradients, peers = _section(user, r"<GRADIENTS>(.*?)</GRADIENTS>"), _section(user, r"<PEERS>(.*?)</PEERS>")
+            failed = _section(user, r"<FAILED_PROPOSALS>(.*?)</FAILED_PROPOSALS>")
+            return json.dumps({"proposals": proposals(value, gradients, k, rng, peers, failed)})
         return task(messages, body)
     return respond

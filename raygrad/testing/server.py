@@ -1,8 +1,15 @@
 """A simulated OpenAI-compatible chat server on loopback, for tests and benchmarks.
 
-It has latency with jitter, a per-model request budget enforced over a sliding window (429 with
-Retry-After beyond it, OpenAI-style rate-limit headers on every reply), injected 5xx, hangs and
-malformed bodies at given rates, a request log, and deterministic answers from a responder.
+It has latency with jitter, a per-model request budget, injected 5xx, hangs and malformed bodies
+at given rates, a request log, and deterministic answers from a responder.
+
+The budget speaks as the providers do. `rpm` requests per minute are enforced over `window_s`
+(rpm*window_s/60 per sliding window of window_s: OpenAI and Azure say they may enforce a per-minute
+limit over shorter periods). Every reply carries the per-minute figures as OpenAI writes them: the
+limit, what remains of a bucket of `rpm` refilled continuously at rpm/60 per second, and the time
+until it is full again ("1.2s", "1m0s"); or, with `headers: anthropic`, Anthropic's three headers
+with an RFC 3339 reset time. Neither reveals window_s. A request beyond the window is refused with
+429, OpenAI's error body, `retry-after-ms` and `retry-after` (whole seconds).
 Run it in a thread of the current process (`SimulatedServer`) or as its own process
 (`python -m raygrad.testing.server`), which keeps its CPU apart from a benchmarked client.
 """
@@ -12,11 +19,13 @@ import argparse
 import asyncio
 import collections
 import json
+import math
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +41,7 @@ class ServerSettings(BaseModel):
     jitter_s: float = Field(0.0, ge=0)
     rpm: float | None = Field(None, gt=0, description="requests per minute per model")
     window_s: float = Field(60.0, gt=0, description="the budget is enforced as rpm*window_s/60 per window_s")
+    headers: str = Field("openai", pattern="^(openai|anthropic)$", description="which provider's rate-limit headers")
     error_rate: float = Field(0.0, ge=0, le=1, description="fraction answered 500/503")
     hang_rate: float = Field(0.0, ge=0, le=1, description="fraction that hang for hang_s (client time-outs)")
     hang_s: float = 30.0
@@ -52,17 +62,32 @@ class LogEntry(BaseModel):
 
 
 class _Budget:
-    def __init__(self, limit: int, window: float):
-        self.limit, self.window = limit, window
+    """`limit` per sliding `window`, enforced; and a per-minute bucket of `rpm`, reported."""
+
+    def __init__(self, limit: int, window: float, rpm: float):
+        self.limit, self.window, self.rpm = limit, window, rpm
         self.accepted: collections.deque[float] = collections.deque()
+        self.level, self.filled_at = rpm, 0.0
 
     def admit(self, now: float) -> tuple[bool, float]:
+        """(admitted, seconds until the window admits again)."""
         while self.accepted and self.accepted[0] <= now - self.window:
             self.accepted.popleft()
-        if len(self.accepted) >= self.limit:
-            return False, self.accepted[0] + self.window - now
+        self.level = min(self.rpm, self.level + (now - self.filled_at) * self.rpm / 60.0)
+        self.filled_at = now
+        if len(self.accepted) >= self.limit or self.level < 1:
+            return False, max(self.accepted[0] + self.window - now if self.accepted else 0.0,
+                              (1 - self.level) * 60.0 / self.rpm)
         self.accepted.append(now)
-        return True, (self.accepted[0] + self.window - now)
+        self.level -= 1
+        return True, 0.0
+
+    def remaining(self) -> int:
+        return int(self.level)
+
+    def reset(self) -> float:
+        """Seconds until the per-minute bucket is full again."""
+        return (self.rpm - self.level) * 60.0 / self.rpm
 
 
 class SimulatedServer:
@@ -119,12 +144,17 @@ class SimulatedServer:
         rows = [e.model_dump(exclude=None if full else {"messages"}) for e in self.log]
         return web.json_response(rows)
 
-    def _headers(self, limit: int | None, remaining: int | None, reset: float | None) -> dict[str, str]:
-        if limit is None:
+    def _headers(self, budget: _Budget | None, now: float) -> dict[str, str]:
+        if budget is None:
             return {}
-        return {"x-ratelimit-limit-requests": str(limit),
-                "x-ratelimit-remaining-requests": str(max(0, remaining or 0)),
-                "x-ratelimit-reset-requests": f"{max(0.0, reset or 0.0):.3f}s"}
+        limit, remaining, reset = int(budget.rpm), budget.remaining(), budget.reset()
+        if self.settings.headers == "anthropic":
+            at = datetime.fromtimestamp(time.time() + reset, timezone.utc).isoformat(timespec="seconds")
+            return {"anthropic-ratelimit-requests-limit": str(limit),
+                    "anthropic-ratelimit-requests-remaining": str(remaining),
+                    "anthropic-ratelimit-requests-reset": at.replace("+00:00", "Z")}
+        return {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": go_duration(reset)}
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -149,22 +179,26 @@ class SimulatedServer:
                          response_format=body.get("response_format"), authorization=authorization)
         self.log.append(entry)
         s = self.settings
-        limit = remaining = reset = None
+        budget = None
         if s.rpm:
-            budget = self._budgets.setdefault(model, _Budget(max(1, int(s.rpm * s.window_s / 60)), s.window_s))
-            admitted, reset = budget.admit(now)
-            limit, remaining = budget.limit, budget.limit - len(budget.accepted)
+            budget = self._budgets.setdefault(
+                model, _Budget(max(1, int(s.rpm * s.window_s / 60)), s.window_s, s.rpm))
+            admitted, wait = budget.admit(now)
             if not admitted:
                 entry.status, entry.fault = 429, "rate_limited"
-                headers = {**self._headers(limit, 0, reset), "retry-after": f"{reset:.3f}"}
-                return web.json_response({"error": {"message": "Rate limit reached (simulated)",
-                                                    "type": "requests", "code": "rate_limit_exceeded"}},
-                                         status=429, headers=headers)
+                headers = {**self._headers(budget, now), "retry-after-ms": str(math.ceil(wait * 1000)),
+                           "retry-after": str(math.ceil(wait))}
+                message = (f"Rate limit reached for {model} in organization org-simulated on requests per min "
+                           f"(RPM): Limit {int(s.rpm)}, Used {int(s.rpm) - budget.remaining()}, Requested 1. "
+                           f"Please try again in {go_duration(wait)}. Visit "
+                           "https://platform.openai.com/account/rate-limits to learn more.")
+                return web.json_response({"error": {"message": message, "type": "requests", "param": None,
+                                                    "code": "rate_limit_exceeded"}}, status=429, headers=headers)
+        headers = self._headers(budget, now)  # as measured on arrival, like the providers'
         fault = self._rng.random()
         delay = max(0.0, s.latency_s + self._rng.uniform(-s.jitter_s, s.jitter_s))
         if delay:
             await asyncio.sleep(delay)
-        headers = self._headers(limit, remaining, reset)
         if fault < s.error_rate:
             entry.status, entry.fault = 503, "error"
             return web.json_response({"error": {"message": "injected server error", "type": "server_error"}},
@@ -216,6 +250,14 @@ class SimulatedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as OpenAI's reset headers write it: '20ms', '1.5s', '6m0s'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
 
 
 def _text_of(content: object) -> str:

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
+from datetime import datetime, timezone
 
+import aiohttp
+import litellm
 import pytest
 from pydantic import BaseModel
 
 from raygrad.data import Example
-from raygrad.llm.client import InvalidReply, LLMClient, parse_structured
+from raygrad.llm.client import InvalidReply, LLMClient, _retry_after, parse_structured
 from raygrad.llm.journal import Journal
+from raygrad.llm.limits import EndpointLimiter, parse_duration
 from raygrad.optim.evaluate import evaluate
 from raygrad.optim.metrics import number_match
 from raygrad.tasks import ObjectCount
@@ -51,16 +57,72 @@ async def test_configured_rpm_is_never_exceeded_on_the_server_log(sim_server):
     assert times[-1] - times[0] >= 24 * 0.1 - 0.02
 
 
-async def test_burst_window_learned_from_headers_is_used_but_never_exceeded(sim_server):
-    server = sim_server(responder="echo", rpm=600, window_s=3, latency_s=0.2)  # 30 per 3 s window
+@pytest.mark.parametrize("style", ["openai", "anthropic"])
+async def test_a_per_minute_limit_enforced_over_short_windows_sees_even_pacing_and_no_refusal(sim_server, style):
+    # 600 rpm enforced as 30 per 3 s. The headers report the minute's figures, as the providers do,
+    # and the client does not take them for a window: it paces evenly, one request per 0.1 s.
+    server = sim_server(responder="echo", rpm=600, window_s=3, latency_s=0.2, headers=style)
     client = LLMClient(server.model_config(rpm=600, max_in_flight=200))
-    await asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(90)))
+    await asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(60)))
     accepted = sorted(e.time for e in server.log if e.fault is None)
-    assert len(accepted) == 90 and not server.refused()
-    # More than pacing alone would send (3 per 0.3 s) lands in the first window: the burst was used ...
-    assert sum(t < accepted[0] + 1.5 for t in accepted) > 20
-    # ... and no 3 s window on the server's clock ever holds more than 30.
-    assert max(sum(s <= t < s + 3 for t in accepted) for s in accepted) <= 30
+    assert len(accepted) == 60 and not server.refused()
+    assert max(sum(s <= t < s + 3 for t in accepted) for s in accepted) <= 31  # 30 per 3 s, plus arrival jitter
+    assert sum(t < accepted[0] + 1.5 for t in accepted) <= 16  # no burst: about 15 in the first 1.5 s
+    assert accepted[-1] - accepted[0] < 59 * 0.1 + 0.3  # and keeps up with the pace
+
+
+def _limiter() -> EndpointLimiter:
+    return EndpointLimiter(rpm=600, tpm=None, max_in_flight=4)
+
+
+@pytest.mark.parametrize("headers, wait", [
+    ({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
+      "x-ratelimit-reset-requests": "1m30s"}, 90.0),  # OpenAI
+    ({"llm_provider-x-ratelimit-remaining-tokens": "0", "llm_provider-x-ratelimit-reset-tokens": "250ms"}, 0.25),
+    ({"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "AT+12"}, 12.0),
+    ({"x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "6m0s"}, None),  # one left: no pause
+    ({"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "7"}, None),  # a limit sets no window
+])
+def test_rate_limit_headers_pause_only_when_nothing_remains(headers, wait):
+    sent = time.monotonic()
+    at = datetime.fromtimestamp(time.time() + 12, timezone.utc).isoformat().replace("+00:00", "Z")
+    limiter = _limiter()
+    limiter.observe_headers({k: v.replace("AT+12", at) for k, v in headers.items()}, sent)
+    window = limiter.requests
+    assert (window.capacity, window.window) == (1, 0.1)  # the pace is the configured rpm, whatever the headers
+    if wait is None:
+        assert window._paused_until == 0.0
+    else:
+        assert window._paused_until == pytest.approx(sent + wait, abs=1.0 if "anthropic" in str(headers) else 1e-6)
+
+
+@pytest.mark.parametrize("headers, seconds", [
+    ({"retry-after-ms": "350", "retry-after": "1"}, 0.35),  # OpenAI and Azure: milliseconds first
+    ({"Retry-After": "2"}, 2.0),
+    ({"retry-after": "DATE+3"}, 3.0),  # an HTTP date
+])
+def test_a_refusal_waits_as_long_as_its_retry_after_headers_say(headers, seconds):
+    date = email.utils.formatdate(time.time() + 3, usegmt=True)
+    refusal = litellm.RateLimitError("refused", llm_provider="openai", model="m")
+    refusal.litellm_response_headers = {k: v.replace("DATE+3", date) for k, v in headers.items()}
+    assert _retry_after(refusal) == pytest.approx(seconds, abs=1.0 if "DATE" in str(headers) else 1e-6)
+
+
+async def test_the_simulated_provider_writes_openais_headers_and_error_body(sim_server):
+    server = sim_server(responder="echo", rpm=600, window_s=0.2)  # 2 per 0.2 s
+    async with aiohttp.ClientSession() as session:
+        replies = []
+        for _ in range(3):
+            async with session.post(f"{server.url}/chat/completions", json={"model": "m", "messages": []}) as reply:
+                replies.append((reply.status, reply.headers.copy(), await reply.json()))
+    (ok, first, _), (_, second, _), (refused, third, body) = replies
+    assert (ok, refused) == (200, 429)
+    assert first["x-ratelimit-limit-requests"] == "600" and first["x-ratelimit-remaining-requests"] == "599"
+    assert first["x-ratelimit-reset-requests"] == "100ms"  # the minute's bucket refills one request per 0.1 s
+    assert parse_duration(second["x-ratelimit-reset-requests"]) == pytest.approx(0.2, abs=0.005)
+    assert int(third["retry-after-ms"]) <= 200 and third["retry-after"] == "1"
+    assert body["error"]["code"] == "rate_limit_exceeded" and body["error"]["type"] == "requests"
+    assert body["error"]["message"].startswith("Rate limit reached for m in organization ")
 
 
 async def test_a_call_that_keeps_failing_is_a_failed_sample_not_a_wrong_one(sim_server):

@@ -144,7 +144,7 @@ async def test_leased_window_uses_few_ledger_calls_and_keeps_to_the_budget():
         return ledger.lease("w", count, time.time(), tokens, send_delay, send_interval)
 
     limiter = EndpointLimiter(rpm=2400, tpm=None, max_in_flight=64,
-                              shared=LeasedWindow(lease, lambda *args: None, capacity=20))
+                              shared=LeasedWindow(lease, lambda *args: None))
     sent: list[float] = []
 
     async def call():

@@ -107,7 +107,7 @@ async def test_early_rejection_saves_calls_and_changes_no_decision():
     runs = {}
     for early in (True, False):
         clients = scripted_clients()
-        config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=7, early_rejection=early)  # has a hopeless one
+        config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4, early_rejection=early)  # has hopeless ones
         state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
                               config).fit(train, val)
         runs[early] = (state, len(clients["task"].calls))
@@ -277,3 +277,19 @@ async def test_replies_that_do_not_parse_are_counted_per_step_in_the_steps_table
     garbled_feedback = sum(len(call[1]["content"]) % 2 == 0 for call in clients["backward"].calls)
     assert sum(r["unparsed_gradients"] for r in rows) == garbled_feedback > 0
     assert sum(r["unparsed_proposals"] for r in rows) == len(clients["optimizer"].calls) > 0
+
+
+async def test_one_parameter_per_step_gives_candidates_to_the_parameter_with_the_most_gradients():
+    clients = scripted_clients()
+    config = TrainerConfig(steps=4, batch_size=6, proposals=2, seed=3, one_parameter_per_step=True)
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
+                          config).fit(data(30, 8), data(30, 9))
+    by_step: dict[int, set[str]] = {}
+    for candidate in (c for c in state.candidates if c.parameter != "demos"):  # demos parameters as always
+        by_step.setdefault(candidate.step, set()).add(candidate.parameter)
+    assert by_step and all(len(names) == 1 for names in by_step.values())
+    assert len(set().union(*by_step.values())) == 2  # ties are taken in turn: both parameters get steps
+    # Off, a step with errors gives candidates to both text parameters.
+    both = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
+                         config.model_copy(update={"one_parameter_per_step": False})).fit(data(30, 8), data(30, 9))
+    assert any(len({c.parameter for c in both.candidates if c.step == s}) == 2 for s in range(4))

@@ -1,0 +1,96 @@
+"""The overnight case: 8 optimization runs on one 600 rpm budget, at once and one after another.
+
+The simulated server (its own process) allows 600 requests/minute enforced as 60 per 6 s, answers
+in 0.5 s, writes OpenAI's rate-limit headers, and plays task model, backward engine and optimizer.
+Eight runs (ObjectCount, one trainer seed each: forward passes, gradients, proposals, two-stage
+validation) share the budget through one RateBudget actor. Budget utilization is the requests the
+server accepted over what the budget allowed from the first request to the last reply:
+calls / (10/s x span). One after another, each run's own utilization is also reported: that is
+what a single run leaves of the budget while it waits on its backward and optimizer calls.
+
+    python benchmarks/sweep_utilization.py [--runs 8]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from common import server_log, simulated_server, write_table
+
+from raygrad.distributed.runtime import connect
+from raygrad.distributed.sweep import run_sweep
+from raygrad.runs.sweep_plan import load_sweep
+
+RPM, WINDOW, LATENCY = 600, 6.0, 0.5
+
+
+def sweep(url: str, folder: str, runs: int, concurrency: int) -> list:
+    model = {"model": "openai/simulated", "api_base": url, "rpm": RPM, "max_in_flight": 32}
+    plan = {
+        "name": f"overnight-{concurrency}", "output_dir": folder, "concurrency": concurrency,
+        "base": {"workflow": {"name": "object_count", "instruction": "Answer.", "output_format": "Reply."},
+                 "data": {"generator": {"size": 100, "seed": 5}, "splits": {"train": "0:40", "val": "40:80"}},
+                 "models": {"task": model, "backward": model, "optimizer": model},
+                 "trainer": {"steps": 2, "batch_size": 6, "proposals": 2, "validation_chunk": 10},
+                 "runtime": {"workers": 1, "cpus_per_worker": 0.01}},
+        "runs": [{"name": "r"}], "grid": {"trainer.seed": list(range(runs))}}
+    path = Path(folder) / f"sweep-{concurrency}.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return run_sweep(*load_sweep(path), io.StringIO(), interval_s=3600)
+
+
+def utilization(log: list[dict]) -> tuple[int, int, float, float]:
+    """(accepted, refused, span s, accepted / (rate x span)) of a stretch of the server's log."""
+    accepted = [e["time"] for e in log if e["status"] != 429]
+    refused = sum(1 for e in log if e["status"] == 429)
+    span = max(accepted) + LATENCY - min(e["time"] for e in log)
+    return len(accepted), refused, span, len(accepted) / (RPM / 60 * span)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=8)
+    args = parser.parse_args()
+    connect()
+    rows, singles = [], []
+    for concurrency in (args.runs, 1):
+        with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder="object_count_trainer") as url, \
+                tempfile.TemporaryDirectory() as folder:
+            started = time.monotonic()
+            outcomes = sweep(url, folder, args.runs, concurrency)
+            wall = time.monotonic() - started
+            log = server_log(url)
+        calls, refused, span, used = utilization(log)
+        finished = sum(o.status == "finished" for o in outcomes)
+        label = f"{args.runs} runs at once" if concurrency > 1 else f"{args.runs} runs one after another"
+        rows.append([label, finished, calls, f"{refused} ({100 * refused / len(log):.1f}%)", f"{span:.0f}",
+                     f"{wall:.0f}", f"{used:.3f}"])
+        if concurrency == 1:  # each run alone: split the log at the gaps between runs
+            starts = [e for e in log if e["status"] != 429]
+            runs, current = [], [starts[0]]
+            for before, entry in zip(starts, starts[1:]):
+                if entry["time"] - before["time"] > 2.0:  # the next run's actors were starting
+                    runs.append(current)
+                    current = []
+                current.append(entry)
+            runs.append(current)
+            singles = [utilization(run)[3] for run in runs]
+        print(rows[-1], flush=True)
+    write_table("sweep_utilization", f"{args.runs} optimization runs on one {RPM} rpm budget "
+                                     f"(60 per 6 s, {LATENCY} s latency)",
+                ["schedule", "runs finished", "requests accepted", "refused (429)", "first request to last reply s",
+                 "wall s", "budget utilization"], rows,
+                notes=f"""Budget utilization = accepted requests / ({RPM / 60:.0f}/s x first request to last reply),
+read off the simulated server's log. Goal: at least 0.9 with at most 1% refused, for the runs at once.
+One run alone, split from the one-after-another log at its gaps ({len(singles)} stretches): utilization
+mean {statistics.mean(singles):.3f}, range {min(singles):.3f} to {max(singles):.3f}.
+    python benchmarks/sweep_utilization.py --runs {args.runs}""")
+
+
+if __name__ == "__main__":
+    main()
