@@ -32,10 +32,11 @@ def server_log(url: str) -> list[dict]:
         return json.load(reply)
 
 
-def server_requests(url: str) -> int:
-    """How many requests the server has seen, without fetching its log."""
+def server_requests(url: str) -> tuple[int, int]:
+    """How many requests the server has seen, and refused, without fetching its log."""
     with urllib.request.urlopen(url.removesuffix("/v1") + "/_log?count=1", timeout=30) as reply:
-        return json.load(reply)["requests"]
+        counts = json.load(reply)
+    return counts["requests"], counts["refused"]
 
 
 def max_in_window(times: list[float], window: float) -> int:

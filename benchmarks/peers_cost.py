@@ -88,8 +88,8 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
         return feedback(question.group(0) if question else "", rng)
     if body.get("model") == "optimizer":
         value = re.search(r"<VARIABLE>(.*?)</VARIABLE>", text, re.S)
-        context, peers, failed = (section(text, tag) for tag in ("CONTEXT_FEEDBACK", "SYSTEM_VARIABLES",
-                                                                 "CURRENT_ITERATION"))
+        context, failed = section(text, "CONTEXT_FEEDBACK"), section(text, "CURRENT_ITERATION")
+        peers = section(text, "VARIABLE_AND_PEERS_INFO") + section(text, "SYSTEM_VARIABLES")
         proposal = proposals(value.group(1).strip() if value else "", context, 1, rng, peers, failed)[0]
         return (f"<response><reasoning>Apply the feedback.</reasoning><method>editing</method>"
                 f"<proposed_variable>{proposal}</proposed_variable></response>")
@@ -192,7 +192,8 @@ def summary(values: list[float], form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", default=["raygrad", "raygrad, one parameter per step", "AdalFlow"])
+    parser.add_argument("--only", nargs="+", default=["raygrad", "raygrad, one parameter per step",
+                                                      "raygrad, up to 4 minibatches per step until an error", "AdalFlow"])
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
@@ -202,7 +203,9 @@ def main() -> None:
     rows = generate_object_counting(200, seed=0)
     data = {"train": rows[:50], "val": rows[50:100], "test": rows[100:]}
     runners = {"raygrad": run_raygrad, "AdalFlow": run_adalflow,
-               "raygrad, one parameter per step": functools.partial(run_raygrad, one_parameter_per_step=True)}
+               "raygrad, one parameter per step": functools.partial(run_raygrad, one_parameter_per_step=True),
+               "raygrad, up to 4 minibatches per step until an error": functools.partial(run_raygrad,
+                                                                                         batches_until_error=4)}
     runners = {name: runners[name] for name in args.only}
     runs: dict[str, list[tuple[list, float, Meter]]] = {name: [] for name in runners}
     for seed in args.seeds:

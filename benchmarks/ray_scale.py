@@ -46,14 +46,14 @@ def run(rows: int, url: str, folder: Path) -> list[object]:
         "models": {"task": {"model": "openai/simulated", "api_base": url, "max_in_flight": 64}},
         "trainer": {"validation_chunk": CHUNK},
         "runtime": {"workers": 2, "cpus_per_worker": 0.5, "shards_per_worker": 2}})
-    calls_before = server_requests(url)
+    calls_before = server_requests(url)[0]
     with distributed_run(config) as ray_run:
         started = time.monotonic()
         result = ray_run.evaluate({}, load_split(config.data, "val"))
         wall = time.monotonic() - started
         peaks = ray_run.stats()["peak_rss_mb"]
     workers = [v for k, v in peaks.items() if k != "optimizer"]
-    return [f"{rows:,}", result.evaluated, server_requests(url) - calls_before, f"{wall:.0f}", f"{rows / wall:.0f}",
+    return [f"{rows:,}", result.evaluated, server_requests(url)[0] - calls_before, f"{wall:.0f}", f"{rows / wall:.0f}",
             f"{result.score:.3f}", f"{peaks['optimizer']:.0f}", f"{max(workers):.0f}", f"{peak_rss_mb():.0f}",
             f"{data.stat().st_size / 2**20:.1f}"]
 

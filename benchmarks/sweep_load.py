@@ -1,7 +1,8 @@
 """16 runs at once on this machine, each validating on 1,000 samples, on one shared rate budget.
 
 A sweep of `--runs` runs (the same task, one trainer seed each), all at once, against the simulated
-server (its own process; `--rpm` requests per minute, `--latency` s per answer). Reported per run:
+server (its own process; `--latency` s per answer), which enforces `--rpm` requests per minute as
+rpm/10 per 6 s window and writes OpenAI's rate-limit headers. Reported per run:
 samples lost (validation samples that were neither scored nor failed, or failed), the peak memory
 of its optimizer and of its largest worker, and its share of the calls made while every run was at
 work (a fair share is 1/runs; Jain's index over the runs is 1.0 when the shares are equal).
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     args = parser.parse_args()
     connect()
-    with simulated_server(latency_s=args.latency, responder="object_count_trainer") as url, \
+    with simulated_server(latency_s=args.latency, responder="object_count_trainer", rpm=args.rpm, window_s=6) as url, \
             tempfile.TemporaryDirectory() as folder:
         model = {"model": "openai/simulated", "api_base": url, "rpm": args.rpm, "max_in_flight": 16}
         sweep = {
@@ -56,7 +57,7 @@ def main() -> None:
         started = time.monotonic()
         outcomes = run_sweep(*load_sweep(path), io.StringIO(), interval_s=3600)
         wall = time.monotonic() - started
-        requests = server_requests(url)
+        requests, refused = server_requests(url)
         rows, windows, calls = [], [], {}
         for outcome in outcomes:
             run_dir = Path(folder) / "load" / outcome.name
@@ -81,7 +82,7 @@ def main() -> None:
                               "budget (simulated server)",
                 ["run", "status", "validation samples scored or failed", "lost", "calls", "optimizer peak MB",
                  "largest worker peak MB", "share of calls while all ran"], rows,
-                notes=f"""{len(outcomes)} runs in {wall:.0f} s; {requests} requests at the server; samples lost in all:
+                notes=f"""{len(outcomes)} runs in {wall:.0f} s; {requests} requests at the server, {refused} refused (429); samples lost in all:
 {sum(r[3] for r in rows)}.
 Peak resident memory per actor (ru_maxrss): max {max(memory):.0f} MB, median {statistics.median(memory):.0f} MB.
 While all {args.runs} ran ({end - start:.0f} s), each run's share of the calls: fair is {1 / args.runs:.3f};

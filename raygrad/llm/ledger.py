@@ -36,6 +36,7 @@ HISTORY_S = 60.0
 PACING_HORIZON_S = 0.5  # under even pacing, leases reach only this far: few stale paced grants
 COLD_DELAY = 0.5  # assumed send delay of a worker that has not measured its own yet (a first call is slow)
 MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
+PACING_MARGIN = 0.006  # send times spaced this much wider than the rpm: 36 ms over a 6 s window
 ACTIVE_S = 5.0  # a run that leased within this long counts as sharing the budget
 
 
@@ -72,10 +73,12 @@ class RateLedger:
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
-        """Pace rpm evenly: one request per 60/rpm s."""
+        """Pace rpm evenly, one request per 60/rpm s, less PACING_MARGIN: send times are met a few
+        milliseconds late, unevenly, so exact pacing would put one request too many in a provider's
+        short enforcement window now and then (1.6% refused in 3,000 calls over 60-per-6-s windows)."""
         if rpm is None:
             return cls(capacity=10**9, window=1e-9, tpm=tpm, **kwargs)
-        return cls(capacity=1, window=60.0 / rpm, tpm=tpm, **kwargs)
+        return cls(capacity=1, window=60.0 / rpm * (1 + PACING_MARGIN), tpm=tpm, **kwargs)
 
     @property
     def span(self) -> float:

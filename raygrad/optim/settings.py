@@ -45,6 +45,8 @@ class TrainerConfig(SpendLimits):
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "
                                                            "default: every trainable parameter of the workflow")
+    batches_until_error: int = Field(1, ge=1, description="minibatches a step may draw until one holds an error "
+                                                          "sample (1: the paper's one minibatch per step)")
     one_parameter_per_step: bool = Field(False, description="each step, only the text parameter with the most "
                                                              "gradients (error samples with feedback for it) gets "
                                                              "candidates; demos parameters as always")

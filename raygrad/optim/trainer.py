@@ -203,9 +203,12 @@ class Trainer:
 
     async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
         cfg = self.config
-        positions = self._next_batch(state, rng, len(train))
-        outcome = await self.executor.train_batch(self.workflow.state(), train, positions,
-                                                   label=f"step{state.step}-batch")
+        for attempt in range(cfg.batches_until_error):  # a minibatch with no error sample teaches nothing
+            positions = self._next_batch(state, rng, len(train))
+            outcome = await self.executor.train_batch(self.workflow.state(), train, positions,
+                                                       label=f"step{state.step}-batch{attempt or ''}")
+            if any(r.score is not None and r.score < cfg.error_threshold for r in outcome.results):
+                break
         scores = [r.score for r in outcome.results if r.score is not None]
         counted = [r for r in outcome.results if not r.skipped]
         note_skipped(state, [r.error or "" for r in outcome.results if r.skipped])

@@ -10,6 +10,7 @@ from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer, TrainState
 from raygrad.runs.rundir import CheckpointFile
 from raygrad.tasks import ObjectCount
+from raygrad.tasks.simulated import FIXES
 from raygrad.testing import RESPONDERS, ScriptedLLM, object_count_examples, requested_schema
 
 data = object_count_examples  # ObjectCount questions as Examples: data(size, seed)
@@ -293,3 +294,19 @@ async def test_one_parameter_per_step_gives_candidates_to_the_parameter_with_the
     both = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
                          config.model_copy(update={"one_parameter_per_step": False})).fit(data(30, 8), data(30, 9))
     assert any(len({c.parameter for c in both.candidates if c.step == s}) == 2 for s in range(4))
+
+
+async def test_batches_until_error_draws_minibatches_until_one_has_something_to_learn():
+    def config(batches: int) -> TrainerConfig:
+        return TrainerConfig(steps=6, batch_size=2, proposals=2, seed=2, batches_until_error=batches)
+
+    def workflow() -> ObjectCount:
+        return ObjectCount(instruction="Answer. " + " ".join(FIXES[:3]), output_format="Reply.")  # mostly right
+
+    one = await Trainer(workflow(), number_match, scripted_clients(), config(1)).fit(data(40, 10), data(30, 11))
+    clients = scripted_clients()
+    more = await Trainer(workflow(), number_match, clients, config(4)).fit(data(40, 10), data(30, 11))
+    idle = [s for s in one.steps if s.errors == 0]
+    assert idle, "the paper's one minibatch per step leaves some steps with nothing to learn from"
+    assert sum(s.errors == 0 for s in more.steps) < len(idle)  # drawn again instead of idling
+    assert all(len(s.batch) == 2 for s in more.steps)  # a step records the minibatch it learned from
