@@ -42,15 +42,16 @@ def exact(y: str, y_gt: str) -> float:
 
 
 def object_count_task(url: str, template: str, parameters: dict[str, str], max_retries: int | None = None,
-                      **component_kwargs: Any) -> Any:
-    """One Generator (model "task") whose template fills `parameters` (trainable prompts) and `input_str`."""
+                      use_cache: bool = True, **component_kwargs: Any) -> Any:
+    """One Generator (model "task") whose template fills `parameters` (trainable prompts) and `input_str`.
+    `use_cache` is AdalFlow's own cache of replies, kept on disk across runs under ~/.adalflow."""
     adal = import_adalflow()
 
     class Counter(adal.Component):
         def __init__(self):
             super().__init__()
             self.llm = adal.Generator(
-                **client(url, "task", max_retries), template=template, use_cache=True,
+                **client(url, "task", max_retries), template=template, use_cache=use_cache,
                 output_processors=adal.func_to_data_component(last_number),
                 prompt_kwargs={name: adal.Parameter(data=value, role_desc=name.replace("_", " "), requires_opt=True,
                                                     param_type=adal.ParameterType.PROMPT)

@@ -7,7 +7,8 @@ provider is the simulated one of raygrad.tasks.simulated, which does not know th
 question hides a cause of failure; the backward engine names it (with noise) only from the sample
 in its request; the optimizer adds what the feedback in its request names (with noise). It speaks
 each framework's format: raygrad's JSON, AdalFlow's XML with one proposal per reply. Each role has
-its own model name, so calls are counted per role at the server. Tokens are counted there with
+its own model name, so calls are counted per role at the server. AdalFlow also asks its backward
+engine about samples answered right (raygrad does not): it is told they are right. Tokens are counted there with
 tiktoken's cl100k_base (the file litellm ships), dollars at the paper's models' prices.
 
 From each framework's own per-step records (raygrad's step events, AdalFlow's step results), the
@@ -45,6 +46,7 @@ INSTRUCTION = "You will answer a reasoning question."
 OUTPUT_FORMAT = "Respond with the final answer as a number on the last line."
 ROLES = ("task", "backward", "optimizer")
 STEPS, BATCH, PROPOSALS = 12, 4, 5
+CORRECT = "The answer is right: keep the prompt as it is."
 QUESTION = re.compile(r"I have [^<]*?\. How many [^<]+? do I have\?")
 # The paper's models, $ per million tokens (input, output): task gpt-3.5-turbo, backward and optimizer gpt-4o.
 PRICES = {"task": (0.5, 1.5), "backward": (2.5, 10.0), "optimizer": (2.5, 10.0)}
@@ -84,6 +86,8 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
         return RESPONDERS["object_count_trainer"](messages, body)
     rng = random.Random(hashlib.sha256(text.encode()).digest())
     if body.get("model") == "backward":  # the sample's question is in the call it is shown
+        if "OUTPUTS/SCORE: 1.0" in text or CORRECT in text:  # AdalFlow also asks about right answers
+            return CORRECT
         question = QUESTION.search(text)
         return feedback(question.group(0) if question else "", rng)
     if body.get("model") == "optimizer":

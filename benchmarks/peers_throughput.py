@@ -72,7 +72,7 @@ def run_dspy(url: str, rows: list[dict], threads: int, retries: int | None = Non
 def run_adalflow(url: str, rows: list[dict], threads: int, retries: int | None = None) -> tuple[list[float], int]:
     task = object_count_task(url, "<SYS>{{system_prompt}}</SYS>\n{{input_str}}",
                              {"system_prompt": "You will answer a reasoning question. End with 'Answer: N'."},
-                             max_retries=retries)
+                             max_retries=retries, use_cache=False)  # every runner sends every call
     result = task.validation_step(samples(rows), 0, num_workers=threads)
     return [float(score) for score in result.per_item_scores], 0  # a failed call is printed and scored 0
 

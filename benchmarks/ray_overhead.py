@@ -84,6 +84,24 @@ def raygrad_run(url: str, output: str, samples: int, workers: int) -> tuple[floa
         return time.monotonic() - started, result.evaluated
 
 
+def one_process(url: str, output: str, samples: int) -> float:
+    """raygrad's evaluation without Ray: the same client, journal, tracing and scoring in this process."""
+    from raygrad.llm.client import LLMClient
+    from raygrad.llm.journal import Journal
+    from raygrad.optim.evaluate import evaluate
+    from raygrad.optim.metrics import number_match
+    from raygrad.runs.config import ModelConfig
+
+    examples = load_split(RunConfig.model_validate({
+        "name": "x", "output_dir": output, "workflow": {"name": "object_count"},
+        "data": {"generator": {"size": samples, "seed": 2}, "splits": {"val": f"0:{samples}"}}}).data, "val")
+    client = LLMClient(ModelConfig(model="openai/simulated", api_base=url, max_in_flight=IN_FLIGHT),
+                       journal=Journal(f"{output}/one-process.sqlite"))
+    started = time.monotonic()
+    asyncio.run(evaluate(ObjectCount(), examples, client, number_match))
+    return time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=5000)
@@ -96,15 +114,18 @@ def main() -> None:
             questions = [row["input"] for row in generate_object_counting(args.samples, seed=2)]
             plain = plain_processes(url, questions, n)
             ours, evaluated = raygrad_run(url, output, args.samples, n)
+            alone = one_process(url, output, args.samples) if n == 1 else None
         rows.append([n, args.samples, f"{plain:.1f}", f"{args.samples / plain:.0f}", f"{ours:.1f}",
-                     f"{evaluated / ours:.0f}", f"{plain / ours:.2f}"])
+                     f"{evaluated / ours:.0f}", f"{plain / ours:.2f}",
+                     f"{args.samples / alone:.0f} ({plain / alone:.2f})" if alone else "-"])
         print(rows[-1], flush=True)
     write_table("ray_overhead", f"Samples/s at zero latency, no budget ({args.samples} samples, {IN_FLIGHT} in flight)",
                 ["processes = Ray workers", "samples", "plain processes wall s", "plain samples/s", "raygrad wall s",
-                 "raygrad samples/s", "raygrad / plain"], rows,
+                 "raygrad samples/s", "raygrad / plain", "raygrad without Ray, 1 process: samples/s (/ plain)"], rows,
                 notes="One run on this 2-core machine (the server shares it). Goal: raygrad at least 0.8 of the "
                       "plain processes at each N. raygrad's numbers include its journal writes and per-sample "
-                      "scoring; the plain processes only send the calls.")
+                      "scoring; the plain processes only send the calls. Without Ray, raygrad's own evaluation (client, journal, "
+                      "trace, metric) in one process: what of the gap is Ray's.")
 
 
 if __name__ == "__main__":

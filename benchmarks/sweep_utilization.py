@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 from common import server_log, simulated_server, write_table
 
@@ -52,6 +53,11 @@ def utilization(log: list[dict]) -> tuple[int, int, float, float]:
     return len(accepted), refused, span, len(accepted) / (RPM / 60 * span)
 
 
+def single_run(created: list[float]) -> float:
+    """A run's utilization from its own call records (wall-clock times each call was made)."""
+    return len(created) / (RPM / 60 * (max(created) - min(created) + LATENCY))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=8)
@@ -65,21 +71,15 @@ def main() -> None:
             outcomes = sweep(url, folder, args.runs, concurrency)
             wall = time.monotonic() - started
             log = server_log(url)
+            runs_calls = [pq.read_table(Path(folder) / f"overnight-{concurrency}" / o.name / "calls.parquet",
+                                        columns=["created_at"]).column(0).to_pylist() for o in outcomes]
         calls, refused, span, used = utilization(log)
         finished = sum(o.status == "finished" for o in outcomes)
         label = f"{args.runs} runs at once" if concurrency > 1 else f"{args.runs} runs one after another"
         rows.append([label, finished, calls, f"{refused} ({100 * refused / len(log):.1f}%)", f"{span:.0f}",
                      f"{wall:.0f}", f"{used:.3f}"])
-        if concurrency == 1:  # each run alone: split the log at the gaps between runs
-            starts = [e for e in log if e["status"] != 429]
-            runs, current = [], [starts[0]]
-            for before, entry in zip(starts, starts[1:]):
-                if entry["time"] - before["time"] > 2.0:  # the next run's actors were starting
-                    runs.append(current)
-                    current = []
-                current.append(entry)
-            runs.append(current)
-            singles = [utilization(run)[3] for run in runs]
+        if concurrency == 1:  # each run alone: its own calls over its own first call to last reply
+            singles = [single_run(calls) for calls in runs_calls]
         print(rows[-1], flush=True)
     write_table("sweep_utilization", f"{args.runs} optimization runs on one {RPM} rpm budget "
                                      f"(60 per 6 s, {LATENCY} s latency)",
@@ -87,8 +87,8 @@ def main() -> None:
                  "wall s", "budget utilization"], rows,
                 notes=f"""Budget utilization = accepted requests / ({RPM / 60:.0f}/s x first request to last reply),
 read off the simulated server's log. Goal: at least 0.9 with at most 1% refused, for the runs at once.
-One run alone, split from the one-after-another log at its gaps ({len(singles)} stretches): utilization
-mean {statistics.mean(singles):.3f}, range {min(singles):.3f} to {max(singles):.3f}.
+One run alone (one after another, each over its own first call to last reply, from its calls.parquet):
+utilization mean {statistics.mean(singles):.3f}, range {min(singles):.3f} to {max(singles):.3f}.
     python benchmarks/sweep_utilization.py --runs {args.runs}""")
 
 
