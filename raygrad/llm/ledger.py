@@ -73,9 +73,10 @@ class RateLedger:
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
-        """Pace rpm evenly, one request per 60/rpm s, less PACING_MARGIN: send times are met a few
-        milliseconds late, unevenly, so exact pacing would put one request too many in a provider's
-        short enforcement window now and then (1.6% refused in 3,000 calls over 60-per-6-s windows)."""
+        """Pace rpm evenly: one request per 60/rpm s, widened by PACING_MARGIN. Send times are met a
+        few milliseconds late, unevenly, so exact pacing would put one request too many in a
+        provider's short enforcement window now and then (1.6% refused in 3,000 calls over
+        60-per-6-s windows)."""
         if rpm is None:
             return cls(capacity=10**9, window=1e-9, tpm=tpm, **kwargs)
         return cls(capacity=1, window=60.0 / rpm * (1 + PACING_MARGIN), tpm=tpm, **kwargs)

@@ -402,7 +402,7 @@ def test_kill_9_of_the_driver_at_eight_moments_then_results_equal_an_uninterrupt
     """The driver of a two-run sweep is killed 8 times, spread over its life by the calls it has made;
     each time the same command resumes it. The end equals a sweep never killed, and the provider saw
     a request twice only if it was in flight at a kill (its reply was not journaled yet)."""
-    in_flight_s = 5.0  # on 2 busy cores (a new driver's actors importing litellm) a reply can wait seconds
+    in_flight_s = 10.0  # on 2 busy cores (actors importing litellm) a reply can wait seconds: 7 s once in CI
     import os
     import signal
     import subprocess
