@@ -240,7 +240,7 @@ def main() -> None:
                        summary([s[2] for s in spent], "{:.3f}")])
     adalflow_best = statistics.mean(max(s for _, s in records) for records, _, _ in runs["AdalFlow"])
     header = ["validation level"] + [f"{n} {c}" for n in runs for c in ("reached", "calls", "$")]
-    text = write_table(
+    write_table(
         "peers_cost", f"raygrad and AdalFlow 1.1.3: cost to first reach each validation score ({STEPS} steps, "
                       f"batch {BATCH}, {PROPOSALS} proposals, 50 validation questions; seeds {args.seeds})",
         header, table,
@@ -255,7 +255,6 @@ input/output tokens). AdalFlow's mean best validation: {adalflow_best:.2f}.
 """ + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in totals) + f"""
 
     cd benchmarks && python peers_cost.py --seeds {' '.join(map(str, args.seeds))}""")
-    del text
 
 
 if __name__ == "__main__":

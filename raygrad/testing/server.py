@@ -144,7 +144,7 @@ class SimulatedServer:
         rows = [e.model_dump(exclude=None if full else {"messages"}) for e in self.log]
         return web.json_response(rows)
 
-    def _headers(self, budget: _Budget | None, now: float) -> dict[str, str]:
+    def _headers(self, budget: _Budget | None) -> dict[str, str]:
         if budget is None:
             return {}
         limit, remaining, reset = int(budget.rpm), budget.remaining(), budget.reset()
@@ -186,7 +186,7 @@ class SimulatedServer:
             admitted, wait = budget.admit(now)
             if not admitted:
                 entry.status, entry.fault = 429, "rate_limited"
-                headers = {**self._headers(budget, now), "retry-after-ms": str(math.ceil(wait * 1000)),
+                headers = {**self._headers(budget), "retry-after-ms": str(math.ceil(wait * 1000)),
                            "retry-after": str(math.ceil(wait))}
                 message = (f"Rate limit reached for {model} in organization org-simulated on requests per min "
                            f"(RPM): Limit {int(s.rpm)}, Used {int(s.rpm) - budget.remaining()}, Requested 1. "
@@ -194,7 +194,7 @@ class SimulatedServer:
                            "https://platform.openai.com/account/rate-limits to learn more.")
                 return web.json_response({"error": {"message": message, "type": "requests", "param": None,
                                                     "code": "rate_limit_exceeded"}}, status=429, headers=headers)
-        headers = self._headers(budget, now)  # as measured on arrival, like the providers'
+        headers = self._headers(budget)  # as measured on arrival, like the providers'
         fault = self._rng.random()
         delay = max(0.0, s.latency_s + self._rng.uniform(-s.jitter_s, s.jitter_s))
         if delay:
