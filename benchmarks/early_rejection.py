@@ -1,4 +1,7 @@
-"""Early rejection in stage 2: calls saved against scoring every candidate on the whole validation set.
+"""Early rejection: calls saved against scoring every candidate on every sample of both stages.
+
+Stage 1 runs the minibatch's error samples first and stops a candidate that fixed none of them; stage
+2 stops once the remaining validation samples could not lift a candidate above the best.
 
 The same optimization (same seed, the simulated server's deterministic task, backward and optimizer)
 runs twice on Ray, with trainer.early_rejection on and off, each against a fresh server so its log
@@ -46,14 +49,17 @@ def main() -> None:
         (fast, fast_calls, stats), (full, full_calls, _) = (run(e, args.val, args.steps, output) for e in (True, False))
     assert fast.values == full.values, "early rejection changed a decision"
     stage2 = [c for c in fast.candidates if c.stage2 is not None]
+    cut = sum(c.reason.startswith("stage 1: at most") for c in fast.candidates)
     stopped = sum(c.reason.startswith("stage 2: cannot beat") for c in fast.candidates)
-    rows = [["full validation of every candidate", full_calls, "-", len(stage2), 0, f"{full.best_val:.3f}"],
+    rows = [["every candidate on every sample", full_calls, "-", len(full.candidates), 0, len(stage2), 0,
+             f"{full.best_val:.3f}"],
             ["early rejection (default)", fast_calls, f"{full_calls - fast_calls} ({100 * (full_calls - fast_calls) / full_calls:.0f}%)",
-             len(stage2), f"{stopped} ({stats['cancelled_shards']} shards cancelled in flight)", f"{fast.best_val:.3f}"]]
-    write_table("early_rejection", f"Stage-2 early rejection on Ray ({args.steps} steps, batch 4, 5 proposals, "
+             len(fast.candidates), cut, len(stage2), f"{stopped} ({stats['cancelled_shards']} shards cancelled in flight)",
+             f"{fast.best_val:.3f}"]]
+    write_table("early_rejection", f"Early rejection on Ray ({args.steps} steps, batch 4, 5 proposals, "
                                    f"{args.val} validation samples)",
-                ["stage 2", "LLM calls (server log)", "calls saved", "candidates in stage 2", "stopped early",
-                 "best validation"], rows,
+                ["scoring", "LLM calls (server log)", "calls saved", "candidates", "stopped early in stage 1",
+                 "candidates in stage 2", "stopped early in stage 2", "best validation"], rows,
                 notes="Same seed and deterministic simulated provider; identical accepted prompts in both runs. "
                       "Calls are counted at the server and include task, backward and optimizer calls.")
 

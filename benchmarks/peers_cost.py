@@ -196,8 +196,11 @@ def summary(values: list[float], form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", default=["raygrad", "raygrad, one parameter per step",
-                                                      "raygrad, up to 4 minibatches per step until an error", "AdalFlow"])
+    variants = {"raygrad, early rejection off": {"early_rejection": False},
+                "raygrad, one parameter per step": {"one_parameter_per_step": True},
+                "raygrad, up to 4 minibatches per step until an error": {"batches_until_error": 4},
+                "raygrad, one stage-2 validation per parameter per step": {"stage2_per_parameter": 1}}
+    parser.add_argument("--only", nargs="+", default=["raygrad", *variants, "AdalFlow"])
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
@@ -207,9 +210,7 @@ def main() -> None:
     rows = generate_object_counting(200, seed=0)
     data = {"train": rows[:50], "val": rows[50:100], "test": rows[100:]}
     runners = {"raygrad": run_raygrad, "AdalFlow": run_adalflow,
-               "raygrad, one parameter per step": functools.partial(run_raygrad, one_parameter_per_step=True),
-               "raygrad, up to 4 minibatches per step until an error": functools.partial(run_raygrad,
-                                                                                         batches_until_error=4)}
+               **{name: functools.partial(run_raygrad, **switches) for name, switches in variants.items()}}
     runners = {name: runners[name] for name in args.only}
     runs: dict[str, list[tuple[list, float, Meter]]] = {name: [] for name in runners}
     for seed in args.seeds:

@@ -39,8 +39,12 @@ class TrainerConfig(SpendLimits):
     max_feedback_chars: int = Field(600, ge=50)
     history_size: int = Field(3, ge=0, description="best past values shown to the optimizer")
     validation_chunk: int = Field(16, ge=1, description="validation samples per shard sent to a worker")
-    early_rejection: bool = Field(True, description="stop a candidate's stage 2 once it cannot beat the best; "
-                                                    "off, every candidate is scored on the whole validation set")
+    early_rejection: bool = Field(True, description="stop a candidate's stage 2 once it cannot beat the best, and "
+                                                    "its stage 1 once it gained nothing on the minibatch's errors "
+                                                    "(run first); off, every candidate is scored on every sample")
+    stage2_per_parameter: int | None = Field(None, ge=1, description="stage-2 validations a parameter may have per "
+                                                                     "step; once that many failed, its other "
+                                                                     "candidates are dropped (default: no limit)")
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "

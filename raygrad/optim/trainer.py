@@ -214,6 +214,7 @@ class Trainer:
         note_skipped(state, [r.error or "" for r in outcome.results if r.skipped])
         batch_score = sum(scores) / len(counted) if counted else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
+        current: list[float | None] | None = [None if r.skipped else r.score or 0.0 for r in outcome.results]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
                             errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients)
         state.steps.append(record)
@@ -244,28 +245,31 @@ class Trainer:
             failed = state.failed.setdefault(name, [])
             failed += rejected
             accepted = await self._validate_candidates(state, record, name, candidates, train, positions,
-                                                       batch_score, val)
+                                                       current, batch_score, val)
             if accepted is not None:
-                batch_score = accepted  # later parameters' candidates must beat the new current value
+                batch_score, current = accepted, None  # later candidates must beat the new value (per sample unknown)
             state.failed[name] = failed[-20:]  # bounded: the optimizer sees the last few
         record.best_val = state.best_val
 
     async def _validate_candidates(self, state: TrainState, record: StepRecord, name: str, candidates: list[str],
-                                   train: Dataset, positions: list[int], batch_score: float, val: Dataset
-                                   ) -> float | None:
+                                   train: Dataset, positions: list[int], current: list[float | None] | None,
+                                   batch_score: float, val: Dataset) -> float | None:
         """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
-        failed = state.failed[name]
+        failed, validations = state.failed[name], 0
         for number, value in enumerate(candidates):
+            if validations == self.config.stage2_per_parameter:
+                break  # its stage-2 validations this step all failed: the gradients were likely noise
             candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
             state.candidates.append(candidate_record)
             values = {**self.workflow.state(), name: value}
             label = f"step{state.step}-{name}-{number}"
-            candidate_record.stage1 = await self.executor.score(values, train, positions, label=f"{label}-stage1")
+            candidate_record.stage1, cut = await self._stage1(values, train, positions, current, f"{label}-stage1")
             if candidate_record.stage1 <= batch_score:
-                candidate_record.reason = (f"stage 1: {candidate_record.stage1:.3f} <= current {batch_score:.3f} "
-                                           "on the minibatch")
+                candidate_record.reason = (f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
+                                           f"current {batch_score:.3f} on the minibatch")
                 failed.append(value)
                 continue
+            validations += 1
             must_beat = state.best_val if self.config.early_rejection else None
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
                                                   label=f"{label}-stage2")
@@ -288,6 +292,26 @@ class Trainer:
             record.accepted.append(name)
             return candidate_record.stage1
         return None
+
+    async def _stage1(self, values: dict[str, str], train: Dataset, positions: list[int],
+                      current: list[float | None] | None, label: str) -> tuple[float, bool]:
+        """A candidate's minibatch score, and whether it was cut short.
+
+        With early rejection and the current value's per-sample scores known (None: a skipped row), the
+        samples it scored below 1 run first. A candidate that gains nothing on them cannot beat it, so the
+        rest never run; the score returned is then the most it could have reached.
+        """
+        if not self.config.early_rejection or current is None:
+            return await self.executor.score(values, train, positions, label=label), False
+        weak = [(p, s) for p, s in zip(positions, current) if s is not None and s < 1.0]
+        perfect = [p for p, s in zip(positions, current) if s is not None and s >= 1.0]
+        if not weak or not perfect:
+            return await self.executor.score(values, train, positions, label=label), False
+        gained = len(weak) * await self.executor.score(values, train, [p for p, _ in weak], label=label)
+        if gained <= sum(s for _, s in weak) + 1e-12:
+            return (gained + len(perfect)) / (len(weak) + len(perfect)), True
+        kept = len(perfect) * await self.executor.score(values, train, perfect, label=label)
+        return (gained + kept) / (len(weak) + len(perfect)), False
 
 
 def by_gradient_mass(names: list[str], parameters: dict[str, Parameter], gradients: list[Gradient], step: int

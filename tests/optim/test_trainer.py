@@ -114,8 +114,46 @@ async def test_early_rejection_saves_calls_and_changes_no_decision():
         runs[early] = (state, len(clients["task"].calls))
     (fast, fast_calls), (full, full_calls) = runs[True], runs[False]
     assert fast.values == full.values and [c.accepted for c in fast.candidates] == [c.accepted for c in full.candidates]
+    assert [(c.value, c.reason[:8]) for c in fast.candidates] == [(c.value, c.reason[:8]) for c in full.candidates]
     stopped = [c for c in fast.candidates if c.reason.startswith("stage 2: cannot beat")]
-    assert stopped and fast_calls < full_calls  # the stage-2 calls of hopeless candidates were never made
+    cut = [c for c in fast.candidates if c.reason.startswith("stage 1: at most")]
+    assert stopped and cut and fast_calls < full_calls  # hopeless candidates' remaining calls were never made
+
+
+async def test_stage1_runs_the_minibatch_errors_first_and_stops_a_candidate_that_fixes_none():
+    train, val = data(20, 3), data(20, 4)
+    clients = scripted_clients()
+    scored: dict[str, list[list[int]]] = {}
+    wrong: dict[str, set[int]] = {}  # per step, the positions of its minibatch's error samples
+
+    class Recording(LocalExecutor):
+        async def train_batch(self, values, train, positions, label=""):
+            outcome = await super().train_batch(values, train, positions, label)
+            wrong[label] = {p for p, r in zip(positions, outcome.results) if r.score < 1}
+            return outcome
+
+        async def score(self, values, train, positions, label=""):
+            scored.setdefault(label, []).append(list(positions))
+            return await super().score(values, train, positions, label)
+
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    state = await Trainer(workflow, number_match, clients, TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4),
+                          executor=Recording(workflow, number_match, clients, sample_sink=lambda *_: None)
+                          ).fit(train, val)
+    checked = {"cut": 0, "whole": 0}
+    for step in state.steps:
+        errors = wrong[f"step{step.step}-batch"]
+        for parameter in ("instruction", "output_format"):
+            candidates = [c for c in state.candidates if (c.step, c.parameter) == (step.step, parameter)]
+            for number, candidate in enumerate(candidates):
+                runs = scored[f"step{step.step}-{parameter}-{number}-stage1"]
+                if candidate.reason.startswith("stage 1: at most"):
+                    assert [set(r) for r in runs] == [errors]  # the errors alone: the rest never ran
+                    checked["cut"] += 1
+                elif parameter == "instruction" and len(errors) < len(step.batch):
+                    assert [set(r) for r in runs] == [errors, set(map(int, step.batch)) - errors]  # errors first
+                    checked["whole"] += 1
+    assert checked["cut"] and checked["whole"], checked
 
 
 async def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_last_checkpoint_intact(tmp_path, monkeypatch):
