@@ -6,7 +6,9 @@ Eight runs (ObjectCount, one trainer seed each: forward passes, gradients, propo
 validation) share the budget through one RateBudget actor. Budget utilization is the requests the
 server accepted over what the budget allowed from the first request to the last reply:
 calls / (10/s x span). One after another, each run's own utilization is also reported: that is
-what a single run leaves of the budget while it waits on its backward and optimizer calls.
+what a single run leaves of the budget while it waits on its backward and optimizer calls; a third
+schedule runs them one after another with trainer.concurrent_stage1 (a parameter's candidates scored
+on the minibatch at once).
 
     python benchmarks/sweep_utilization.py [--runs 8]
 """
@@ -30,17 +32,18 @@ from raygrad.runs.sweep_plan import load_sweep
 RPM, WINDOW, LATENCY = 600, 6.0, 0.5
 
 
-def sweep(url: str, folder: str, runs: int, concurrency: int) -> list:
+def sweep(url: str, folder: str, runs: int, concurrency: int, concurrent_stage1: bool) -> list:
     model = {"model": "openai/simulated", "api_base": url, "rpm": RPM, "max_in_flight": 32}
     plan = {
-        "name": f"overnight-{concurrency}", "output_dir": folder, "concurrency": concurrency,
+        "name": f"overnight-{concurrency}-{concurrent_stage1}", "output_dir": folder, "concurrency": concurrency,
         "base": {"workflow": {"name": "object_count", "instruction": "Answer.", "output_format": "Reply."},
                  "data": {"generator": {"size": 100, "seed": 5}, "splits": {"train": "0:40", "val": "40:80"}},
                  "models": {"task": model, "backward": model, "optimizer": model},
-                 "trainer": {"steps": 2, "batch_size": 6, "proposals": 2, "validation_chunk": 10},
+                 "trainer": {"steps": 2, "batch_size": 6, "proposals": 2, "validation_chunk": 10,
+                             "concurrent_stage1": concurrent_stage1},
                  "runtime": {"workers": 1, "cpus_per_worker": 0.01}},
         "runs": [{"name": "r"}], "grid": {"trainer.seed": list(range(runs))}}
-    path = Path(folder) / f"sweep-{concurrency}.yaml"
+    path = Path(folder) / f"sweep-{concurrency}-{concurrent_stage1}.yaml"
     path.write_text(yaml.safe_dump(plan))
     return run_sweep(*load_sweep(path), io.StringIO(), interval_s=3600)
 
@@ -63,23 +66,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
     connect()
-    rows, singles = [], []
-    for concurrency in (args.runs, 1):
+    rows, singles = [], {}
+    for concurrency, concurrent_stage1 in ((args.runs, False), (1, False), (1, True)):
         with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder="object_count_trainer") as url, \
                 tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()
-            outcomes = sweep(url, folder, args.runs, concurrency)
+            outcomes = sweep(url, folder, args.runs, concurrency, concurrent_stage1)
             wall = time.monotonic() - started
             log = server_log(url)
-            runs_calls = [pq.read_table(Path(folder) / f"overnight-{concurrency}" / o.name / "calls.parquet",
+            runs_calls = [pq.read_table(Path(folder) / f"overnight-{concurrency}-{concurrent_stage1}" / o.name
+                                        / "calls.parquet",
                                         columns=["created_at"]).column(0).to_pylist() for o in outcomes]
         calls, refused, span, used = utilization(log)
         finished = sum(o.status == "finished" for o in outcomes)
         label = f"{args.runs} runs at once" if concurrency > 1 else f"{args.runs} runs one after another"
+        label += ", concurrent stage 1" if concurrent_stage1 else ""
         rows.append([label, finished, calls, f"{refused} ({100 * refused / len(log):.1f}%)", f"{span:.0f}",
                      f"{wall:.0f}", f"{used:.3f}"])
         if concurrency == 1:  # each run alone: its own calls over its own first call to last reply
-            singles = [single_run(calls) for calls in runs_calls]
+            singles[label] = [single_run(calls) for calls in runs_calls]
         print(rows[-1], flush=True)
     write_table("sweep_utilization", f"{args.runs} optimization runs on one {RPM} rpm budget "
                                      f"(60 per 6 s, {LATENCY} s latency)",
@@ -88,7 +93,9 @@ def main() -> None:
                 notes=f"""Budget utilization = accepted requests / ({RPM / 60:.0f}/s x first request to last reply),
 read off the simulated server's log. Goal: at least 0.9 with at most 1% refused, for the runs at once.
 One run alone (one after another, each over its own first call to last reply, from its calls.parquet):
-utilization mean {statistics.mean(singles):.3f}, range {min(singles):.3f} to {max(singles):.3f}.
+""" + "\n".join(f"- {label}: utilization mean {statistics.mean(u):.3f}, range {min(u):.3f} to {max(u):.3f}"
+                for label, u in singles.items()) + f"""
+
     python benchmarks/sweep_utilization.py --runs {args.runs}""")
 
 

@@ -42,6 +42,9 @@ class TrainerConfig(SpendLimits):
     early_rejection: bool = Field(True, description="stop a candidate's stage 2 once it cannot beat the best, and "
                                                     "its stage 1 once it gained nothing on the minibatch's errors "
                                                     "(run first); off, every candidate is scored on every sample")
+    concurrent_stage1: bool = Field(False, description="score all of a parameter's candidates on the minibatch at "
+                                                       "once: one round trip instead of one per candidate, but "
+                                                       "those after the first to pass are scored for nothing")
     stage2_per_parameter: int | None = Field(None, ge=1, description="stage-2 validations a parameter may have per "
                                                                      "step; once that many failed, its other "
                                                                      "candidates are dropped (default: no limit)")

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from raygrad.core.backward import Gradient, aggregate
-from raygrad.core.workflow import ChatClient, Parameter, Workflow
+from raygrad.core.workflow import ChatClient, Parameter, Workflow, gather_all
 from raygrad.data import Dataset
 from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
@@ -256,14 +256,20 @@ class Trainer:
                                    batch_score: float, val: Dataset) -> float | None:
         """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
         failed, validations = state.failed[name], 0
-        for number, value in enumerate(candidates):
+        labels = [f"step{state.step}-{name}-{number}" for number in range(len(candidates))]
+        first_stage = None
+        if self.config.concurrent_stage1:  # one round trip for all; those after the first to pass score for nothing
+            first_stage = await gather_all(*(self._stage1({**self.workflow.state(), name: value}, train, positions,
+                                                          current, f"{label}-stage1")
+                                             for value, label in zip(candidates, labels)))
+        for number, (value, label) in enumerate(zip(candidates, labels)):
             if validations == self.config.stage2_per_parameter:
                 break  # its stage-2 validations this step all failed: the gradients were likely noise
             candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
             state.candidates.append(candidate_record)
             values = {**self.workflow.state(), name: value}
-            label = f"step{state.step}-{name}-{number}"
-            candidate_record.stage1, cut = await self._stage1(values, train, positions, current, f"{label}-stage1")
+            candidate_record.stage1, cut = (first_stage[number] if first_stage else
+                                            await self._stage1(values, train, positions, current, f"{label}-stage1"))
             if candidate_record.stage1 <= batch_score:
                 candidate_record.reason = (f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
                                            f"current {batch_score:.3f} on the minibatch")

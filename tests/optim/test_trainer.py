@@ -156,6 +156,33 @@ async def test_stage1_runs_the_minibatch_errors_first_and_stops_a_candidate_that
     assert checked["cut"] and checked["whole"], checked
 
 
+async def test_concurrent_stage1_scores_a_parameters_candidates_at_once_and_decides_the_same():
+    train, val = data(20, 3), data(40, 4)
+    runs = {}
+    for concurrent in (False, True):
+        clients, in_flight, most = scripted_clients(), [0], [0]
+
+        class Counting(LocalExecutor):
+            async def score(self, values, train, positions, label=""):
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+                try:
+                    return await super().score(values, train, positions, label)
+                finally:
+                    in_flight[0] -= 1
+
+        workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+        config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4, concurrent_stage1=concurrent)
+        state = await Trainer(workflow, number_match, clients, config,
+                              executor=Counting(workflow, number_match, clients)).fit(train, val)
+        runs[concurrent] = state, len(clients["task"].calls), most[0]
+    (one_by_one, calls, most_alone), (together, calls_together, most_together) = runs[False], runs[True]
+    assert together.values == one_by_one.values and together.best_val == one_by_one.best_val
+    assert [(c.value, c.stage1) for c in together.candidates] == [(c.value, c.stage1) for c in one_by_one.candidates]
+    assert most_alone == 1 and most_together > 1  # stage 1 of several candidates in flight at once
+    assert calls_together >= calls  # candidates after the first to pass were scored too
+
+
 async def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_last_checkpoint_intact(tmp_path, monkeypatch):
     import errno
     import os
