@@ -21,6 +21,9 @@ from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.tgd import UNPARSED, TextualGradientDescent
 
+# Scores are means of floats summed in different orders: a difference this small is a tie, not a gain.
+TIE = 1e-9
+
 
 class CandidateRecord(BaseModel):
     step: int
@@ -270,7 +273,7 @@ class Trainer:
             values = {**self.workflow.state(), name: value}
             candidate_record.stage1, cut = (first_stage[number] if first_stage else
                                             await self._stage1(values, train, positions, current, f"{label}-stage1"))
-            if candidate_record.stage1 <= batch_score:
+            if candidate_record.stage1 <= batch_score + TIE:
                 candidate_record.reason = (f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
                                            f"current {batch_score:.3f} on the minibatch")
                 failed.append(value)
@@ -281,10 +284,10 @@ class Trainer:
                                                   label=f"{label}-stage2")
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
             note_skipped(state, result.skipped)
-            if result.failed and not result.stopped_early and result.strict_score > state.best_val:
+            if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
                 raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                     f"{name} failed, so it cannot be kept as best (the first: {result.first_error})")
-            if result.stopped_early or result.strict_score <= state.best_val:
+            if result.stopped_early or result.strict_score <= state.best_val + TIE:
                 candidate_record.reason = (
                     f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
                     if result.stopped_early else f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
@@ -314,7 +317,7 @@ class Trainer:
         if not weak or not perfect:
             return await self.executor.score(values, train, positions, label=label), False
         gained = len(weak) * await self.executor.score(values, train, [p for p, _ in weak], label=label)
-        if gained <= sum(s for _, s in weak) + 1e-12:
+        if gained <= sum(s for _, s in weak) + TIE:
             return (gained + len(perfect)) / (len(weak) + len(perfect)), True
         kept = len(perfect) * await self.executor.score(values, train, perfect, label=label)
         return (gained + kept) / (len(weak) + len(perfect)), False

@@ -183,6 +183,25 @@ async def test_concurrent_stage1_scores_a_parameters_candidates_at_once_and_deci
     assert calls_together >= calls  # candidates after the first to pass were scored too
 
 
+async def test_a_score_above_the_current_one_only_by_float_rounding_is_a_tie_not_a_gain():
+    train, val = data(20, 3), data(20, 4)
+    clients = scripted_clients()
+
+    class RoundingUp(LocalExecutor):  # every candidate ties the minibatch, as a sum in another order may round
+        async def train_batch(self, values, train, positions, label=""):
+            outcome = await super().train_batch(values, train, positions, label)
+            self.current = sum(r.score for r in outcome.results) / len(outcome.results)
+            return outcome
+
+        async def score(self, values, train, positions, label=""):
+            return self.current * (1 + 4e-16)
+
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    state = await Trainer(workflow, number_match, clients, TrainerConfig(steps=3, proposals=2, early_rejection=False),
+                          executor=RoundingUp(workflow, number_match, clients)).fit(train, val)
+    assert state.candidates and all(c.stage2 is None and c.reason.startswith("stage 1") for c in state.candidates)
+
+
 async def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_last_checkpoint_intact(tmp_path, monkeypatch):
     import errno
     import os
