@@ -15,7 +15,7 @@ From each framework's own per-step records (raygrad's step events, AdalFlow's st
 calls, tokens and dollars spent by the time each validation level was first reached; per seed
 (raygrad's trainer seed; AdalFlow's loader shuffles with Python's and NumPy's random state).
 
-    pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--seeds 0 1 2]
+    pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--seeds 0 1 2 3 4 5 6 7 8 9]
 """
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def summary(values: list[float], form: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     variants = {"raygrad, early rejection off": {"early_rejection": False},
                 "raygrad, one parameter per step": {"one_parameter_per_step": True},
                 "raygrad, up to 4 minibatches per step until an error": {"batches_until_error": 4},

@@ -1,0 +1,92 @@
+"""Each trainer switch against the default, on the built-in tasks: quality and calls.
+
+The tasks as their local configs ship them (data and splits), from weak prompts ("Answer.",
+"Reply."), optimized for 12 steps, batch 4, 5 proposals, on the simulated provider that does not
+know the answer (raygrad.tasks.simulated: each question hides a cause of failure that only the
+feedback on its error samples can name), served over HTTP on loopback. Calls are counted at the
+server, all roles, the test scoring left out. ObjectCount has one call with two text parameters;
+TREC one call with an instruction, demos and an output format; multi-hop QA two calls (a query
+instruction used once per hop, then an answer instruction and format); the ReAct agent a loop of
+tool calls. Mean over trainer seeds.
+
+    python benchmarks/switches.py [--seeds 0 1 2 3 4 5]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import tempfile
+from pathlib import Path
+
+import yaml
+from common import write_table
+
+from raygrad.llm.endpoints import role_clients
+from raygrad.optim.evaluate import evaluate
+from raygrad.optim.trainer import Trainer
+from raygrad.runs.assemble import build_workflow, load_split
+from raygrad.runs.config import RunConfig
+from raygrad.testing import ServerSettings, SimulatedServer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "raygrad" / "configs"
+TASKS = {"ObjectCount": ("objectcount", "object_count_trainer"), "TREC": ("trec", "trec_trainer"),
+         "multi-hop QA": ("multihop", "multihop_trainer"), "ReAct agent": ("agent", "react_agent_trainer")}
+SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
+            "one_parameter_per_step: true": {"one_parameter_per_step": True},
+            "stage2_per_parameter: 1": {"stage2_per_parameter": 1},
+            "batches_until_error: 4": {"batches_until_error": 4},
+            "concurrent_stage1: true": {"concurrent_stage1": True}}
+
+
+def run(task: str, responder: str, switches: dict, seed: int) -> tuple[float, float, float, int]:
+    """(initial validation, best validation, test after, calls) of one optimization."""
+    raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
+    raw["workflow"].update(instruction="Answer.", output_format="Reply.")
+    with SimulatedServer(ServerSettings(responder=responder)) as server, tempfile.TemporaryDirectory() as folder:
+        raw.update(output_dir=folder, models={role: {"model": "openai/simulated", "api_base": server.url}
+                                              for role in ("task", "backward", "optimizer")})
+        config = RunConfig.model_validate(raw)
+        workflow, metric = build_workflow(config.workflow)
+        train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
+
+        async def fit() -> tuple[float, float, float, int]:
+            with role_clients(config.role_models(), config.journal_path) as clients:
+                settings = config.trainer.model_copy(update={"steps": 12, "batch_size": 4, "proposals": 5,
+                                                             "seed": seed, **switches})
+                state = await Trainer(workflow, metric, clients, settings).fit(train, val)
+                calls = len(server.log)
+                after = (await evaluate(workflow, test, clients["task"], metric)).score
+                return state.initial_val, state.best_val, after, calls
+
+        return asyncio.run(fit())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    rows = []
+    for label, (task, responder) in TASKS.items():
+        baseline = None
+        for name, switches in SWITCHES.items():
+            runs = [run(task, responder, switches, seed) for seed in args.seeds]
+            gain = statistics.mean(best - initial for initial, best, _, _ in runs)
+            test = statistics.mean(after for _, _, after, _ in runs)
+            calls = statistics.mean(c for _, _, _, c in runs)
+            baseline = baseline or calls
+            rows.append([label, name, f"{gain:+.3f}", f"{test:.3f}", f"{calls:.0f}", f"{calls / baseline:.2f}"])
+            print(rows[-1], flush=True)
+    write_table("switches", f"Trainer switches on the built-in tasks (12 steps, batch 4, 5 proposals; "
+                            f"seeds {args.seeds})",
+                ["task", "trainer setting", "validation gain", "test after", "calls", "calls / default"], rows,
+                notes=f"""Mean over the seeds, one run each on the simulated provider over HTTP; calls counted at the
+server (all roles, test scoring left out). Validation and test are the tasks' own small splits.
+
+    python benchmarks/switches.py --seeds {' '.join(map(str, args.seeds))}""")
+
+
+if __name__ == "__main__":
+    main()
