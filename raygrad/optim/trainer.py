@@ -307,8 +307,9 @@ class Trainer:
         """A candidate's minibatch score, and whether it was cut short.
 
         With early rejection and the current value's per-sample scores known (None: a skipped row), the
-        samples it scored below 1 run first. A candidate that gains nothing on them cannot beat it, so the
-        rest never run; the score returned is then the most it could have reached.
+        samples the current value scored below 1 (metrics score in [0, 1]) run first. A candidate that
+        gains nothing on them cannot beat it, so the rest never run; the score returned is then the
+        most the candidate could have reached.
         """
         if not self.config.early_rejection or current is None:
             return await self.executor.score(values, train, positions, label=label), False
