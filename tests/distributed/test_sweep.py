@@ -251,7 +251,9 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
     import ray
     from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
 
-    whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
+    # Replies take 0.2 s so the run outlasts the search for a node to remove: at 0.05 s a loaded CI
+    # machine once saw the sweep end before it found one (runs are shorter since stage 1 stops early).
+    whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.2) for _ in range(2))
     assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
     # Five 1-CPU nodes and four workers of one CPU each: every worker has a node of its own, whatever
     # the scheduler prefers, and a replacement fits once a node is gone.
