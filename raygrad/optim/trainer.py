@@ -260,17 +260,17 @@ class Trainer:
         """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
         failed, validations = state.failed[name], 0
         labels = [f"step{state.step}-{name}-{number}" for number in range(len(candidates))]
+        # The workflow's values change only when a candidate is accepted, which ends this loop.
+        candidate_values = [{**self.workflow.state(), name: value} for value in candidates]
         first_stage = None
         if self.config.concurrent_stage1:  # one round trip for all; those after the first to pass score for nothing
-            first_stage = await gather_all(*(self._stage1({**self.workflow.state(), name: value}, train, positions,
-                                                          current, f"{label}-stage1")
-                                             for value, label in zip(candidates, labels)))
-        for number, (value, label) in enumerate(zip(candidates, labels)):
+            first_stage = await gather_all(*(self._stage1(values, train, positions, current, f"{label}-stage1")
+                                             for values, label in zip(candidate_values, labels)))
+        for number, (value, values, label) in enumerate(zip(candidates, candidate_values, labels)):
             if validations == self.config.stage2_per_parameter:
                 break  # its stage-2 validations this step all failed: the gradients were likely noise
             candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
             state.candidates.append(candidate_record)
-            values = {**self.workflow.state(), name: value}
             candidate_record.stage1, cut = (first_stage[number] if first_stage else
                                             await self._stage1(values, train, positions, current, f"{label}-stage1"))
             if candidate_record.stage1 <= batch_score + TIE:
