@@ -34,6 +34,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "raygrad" / "configs"
 TASKS = {"ObjectCount": ("objectcount", "object_count_trainer"), "TREC": ("trec", "trec_trainer"),
          "multi-hop QA": ("multihop", "multihop_trainer"), "ReAct agent": ("agent", "react_agent_trainer")}
 SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
+            "joint_candidates: false": {"joint_candidates": False},
+            "error_pool: 0": {"error_pool": 0},
+            "joint_candidates: false, error_pool: 0 (the paper's loop)": {"joint_candidates": False, "error_pool": 0},
             "one_parameter_per_step: true": {"one_parameter_per_step": True},
             "stage2_per_parameter: 1": {"stage2_per_parameter": 1},
             "batches_until_error: 4": {"batches_until_error": 4},
@@ -66,12 +69,17 @@ def run(task: str, responder: str, switches: dict, seed: int) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--switches", nargs="+", default=list(SWITCHES), choices=list(SWITCHES),
+                        help="the settings to run (the first is the baseline of 'calls / default')")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     rows = []
-    for label, (task, responder) in TASKS.items():
+    for label in args.tasks:
+        task, responder = TASKS[label]
         baseline = None
-        for name, switches in SWITCHES.items():
+        for name in args.switches:
+            switches = SWITCHES[name]
             runs = [run(task, responder, switches, seed) for seed in args.seeds]
             gain = statistics.mean(best - initial for initial, best, _, _ in runs)
             test = statistics.mean(after for _, _, after, _ in runs)
