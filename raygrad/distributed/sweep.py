@@ -28,7 +28,7 @@ from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
 from raygrad.optim.metrics import Metric
-from raygrad.optim.trainer import TrainState
+from raygrad.optim.state import TrainState
 from raygrad.runs.assemble import build_workflow, check_models
 from raygrad.runs.progress import ProgressView
 from raygrad.runs.results import RunResult

@@ -1,5 +1,5 @@
-"""Optimization without Ray: the trainer (trainer.py), the executor protocol and the Ray-free
-executor (execution.py), one file per optimizer (tgd.py, demos.py; optimizer.py is their protocol),
+"""Optimization without Ray: the trainer (trainer.py) and its checkpointed state (state.py), the executor
+protocol and the Ray-free executor (execution.py), one file per optimizer (tgd.py, demos.py; optimizer.py is their protocol),
 evaluation (evaluate.py), metrics (metrics.py) and the trainer's settings and limits (settings.py).
 
 Imports core/, data/ and llm/; never Ray (a test checks), never runs/ or distributed/.

@@ -45,9 +45,10 @@ class TrainerConfig(SpendLimits):
     concurrent_stage1: bool = Field(False, description="score all of a parameter's candidates on the minibatch at "
                                                        "once: one round trip instead of one per candidate, but "
                                                        "those after the first to pass are scored for nothing")
-    stage2_per_parameter: int | None = Field(None, ge=1, description="stage-2 validations a parameter may have per "
-                                                                     "step; once that many failed, its other "
-                                                                     "candidates are dropped (default: no limit)")
+    stage2_per_parameter: int | None = Field(None, ge=1, description="stage-2 validations a parameter (or the joint "
+                                                                     "candidates) may have per step; once that many "
+                                                                     "failed, the other candidates are dropped "
+                                                                     "(default: no limit)")
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "
@@ -57,6 +58,15 @@ class TrainerConfig(SpendLimits):
     one_parameter_per_step: bool = Field(False, description="each step, only the text parameter with the most "
                                                              "gradients (error samples with feedback for it) gets "
                                                              "candidates; demos parameters as always")
+    error_pool: int = Field(4, ge=0, description="error samples of earlier minibatches kept until a candidate is "
+                                                 "accepted (their values are unchanged, so their gradients still "
+                                                 "hold): stage 1 scores them too, and a step whose minibatch has "
+                                                 "no error still proposes from them (0: the paper's loop)")
+    joint_candidates: bool = Field(True, description="the text parameters' proposals are asked for in turn, each "
+                                                      "optimizer seeing the earlier ones' first proposal as its peers' "
+                                                      "values; the i-th candidate holds each one's i-th proposal, so "
+                                                      "one stage-2 validation can accept changes to all of them "
+                                                      "(false: one parameter at a time, as in the paper)")
     labeled_demos: bool = Field(False, description="wrong samples add (input, target) demos to the pool too, when "
                                                    "the parameter's one call was given the sample's inputs: a model "
                                                    "that gets nothing right can then learn from demos")

@@ -4,9 +4,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from raygrad.core.backward import Gradient, aggregate
 from raygrad.core.workflow import ChatClient, Parameter, Workflow, gather_all
@@ -14,66 +12,25 @@ from raygrad.data import Dataset
 from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
-from raygrad.optim.demos import BootstrapDemos, Demo, add_to_pool
-from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
+from raygrad.optim.demos import BootstrapDemos, add_to_pool
+from raygrad.optim.execution import BatchOutcome, Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
 from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
 from raygrad.optim.settings import TrainerConfig
+from raygrad.optim.state import (
+    CandidateRecord,
+    CheckpointStore,
+    PooledError,
+    StepRecord,
+    TrainState,
+    note_skipped,
+    shown,
+    values_digest,
+)
 from raygrad.optim.tgd import UNPARSED, TextualGradientDescent
 
 # Scores are means of floats summed in different orders: a difference this small is a tie, not a gain.
 TIE = 1e-9
-
-
-class CandidateRecord(BaseModel):
-    step: int
-    parameter: str
-    value: str
-    stage1: float | None = None
-    stage2: float | None = None
-    accepted: bool = False
-    reason: str = ""
-
-
-class StepRecord(BaseModel):
-    step: int
-    batch: list[str]
-    batch_score: float
-    errors: int
-    best_val: float
-    accepted: list[str] = Field(default_factory=list)
-    usage: dict[str, Usage] = Field(default_factory=dict)  # per role, spent by the end of this step
-    unparsed_gradients: int = 0  # backward-engine replies that did not parse (no gradient from them)
-    unparsed_proposals: int = 0  # optimizer replies that did not parse (no candidate from them)
-
-
-class TrainState(BaseModel):
-    """Everything needed to continue a run; written atomically after every step."""
-
-    step: int = 0
-    values: dict[str, str]
-    initial_val: float
-    best_val: float
-    history: dict[str, list[ScoredValue]]
-    failed: dict[str, list[str]] = Field(default_factory=dict)
-    demo_pool: dict[str, list[Demo]] = Field(default_factory=dict)
-    order: list[int] = Field(default_factory=list)
-    cursor: int = 0
-    rng_state: list = Field(default_factory=list)
-    usage: dict[str, Usage] = Field(default_factory=dict)
-    steps: list[StepRecord] = Field(default_factory=list)
-    candidates: list[CandidateRecord] = Field(default_factory=list)
-    stopped: str | None = None
-    elapsed_s: float = 0.0  # wall time spent in fit() over every session of this run
-    skipped_rows: list[str] = Field(default_factory=list)  # bad rows of sharded files met so far (data.skip_bad_rows)
-
-
-class CheckpointStore(Protocol):
-    """Where the trainer keeps its state between steps (raygrad.runs.rundir.CheckpointFile is one)."""
-
-    def load(self) -> str | None: ...
-
-    def save(self, text: str) -> None: ...
 
 
 def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
@@ -217,88 +174,134 @@ class Trainer:
         note_skipped(state, [r.error or "" for r in outcome.results if r.skipped])
         batch_score = sum(scores) / len(counted) if counted else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
-        current: list[float | None] | None = [None if r.skipped else r.score or 0.0 for r in outcome.results]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
                             errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients)
         state.steps.append(record)
+        current: list[float | None] | None = [None if r.skipped else r.score or 0.0 for r in outcome.results]
+        gradients, pooled = outcome.gradients, self._pool_errors(state, positions, outcome)
+        if pooled:  # stage 1 runs on the pooled errors too, and the optimizer reads their gradients
+            positions = positions + [e.position for e in pooled]
+            current += [e.score for e in pooled]
+            gradients = gradients + [g for e in pooled for g in e.gradients]
+            batch_score = (batch_score * len(counted) + sum(e.score for e in pooled)) / (len(counted) + len(pooled))
         for name, demos in outcome.demos.items():
             add_to_pool(state.demo_pool.setdefault(name, []), [d for d in demos if cfg.labeled_demos or not d.labeled],
                         cfg.demo_pool_size)
-        if not errors:
+        if not errors and not pooled:
             return  # nothing to learn from, and no backward call was paid
         parameters = self.workflow.parameters()
-        aggregated = aggregate(outcome.gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
+        aggregated = aggregate(gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
         peers = self.workflow.peers()
         names = sorted(n for n, p in parameters.items() if p.trainable)
         if cfg.one_parameter_per_step:
-            names = by_gradient_mass(names, parameters, outcome.gradients, state.step)
-        for name in names:
+            names = by_gradient_mass(names, parameters, gradients, state.step)
+        groups = [[name] for name in names]
+        if cfg.joint_candidates:  # the text parameters together; a demos parameter's candidates stay its own
+            text = [name for name in names if parameters[name].role != "demos"]
+            groups = [text] * bool(text) + [[name] for name in names if name not in text]
+        for group in groups:
             if batch_score >= 1.0:  # a perfect minibatch: no candidate can beat it in stage 1, so none is asked for
                 break
-            optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
-            context = ProposalContext(
-                parameter=parameters[name], peers=peers[name], gradients=aggregated.get(name, ""),
-                history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
-                failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
-                rng=rng, demo_pool=state.demo_pool.get(name, []))
-            candidates, rejected = await optimizer.propose(context)
-            record.unparsed_proposals += sum(r.startswith(UNPARSED) for r in rejected)
-            if not candidates and not rejected:
-                continue  # nothing to go on for this parameter (no gradients, no demos): nothing was asked
-            failed = state.failed.setdefault(name, [])
-            failed += rejected
-            accepted = await self._validate_candidates(state, record, name, candidates, train, positions,
-                                                       current, batch_score, val)
+            proposed: dict[str, list[str]] = {}
+            before = self.workflow.state()
+            for name in group:
+                optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
+                context = ProposalContext(
+                    parameter=parameters[name], peers=peers[name], gradients=aggregated.get(name, ""),
+                    history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
+                    failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
+                    rng=rng, demo_pool=state.demo_pool.get(name, []))
+                candidates, rejected = await optimizer.propose(context)
+                record.unparsed_proposals += sum(r.startswith(UNPARSED) for r in rejected)
+                state.failed.setdefault(name, []).extend(rejected)
+                if candidates:
+                    proposed[name] = candidates
+                    if len(group) > 1:  # the next parameters' optimizers see this proposal as their peer's value
+                        self.workflow.load_state({name: candidates[0]})
+            self.workflow.load_state(before)
+            changes = [{n: c[i] for n, c in proposed.items() if i < len(c)}
+                       for i in range(max(map(len, proposed.values()), default=0))]
+            accepted = await self._validate_candidates(state, record, changes, train, positions, current,
+                                                       batch_score, val)
             if accepted is not None:
                 batch_score, current = accepted, None  # later candidates must beat the new value (per sample unknown)
-            state.failed[name] = failed[-20:]  # bounded: the optimizer sees the last few
+            for name in group:
+                if name in state.failed:
+                    state.failed[name] = state.failed[name][-20:]  # bounded: the optimizer sees the last few
         record.best_val = state.best_val
 
-    async def _validate_candidates(self, state: TrainState, record: StepRecord, name: str, candidates: list[str],
+    def _pool_errors(self, state: TrainState, positions: list[int], outcome: BatchOutcome) -> list[PooledError]:
+        """Add this minibatch's errors to the pool (trainer.error_pool); return the pooled errors of earlier
+        minibatches (this one's were just run again, so their fresh results stand)."""
+        if not self.config.error_pool or all(p.role == "demos" for p in self.workflow.parameters().values()
+                                             if p.trainable):
+            return []  # demos candidates are drawn from the demo pool, not from gradients: nothing to keep errors for
+        fresh = set(positions)
+        state.error_pool = [e for e in state.error_pool if e.position not in fresh] + [
+            PooledError(position=p, score=r.score or 0.0, gradients=[g for g in outcome.gradients if g.sample_id == r.id])
+            for p, r in zip(positions, outcome.results)
+            if r.score is not None and r.score < self.config.error_threshold]
+        state.error_pool = state.error_pool[-self.config.error_pool:]
+        return [e for e in state.error_pool if e.position not in fresh]
+
+    async def _validate_candidates(self, state: TrainState, record: StepRecord, changes: list[dict[str, str]],
                                    train: Dataset, positions: list[int], current: list[float | None] | None,
                                    batch_score: float, val: Dataset) -> float | None:
-        """Two stages for each candidate in turn; the first to pass is accepted. Returns its stage-1 score."""
-        failed, validations = state.failed[name], 0
-        labels = [f"step{state.step}-{name}-{number}" for number in range(len(candidates))]
+        """Two stages for each candidate (new values of one parameter, or of several with joint_candidates) in
+        turn; the first to pass is accepted. Returns its stage-1 score."""
+        validations = 0
         # The workflow's values change only when a candidate is accepted, which ends this loop.
-        candidate_values = [{**self.workflow.state(), name: value} for value in candidates]
+        candidate_values = [{**self.workflow.state(), **change} for change in changes]
+        names = [",".join(change) for change in changes]
+        labels = [f"step{state.step}-{name}-{number}" for number, name in enumerate(names)]
         first_stage = None
         if self.config.concurrent_stage1:  # one round trip for all; those after the first to pass score for nothing
             first_stage = await gather_all(*(self._stage1(values, train, positions, current, f"{label}-stage1")
                                              for values, label in zip(candidate_values, labels)))
-        for number, (value, values, label) in enumerate(zip(candidates, candidate_values, labels)):
+        for number, (change, values, name, label) in enumerate(zip(changes, candidate_values, names, labels)):
             if validations == self.config.stage2_per_parameter:
                 break  # its stage-2 validations this step all failed: the gradients were likely noise
-            candidate_record = CandidateRecord(step=state.step, parameter=name, value=value)
+            candidate_record = CandidateRecord(step=state.step, parameter=name, value=shown(change))
             state.candidates.append(candidate_record)
+
+            def reject(reason: str) -> None:
+                candidate_record.reason = reason
+                for parameter, value in change.items():
+                    state.failed[parameter].append(value)
+
+            known = state.validated.get(values_digest(values))
+            if known is not None and known <= state.best_val + TIE:  # proposed again: its score is known
+                reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
+                continue
             candidate_record.stage1, cut = (first_stage[number] if first_stage else
                                             await self._stage1(values, train, positions, current, f"{label}-stage1"))
             if candidate_record.stage1 <= batch_score + TIE:
-                candidate_record.reason = (f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
-                                           f"current {batch_score:.3f} on the minibatch")
-                failed.append(value)
+                reject(f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
+                       f"current {batch_score:.3f} on the minibatch")
                 continue
             validations += 1
             must_beat = state.best_val if self.config.early_rejection else None
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
                                                   label=f"{label}-stage2")
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
+            if not result.failed:
+                state.validated[values_digest(values)] = state.best_val if result.stopped_early else result.strict_score
             note_skipped(state, result.skipped)
             if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
                 raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                     f"{name} failed, so it cannot be kept as best (the first: {result.first_error})")
             if result.stopped_early or result.strict_score <= state.best_val + TIE:
-                candidate_record.reason = (
-                    f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
-                    if result.stopped_early else f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
-                failed.append(value)
+                reject(f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
+                       if result.stopped_early else f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
                 continue
             self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.strict_score})
             candidate_record.accepted, candidate_record.reason = True, "accepted"
-            self.workflow.load_state({name: value})
+            self.workflow.load_state(change)
             state.best_val = result.strict_score
-            state.history.setdefault(name, []).append(ScoredValue(value=value, score=result.strict_score))
-            record.accepted.append(name)
+            for parameter, value in change.items():
+                state.history.setdefault(parameter, []).append(ScoredValue(value=value, score=result.strict_score))
+                record.accepted.append(parameter)
+            state.error_pool = []  # the values changed: the pooled errors' scores and gradients no longer hold
             return candidate_record.stage1
         return None
 
@@ -333,12 +336,6 @@ def by_gradient_mass(names: list[str], parameters: dict[str, Parameter], gradien
     most = [n for n in mass if mass[n] == max(mass.values(), default=0) and mass[n] > 0]
     chosen = {most[step % len(most)]} if most else set()
     return [n for n in names if n in chosen or n not in mass]
-
-
-def note_skipped(state: TrainState, reasons: list[str]) -> None:
-    """Remember bad rows left out of sharded files, each once (there are as many as the file has)."""
-    known = set(state.skipped_rows)
-    state.skipped_rows += [reason for reason in dict.fromkeys(reasons) if reason not in known]
 
 
 def _jsonable(rng_state: tuple) -> list:

@@ -24,7 +24,8 @@ from raygrad.llm.endpoints import role_clients
 from raygrad.llm.local import LocalModelServer
 from raygrad.optim.execution import LocalExecutor, Stage2Result
 from raygrad.optim.metrics import Metric
-from raygrad.optim.trainer import Trainer, TrainState, select_trainable
+from raygrad.optim.state import TrainState
+from raygrad.optim.trainer import Trainer, select_trainable
 from raygrad.runs.assemble import check_models, load_split
 from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.results import RunResult, SampleTables, write_tables

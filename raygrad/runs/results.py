@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.evaluate import SAMPLE_COLUMNS, SampleResult
-from raygrad.optim.trainer import TrainState
+from raygrad.optim.state import TrainState
 from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError
 
 
@@ -90,13 +90,17 @@ def step_rows(state: TrainState) -> list[dict]:
 
 
 def candidate_rows(state: TrainState) -> list[dict]:
-    """Each candidate with its parent: the parameter's value when it was proposed."""
+    """Each candidate with its parent: the parameter's value when it was proposed (for a joint candidate, the
+    values of its parameters, as a JSON object like its value)."""
     current = {name: history[0].value for name, history in state.history.items() if history}
     rows = []
     for candidate in state.candidates:
-        rows.append({**candidate.model_dump(), "parent": current.get(candidate.parameter)})
+        names = candidate.parameter.split(",")
+        joint = len(names) > 1
+        parent = json.dumps({n: current.get(n) for n in names}, ensure_ascii=False) if joint else current.get(names[0])
+        rows.append({**candidate.model_dump(), "parent": parent})
         if candidate.accepted:
-            current[candidate.parameter] = candidate.value
+            current.update(json.loads(candidate.value) if joint else {names[0]: candidate.value})
     return rows
 
 

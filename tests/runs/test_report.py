@@ -10,7 +10,7 @@ import pytest
 
 from raygrad.cli import main
 from raygrad.llm.client import Usage
-from raygrad.optim.trainer import CandidateRecord, StepRecord, TrainState
+from raygrad.optim.state import CandidateRecord, StepRecord, TrainState
 from raygrad.runs.results import write_tables
 from raygrad.runs.rundir import CONFIG as RUN_CONFIG
 
