@@ -105,6 +105,7 @@ class SimulatedServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
+        self._open: asyncio.Event | None = None  # cleared by hold(): replies wait until release()
 
     @property
     def url(self) -> str:
@@ -123,6 +124,14 @@ class SimulatedServer:
 
     def clear_log(self) -> None:
         self.log.clear()
+
+    def hold(self) -> None:
+        """Keep every reply, this request's and later ones', until release(): a client's run stands still
+        (a test can then change the cluster under it at a known point, whatever the machine's speed)."""
+        self._loop.call_soon_threadsafe(self._open.clear)  # type: ignore[union-attr]
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.set)  # type: ignore[union-attr]
 
     # -- the application -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -178,6 +187,7 @@ class SimulatedServer:
         entry = LogEntry(time=now, model=model, status=200, messages=messages,
                          response_format=body.get("response_format"), authorization=authorization)
         self.log.append(entry)
+        await self._open.wait()  # type: ignore[union-attr]
         s = self.settings
         budget = None
         if s.rpm:
@@ -229,6 +239,8 @@ class SimulatedServer:
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
+        self._open = asyncio.Event()
+        self._open.set()
         self._runner = web.AppRunner(self.app(), access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=4096)

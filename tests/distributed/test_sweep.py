@@ -251,9 +251,7 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
     import ray
     from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
 
-    # Replies take 0.2 s so the run outlasts the search for a node to remove: at 0.05 s a loaded CI
-    # machine once saw the sweep end before it found one (runs are shorter since stage 1 stops early).
-    whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.2) for _ in range(2))
+    whole, cut = (sim_server(responder="object_count_trainer", latency_s=0.05) for _ in range(2))
     assert main(["sweep", one_run_sweep(tmp_path, whole, "whole", workers=4)]) == 0
     # Five 1-CPU nodes and four workers of one CPU each: every worker has a node of its own, whatever
     # the scheduler prefers, and a replacement fits once a node is gone.
@@ -267,22 +265,30 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
                                    one_run_sweep(tmp_path, cut, "cut", workers=4, cpus_per_worker=1)],
                                   stdout=out, stderr=subprocess.STDOUT)
     try:
-        placed: list = []
+        seen: list = []
 
         def doomed_node():
             """A worker node with a live worker on it, if there is one yet: not the head, nor a node where this
             process or the run's coordinators live (Ray can attach a driver to any node of the machine)."""
-            actors = [a for a in ray_state.actors().values() if a["State"] == "ALIVE"]
-            placed[:] = [(a["ActorClassName"], a["Address"]["NodeID"][:6]) for a in actors]
+            actors = list(ray_state.actors(actor_state_name="ALIVE").values())
+            seen.append(sorted((a["ActorClassName"], a["Address"]["NodeID"][:6]) for a in actors))
             kept = {ray.get_runtime_context().get_node_id(), ray_cluster.head_node.node_id}
             kept |= {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] != "ForwardWorker"}
             hosts = {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] == "ForwardWorker"} - kept
             return next((n for n in ray_cluster.worker_nodes if n.node_id in hosts), None)
 
-        while len(cut.log) < len(whole.log) // 3 or (doomed := doomed_node()) is None:
-            assert driver.poll() is None, (placed, log.read_text())
+        while len(cut.log) < len(whole.log) // 3:
+            assert driver.poll() is None, log.read_text()
             time.sleep(0.05)
+        # The run stands still while the node is chosen and removed: however slow the machine or Ray's
+        # state queries, the loss lands mid-run, with the workers' requests in flight.
+        cut.hold()
+        deadline = time.monotonic() + 30  # well inside the clients' 60 s time-out
+        while (doomed := doomed_node()) is None:
+            assert driver.poll() is None and time.monotonic() < deadline, (seen[-3:], log.read_text())
+            time.sleep(0.5)
         ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
+        cut.release()
         assert driver.wait(timeout=600) == 0, log.read_text()
     finally:
         driver.kill()

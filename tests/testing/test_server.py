@@ -20,3 +20,23 @@ def test_responses_api_gets_the_chat_answer_and_the_same_budget(sim_server):
         client.responses.create(model="simulated", input=[{"role": "user", "content": [
             {"type": "input_text", "text": question}]}])
     assert [(e.status, e.messages[-1]["content"]) for e in server.log] == [(200, question), (429, question)]
+
+
+def test_a_held_server_logs_requests_but_answers_only_once_released(sim_server):
+    import concurrent.futures
+
+    server = sim_server(responder="echo")
+    client = openai.OpenAI(base_url=server.url, api_key="sk-test", max_retries=0)
+
+    def ask(text: str) -> str:
+        return client.chat.completions.create(model="simulated", messages=[{"role": "user", "content": text}]
+                                              ).choices[0].message.content
+
+    server.hold()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        replies = [pool.submit(ask, text) for text in ("one", "two")]
+        done, _ = concurrent.futures.wait(replies, timeout=1.0)
+        assert not done and len(server.log) == 2  # arrived, logged, not answered
+        server.release()
+        assert [r.result(timeout=10) for r in replies] == ["one", "two"]
+    assert ask("three") == "three"
