@@ -51,15 +51,17 @@ def main() -> None:
     stage2 = [c for c in fast.candidates if c.stage2 is not None]
     cut = sum(c.reason.startswith("stage 1: at most") for c in fast.candidates)
     stopped = sum(c.reason.startswith("stage 2: cannot beat") for c in fast.candidates)
-    rows = [["every candidate on every sample", full_calls, "-", len(full.candidates), 0, len(stage2), 0,
+    again = [sum(c.reason.startswith("stage 2 before") for c in state.candidates) for state in (full, fast)]
+    rows = [["every candidate on every sample", full_calls, "-", len(full.candidates), 0, len(stage2), 0, again[0],
              f"{full.best_val:.3f}"],
             ["early rejection (default)", fast_calls, f"{full_calls - fast_calls} ({100 * (full_calls - fast_calls) / full_calls:.0f}%)",
              len(fast.candidates), cut, len(stage2), f"{stopped} ({stats['cancelled_shards']} shards cancelled in flight)",
-             f"{fast.best_val:.3f}"]]
+             again[1], f"{fast.best_val:.3f}"]]
     write_table("early_rejection", f"Early rejection on Ray ({args.steps} steps, batch 4, 5 proposals, "
                                    f"{args.val} validation samples)",
                 ["scoring", "LLM calls (server log)", "calls saved", "candidates", "stopped early in stage 1",
-                 "candidates in stage 2", "stopped early in stage 2", "best validation"], rows,
+                 "candidates in stage 2", "stopped early in stage 2", "proposed again (not validated twice)",
+                 "best validation"], rows,
                 notes="Same seed and deterministic simulated provider; identical accepted prompts in both runs. "
                       "Calls are counted at the server and include task, backward and optimizer calls.")
 
