@@ -107,7 +107,8 @@ class RayExecutor:
         while (not (drained and not redo) and not stopped and exhausted is None) or running:
             load = {wid: 0 for wid in self.workers}
             for _, wid, _ in running.values():
-                load[wid] += 1
+                if wid in load:  # a replaced worker's other shards are still running out (and will be redone)
+                    load[wid] += 1
             while not stopped and exhausted is None:
                 wid = min(self.workers, key=lambda w: load[w])
                 if load[wid] >= per_worker:
