@@ -56,6 +56,11 @@ def utilization(log: list[dict]) -> tuple[int, int, float, float]:
     return len(accepted), refused, span, len(accepted) / (RPM / 60 * span)
 
 
+def label_of(runs: int, concurrency: int, concurrent_stage1: bool) -> str:
+    label = f"{runs} runs at once" if concurrency > 1 else f"{runs} runs one after another"
+    return label + (", concurrent stage 1" if concurrent_stage1 else "")
+
+
 def single_run(created: list[float]) -> float:
     """A run's utilization from its own call records (wall-clock times each call was made)."""
     return len(created) / (RPM / 60 * (max(created) - min(created) + LATENCY))
@@ -66,7 +71,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
     connect()
-    rows, singles = [], {}
+    rows, singles, refused_at = [], {}, {}
     for concurrency, concurrent_stage1 in ((args.runs, False), (1, False), (1, True)):
         with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder="object_count_trainer") as url, \
                 tempfile.TemporaryDirectory() as folder:
@@ -78,9 +83,10 @@ def main() -> None:
                                         / "calls.parquet",
                                         columns=["created_at"]).column(0).to_pylist() for o in outcomes]
         calls, refused, span, used = utilization(log)
+        label = label_of(args.runs, concurrency, concurrent_stage1)
+        start = min(e["time"] for e in log)
+        refused_at[label] = [e["time"] - start for e in log if e["status"] == 429]  # where the 429s fall
         finished = sum(o.status == "finished" for o in outcomes)
-        label = f"{args.runs} runs at once" if concurrency > 1 else f"{args.runs} runs one after another"
-        label += ", concurrent stage 1" if concurrent_stage1 else ""
         rows.append([label, finished, calls, f"{refused} ({100 * refused / len(log):.1f}%)", f"{span:.0f}",
                      f"{wall:.0f}", f"{used:.3f}"])
         if concurrency == 1:  # each run alone: its own calls over its own first call to last reply
@@ -94,7 +100,10 @@ def main() -> None:
 read off the simulated server's log. Goal: at least 0.9 with at most 1% refused, for the runs at once.
 One run alone (one after another, each over its own first call to last reply, from its calls.parquet):
 """ + "\n".join(f"- {label}: utilization mean {statistics.mean(u):.3f}, range {min(u):.3f} to {max(u):.3f}"
-                for label, u in singles.items()) + f"""
+                for label, u in singles.items()) + """
+Refused requests, seconds after the schedule's first request:
+""" + "\n".join(f"- {label}: {', '.join(f'{t:.1f}' for t in times) or 'none'}" for label, times in refused_at.items())
+                + f"""
 
     python benchmarks/sweep_utilization.py --runs {args.runs}""")
 
