@@ -39,7 +39,7 @@ def build_metric(spec: str, search: Iterable[str] = ()) -> Metric:
     function = import_object(spec, "workflow.eval", search)
     if not callable(function):
         raise ConfigError(f"workflow.eval: {spec} is not a function")
-    return Metric(function, name=spec)
+    return Metric(function)  # named as the Python API names it (the function's name): the backward engine reads it
 
 
 def check_models(workflow: Workflow, models: Mapping[str, object]) -> None:
