@@ -22,6 +22,11 @@ class CandidateRecord(BaseModel):
     accepted: bool = False
     reason: str = ""
 
+    def changes(self) -> dict[str, str]:
+        """The new value of each parameter this candidate changes: the inverse of shown()."""
+        names = self.parameter.split(",")
+        return json.loads(self.value) if len(names) > 1 else {names[0]: self.value}
+
 
 class StepRecord(BaseModel):
     step: int
@@ -77,8 +82,8 @@ class CheckpointStore(Protocol):
     def save(self, text: str) -> None: ...
 
 
-def shown(change: dict[str, str]) -> str:
-    """A candidate's value as recorded: the value itself, or each parameter's under its name when joint."""
+def shown(change: dict[str, str | None]) -> str | None:
+    """A candidate's value (or parent) as recorded: the value itself, or each parameter's under its name when joint."""
     return next(iter(change.values())) if len(change) == 1 else json.dumps(change, ensure_ascii=False)
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.evaluate import SAMPLE_COLUMNS, SampleResult
-from raygrad.optim.state import TrainState
+from raygrad.optim.state import TrainState, shown
 from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError
 
 
@@ -95,12 +95,10 @@ def candidate_rows(state: TrainState) -> list[dict]:
     current = {name: history[0].value for name, history in state.history.items() if history}
     rows = []
     for candidate in state.candidates:
-        names = candidate.parameter.split(",")
-        joint = len(names) > 1
-        parent = json.dumps({n: current.get(n) for n in names}, ensure_ascii=False) if joint else current.get(names[0])
-        rows.append({**candidate.model_dump(), "parent": parent})
+        changes = candidate.changes()
+        rows.append({**candidate.model_dump(), "parent": shown({name: current.get(name) for name in changes})})
         if candidate.accepted:
-            current.update(json.loads(candidate.value) if joint else {names[0]: candidate.value})
+            current.update(changes)
     return rows
 
 
