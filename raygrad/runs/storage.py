@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -101,13 +102,22 @@ class Storage:
             raise StorageError(f"storage {self.uri}: cannot write {name}: {err}; the local copy {local} "
                                "is intact") from None
 
-    def get(self, name: str, local: Path) -> bool:
-        """Copy `name` out to `local` if storage has it; True if it did."""
+    def get(self, name: str, local: Path, attempts: int = 5) -> bool:
+        """Copy `name` out to `local` if storage has it; True if it did. A copy is whole: an object
+        replaced while it is read (S3 reads a length, then ranges of whatever is there by then) is read again."""
         from pyarrow import fs
 
-        if self._fs.get_file_info(f"{self._base}/{name}").type != fs.FileType.File:
-            return False
-        local.parent.mkdir(parents=True, exist_ok=True)
-        with self._fs.open_input_stream(f"{self._base}/{name}") as source:
-            local.write_bytes(source.read())
-        return True
+        path = f"{self._base}/{name}"
+        for _ in range(attempts):
+            before = self._fs.get_file_info(path)
+            if before.type != fs.FileType.File:
+                return False
+            with self._fs.open_input_stream(path) as source:
+                data = source.read()
+            after = self._fs.get_file_info(path)
+            if len(data) == before.size == after.size and before.mtime == after.mtime:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(data)
+                return True
+            time.sleep(0.2)
+        raise StorageError(f"storage {self.uri}: {name} kept changing while it was read ({attempts} attempts)")

@@ -17,6 +17,36 @@ def test_put_and_get_through_a_filesystem_uri_and_a_plain_path(tmp_path):
     assert sorted(p.name for p in (tmp_path / "bucket" / "prefix").iterdir()) == ["checkpoint.json"]  # no partial left
 
 
+def test_an_object_replaced_while_it_is_read_from_s3_is_read_whole(s3_storage, tmp_path):
+    """S3 reads take the object's length, then byte ranges of whatever is stored by then: a checkpoint
+    replaced by a longer one in between came back cut short."""
+    storage = Storage(s3_storage("race"))
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text('{"step": 1}')
+    new.write_text('{"step": 2, "values": "' + "x" * 5000 + '"}')
+    storage.put(old, "checkpoint.json")
+    real, replaced = storage._fs, []
+
+    class ReplacedAfterOpening:
+        """The filesystem, with the checkpoint replaced between the first read's opening and its reading."""
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def open_input_stream(self, path):
+            stream = real.open_input_stream(path)
+            if not replaced:
+                replaced.append(path)
+                storage._fs = real
+                storage.put(new, "checkpoint.json")
+                storage._fs = self
+            return stream
+
+    storage._fs = ReplacedAfterOpening()
+    assert storage.get("checkpoint.json", tmp_path / "back.json")
+    assert replaced and (tmp_path / "back.json").read_text() == new.read_text()
+
+
 def test_a_whole_run_directory_goes_to_storage_with_a_consistent_journal_snapshot(tmp_path):
     from raygrad.llm.journal import Journal
 
