@@ -87,6 +87,7 @@ class LLMClient:
         # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
         self.budget_guard: Callable[[], str | None] | None = None
         self._litellm = import_litellm()
+        self._warm_up_task: asyncio.Task | None = None
         import openai  # litellm's own errors derive from openai's
 
         self._openai = openai
@@ -146,8 +147,23 @@ class LLMClient:
                                          response_format=response_format, **params)
         return parse_structured(completion.text, schema)
 
+    async def _warm_up(self) -> None:
+        """A process's first litellm call spends about 0.4 s setting litellm up after its send time, so it
+        reaches a rate-limited provider late, bunched with the next ones (refusals on a cold start). A mock
+        reply (no network, no budget) spends that time before the first send time is taken."""
+        async def mock() -> None:
+            try:
+                await self._litellm.acompletion(model=self.config.model, messages=[{"role": "user", "content": "."}],
+                                                mock_response=".")
+            except Exception:  # noqa: BLE001 - a warm-up only saves time; the real call reports real errors
+                pass
+        if self._warm_up_task is None:
+            self._warm_up_task = asyncio.ensure_future(mock())
+        await asyncio.shield(self._warm_up_task)
+
     async def _call_with_retries(self, messages: list[dict], sampling: dict, schema: dict | None) -> Completion:
         litellm = self._litellm
+        await self._warm_up()
         cfg = self.config
         fatal = (litellm.AuthenticationError, litellm.BadRequestError, litellm.NotFoundError,
                  litellm.PermissionDeniedError)

@@ -57,6 +57,28 @@ async def test_configured_rpm_is_never_exceeded_on_the_server_log(sim_server):
     assert times[-1] - times[0] >= 24 * 0.1 - 0.02
 
 
+async def test_a_fresh_client_sets_litellm_up_before_its_first_send_time_without_a_request(sim_server, monkeypatch):
+    """litellm's first call in a process spends ~0.4 s on itself; spent after a send time, the request
+    reached the provider late, bunched with the next ones (refusals at a sweep's cold start)."""
+    server = sim_server(responder="echo")
+    client = LLMClient(server.model_config(rpm=600))
+    events, slot, acompletion = [], client.limiter.slot, litellm.acompletion
+
+    def recorded_slot(*args, **kwargs):
+        events.append("send time")
+        return slot(*args, **kwargs)
+
+    async def recorded_acompletion(**kwargs):
+        events.append("mock" if "mock_response" in kwargs else "request")
+        return await acompletion(**kwargs)
+
+    monkeypatch.setattr(client.limiter, "slot", recorded_slot)
+    monkeypatch.setattr(litellm, "acompletion", recorded_acompletion)
+    await asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(3)))
+    assert events[0] == "mock" and events.count("mock") == 1  # once, before any send time, for all three
+    assert events.count("request") == len(server.log) == 3  # the warm-up reached no provider
+
+
 @pytest.mark.parametrize("style", ["openai", "anthropic"])
 async def test_a_per_minute_limit_enforced_over_short_windows_sees_even_pacing_and_no_refusal(sim_server, style):
     # 600 rpm enforced as 30 per 3 s. The headers report the minute's figures, as the providers do,
