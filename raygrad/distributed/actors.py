@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from raygrad.core.workflow import Trace
-from raygrad.data import Dataset, shard, take
+from raygrad.data import Dataset, take
 from raygrad.distributed.dispatch import RuntimeSpec
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import RoleClients
@@ -32,6 +32,7 @@ from raygrad.optim.execution import (
     backward_errors,
     demo_parameters,
     forward_samples,
+    rows_of,
     score_samples,
 )
 from raygrad.runs.results import SampleTables
@@ -117,11 +118,10 @@ class ForwardWorker:
             await self.aggregator.add.remote(step, errors)
         return BatchOutcome(results=results, demos=demos), self.clients.usage_delta()
 
-    async def score_shard(self, values: dict[str, str], data: Dataset, start: int | None = None,
-                          stop: int | None = None, positions: list[int] | None = None, keep_samples: bool = False
-                          ) -> tuple[ScoreSum, dict[str, Usage]]:
-        examples = take(data, positions) if positions is not None else shard(data, start or 0, stop or 0)
-        scored = await score_samples(self.workflow, values, examples, self.clients, self.metric, keep_samples)
+    async def score_shard(self, values: dict[str, str], data: Dataset, rows: range | list[int],
+                          keep_samples: bool = False) -> tuple[ScoreSum, dict[str, Usage]]:
+        scored = await score_samples(self.workflow, values, rows_of(data, rows), self.clients, self.metric,
+                                     keep_samples, positions=rows)
         return scored, self.clients.usage_delta()
 
 

@@ -23,7 +23,7 @@ from raygrad.data import Dataset
 from raygrad.llm.client import Usage, check_budget
 from raygrad.llm.models import ROLES, ModelConfig, role_of
 from raygrad.optim.evaluate import SampleResult
-from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, cannot_win
+from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, cannot_win, validation_shards
 from raygrad.optim.metrics import Metric
 from raygrad.runs.config import RunConfig
 
@@ -174,12 +174,12 @@ class RayExecutor:
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         keep = self._keeps(label)
-        [scored] = await self._map("score_shard", [(values, train, None, None, positions, keep)])
+        [scored] = await self._map("score_shard", [(values, train, positions, keep)])
         self._sink(label, scored.samples)
         return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "") -> Stage2Result:
+                       chunk: int = 16, label: str = "", first: list[int] = ()) -> Stage2Result:
         size, scored, keep = len(val), ScoreSum(), self._keeps(label)
 
         def hopeless(result: ScoreSum) -> bool:
@@ -188,8 +188,8 @@ class RayExecutor:
             scored = scored.add(result.model_copy(update={"samples": []}))  # the sink has them, not memory
             return cannot_win(scored, size - scored.count, must_beat)
 
-        await self._map("score_shard", ((values, val, start, min(start + chunk, size), None, keep)
-                                        for start in range(0, size, chunk)), stop=hopeless, keep=False)
+        await self._map("score_shard", ((values, val, rows, keep) for rows in validation_shards(size, list(first), chunk)),
+                        stop=hopeless, keep=False)
         return scored.result(size)
 
     def _keeps(self, label: str) -> bool:

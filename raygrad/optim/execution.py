@@ -6,7 +6,7 @@ The plain async functions here are what the Ray actors call too, so the algorith
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -44,6 +44,7 @@ class Stage2Result(BaseModel):
     failed: int = 0  # samples whose calls never succeeded: not scored, reported apart from wrong answers
     first_error: str | None = None  # why the first failed sample failed
     skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out (data.skip_bad_rows)
+    weak: list[int] = Field(default_factory=list)  # positions of the samples run that scored below 1 or failed
 
 
 class ScoreSum(BaseModel):
@@ -55,11 +56,12 @@ class ScoreSum(BaseModel):
     skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out: why each was
     first_error: str | None = None
     samples: list[SampleResult] = Field(default_factory=list)  # only when asked for (the samples table)
+    weak: list[int] = Field(default_factory=list)  # positions scored below 1 or failed (when positions were given)
 
     def add(self, other: "ScoreSum") -> "ScoreSum":
         return ScoreSum(total=self.total + other.total, completed=self.completed + other.completed,
                         count=self.count + other.count, skipped=self.skipped + other.skipped,
-                        first_error=self.first_error or other.first_error)
+                        first_error=self.first_error or other.first_error, weak=self.weak + other.weak)
 
     @property
     def mean(self) -> float:
@@ -78,7 +80,7 @@ class ScoreSum(BaseModel):
     def result(self, size: int) -> Stage2Result:
         return Stage2Result(score=self.mean, strict_score=self.strict_mean, evaluated=self.count, total=size,
                             stopped_early=self.count < size, failed=self.counted - self.completed,
-                            first_error=self.first_error, skipped=self.skipped)
+                            first_error=self.first_error, skipped=self.skipped, weak=sorted(self.weak))
 
 
 def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> bool:
@@ -86,6 +88,26 @@ def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> boo
     if must_beat is None or remaining <= 0:
         return False
     return (scored.total + remaining) / (scored.counted + remaining) <= must_beat
+
+
+def validation_shards(size: int, first: list[int], chunk: int) -> Iterator[range | list[int]]:
+    """Stage 2's shards, lazily: the positions in `first` (the incumbent's samples below 1), then the rest
+    in contiguous ranges (a list where a range would hold a `first` position).
+
+    Only where the incumbent is wrong can a candidate gain; elsewhere it can only lose. Run first, a
+    candidate that gains nothing there is out after those samples (`cannot_win`), and one that gains a
+    little is out as soon as it loses as much: the rest of the validation set is not paid for.
+    """
+    ahead = sorted(set(first))
+    for index in range(0, len(ahead), chunk):
+        yield ahead[index:index + chunk]
+    done = set(ahead)
+    for start in range(0, size, chunk):
+        span = range(start, min(start + chunk, size))
+        if done.isdisjoint(span):
+            yield span
+        elif rest := [p for p in span if p not in done]:
+            yield rest
 
 
 # -- the plain async functions an executor (or a Ray worker) runs -----------------------------
@@ -120,13 +142,20 @@ async def backward_errors(workflow: Workflow, errors: list[tuple[SampleResult, T
 
 
 async def score_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
-                        metric: Metric, keep_samples: bool = False) -> ScoreSum:
+                        metric: Metric, keep_samples: bool = False, positions: Sequence[int] = ()) -> ScoreSum:
+    """The examples' summed scores; with their `positions`, which of them scored below 1 or failed."""
     results = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     scores = [r.score for r, _ in results if r.score is not None]
     return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples),
                     skipped=[r.error or "" for r, _ in results if r.skipped],
                     first_error=next((r.error for r, _ in results if r.failed), None),
-                    samples=[r for r, _ in results] if keep_samples else [])
+                    samples=[r for r, _ in results] if keep_samples else [],
+                    weak=[p for p, (r, _) in zip(positions, results) if not r.skipped and (r.score or 0.0) < 1.0])
+
+
+def rows_of(data: Dataset, positions: range | list[int]) -> list[Example]:
+    """The examples of a shard: a contiguous range read as one, scattered positions one by one."""
+    return shard(data, positions.start, positions.stop) if isinstance(positions, range) else take(data, positions)
 
 
 class Executor(Protocol):
@@ -138,7 +167,7 @@ class Executor(Protocol):
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float: ...
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "") -> Stage2Result: ...
+                       chunk: int = 16, label: str = "", first: list[int] = ()) -> Stage2Result: ...
 
     def usage(self) -> dict[str, Usage]: ...
 
@@ -180,12 +209,12 @@ class LocalExecutor:
         return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "") -> Stage2Result:
-        """Chunk by chunk; stops (the rest never run) once the candidate cannot beat `must_beat`."""
+                       chunk: int = 16, label: str = "", first: list[int] = ()) -> Stage2Result:
+        """Chunk by chunk, `first` first; stops (the rest never run) once the candidate cannot beat `must_beat`."""
         scored, size = ScoreSum(), len(val)
-        for start in range(0, size, chunk):
-            part = await score_samples(self.workflow, values, shard(val, start, start + chunk), self.clients,
-                                       self.metric, keep_samples=bool(label))
+        for positions in validation_shards(size, list(first), chunk):
+            part = await score_samples(self.workflow, values, rows_of(val, positions), self.clients,
+                                       self.metric, keep_samples=bool(label), positions=positions)
             self._sink(label, part.samples)
             scored = scored.add(part)
             if cannot_win(scored, size - scored.count, must_beat):

@@ -72,6 +72,9 @@ class TrainState(BaseModel):
     # The most each set of values validated so far could score (digest of all values -> strict score, or the
     # best it could not beat when stopped early): the same prompt is never paid for twice in stage 2.
     validated: dict[str, float] = Field(default_factory=dict)
+    # Validation positions the current values score below 1 (or fail): stage 2 runs them first, where a
+    # candidate can gain, so one that gains nothing is rejected before the rest are paid for.
+    val_weak: list[int] = Field(default_factory=list)
 
 
 class CheckpointStore(Protocol):

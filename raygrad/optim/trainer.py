@@ -133,7 +133,7 @@ class Trainer:
                                     f"(the first: {first.first_error})")
             initial = first.strict_score
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
-                               skipped_rows=first.skipped,
+                               skipped_rows=first.skipped, val_weak=first.weak,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
         self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
@@ -280,9 +280,9 @@ class Trainer:
                        f"current {batch_score:.3f} on the minibatch")
                 continue
             validations += 1
-            must_beat = state.best_val if self.config.early_rejection else None
+            must_beat, first = (state.best_val, state.val_weak) if self.config.early_rejection else (None, [])
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
-                                                  label=f"{label}-stage2")
+                                                  label=f"{label}-stage2", first=first)
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
             if not result.failed:
                 state.validated[values_digest(values)] = state.best_val if result.stopped_early else result.strict_score
@@ -297,7 +297,7 @@ class Trainer:
             self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.strict_score})
             candidate_record.accepted, candidate_record.reason = True, "accepted"
             self.workflow.load_state(change)
-            state.best_val = result.strict_score
+            state.best_val, state.val_weak = result.strict_score, result.weak
             for parameter, value in change.items():
                 state.history.setdefault(parameter, []).append(ScoredValue(value=value, score=result.strict_score))
                 record.accepted.append(parameter)

@@ -64,6 +64,31 @@ async def test_stage2_stops_early_and_never_makes_the_remaining_calls():
     assert result.stopped_early and result.evaluated == 32 and len(llm.calls) == 32
 
 
+async def test_stage2_runs_the_incumbents_misses_first_and_stops_after_them_when_a_candidate_gains_nothing():
+    from raygrad.optim.execution import validation_shards
+
+    val = data(64, 5)
+    misses = [3, 17, 40, 41, 60]  # where the incumbent (and this candidate) answer wrong
+    wrong = {val[p].inputs["input"] for p in misses}
+
+    def answer(messages, body):
+        question = messages[-1]["content"]
+        return "Answer: 0" if any(q in question for q in wrong) else f"Answer: {next(e.target for e in val if e.inputs['input'] in question)}"
+
+    llm = ScriptedLLM(answer)
+    executor = LocalExecutor(ObjectCount(), number_match, {"task": llm})
+    whole = await executor.validate({}, val, chunk=8)  # the incumbent's own validation: where it misses
+    assert whole.weak == misses and whole.strict_score == 59 / 64 and len(llm.calls) == 64
+    llm.calls.clear()
+    result = await executor.validate({}, val, must_beat=59 / 64, chunk=8, first=misses)
+    # It gains nothing where the incumbent misses, and can only lose elsewhere: out after 5 calls, not 64.
+    assert result.stopped_early and result.evaluated == 5 and len(llm.calls) == 5
+    # In natural order, the same candidate is only out once its fifth miss is seen (position 60).
+    llm.calls.clear()
+    assert (await executor.validate({}, val, must_beat=59 / 64, chunk=8)).evaluated == 64
+    assert [list(s) for s in validation_shards(12, [9, 2], 4)] == [[2, 9], [0, 1, 3], [4, 5, 6, 7], [8, 10, 11]]
+
+
 async def test_unparseable_or_leaking_proposals_are_failed_never_new_prompts():
     from raygrad.optim.tgd import propose
 
