@@ -268,13 +268,17 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
         seen: list = []
 
         def doomed_node():
-            """A worker node with a live worker on it, if there is one yet: not the head, nor a node where this
-            process or the run's coordinators live (Ray can attach a driver to any node of the machine)."""
-            actors = list(ray_state.actors(actor_state_name="ALIVE").values())
-            seen.append(sorted((a["ActorClassName"], a["Address"]["NodeID"][:6]) for a in actors))
+            """A worker node with one of the cut run's workers on it, if there is one yet: not the head, nor a
+            node where this process or the run's coordinators live (Ray can attach a driver to any node of the
+            machine). Only the cut driver's actors count: this process's, from earlier tests, may linger."""
+            ours = ray.get_runtime_context().get_job_id()
+            actors = [a for a in ray_state.actors(actor_state_name="ALIVE").values() if a["JobID"] != ours]
             kept = {ray.get_runtime_context().get_node_id(), ray_cluster.head_node.node_id}
             kept |= {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] != "ForwardWorker"}
             hosts = {a["Address"]["NodeID"] for a in actors if a["ActorClassName"] == "ForwardWorker"} - kept
+            seen.append({"kept": sorted(n[:6] for n in kept), "actors": sorted(
+                f"{a['ActorClassName']}@{a['Address']['NodeID'][:6]}" for a in actors),
+                "worker nodes": sorted(n.node_id[:6] for n in ray_cluster.worker_nodes)})
             return next((n for n in ray_cluster.worker_nodes if n.node_id in hosts), None)
 
         while len(cut.log) < len(whole.log) // 3:
@@ -285,7 +289,7 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
         cut.hold()
         deadline = time.monotonic() + 30  # well inside the clients' 60 s time-out
         while (doomed := doomed_node()) is None:
-            assert driver.poll() is None and time.monotonic() < deadline, (seen[-3:], log.read_text())
+            assert driver.poll() is None and time.monotonic() < deadline, f"{seen[-1]}\n{log.read_text()}"
             time.sleep(0.5)
         ray_cluster.remove_node(doomed)  # its workers die mid-shard: replaced, their shards redone elsewhere
         cut.release()
