@@ -9,6 +9,12 @@ latest possible arrival of the one `capacity` places before it, so any `window` 
 arrivals hold at most `capacity`, however many workers on however many nodes share the budget,
 and a loaded node (which reports a longer delay) costs the budget a little time, never a refusal.
 
+Under even pacing (a per-minute limit: `capacity` 1 per `window`), lateness is not spaced for: a
+request a little late only shifts one arrival a little. A send time whose holder may be much later
+(more than DEBT_AFTER: a cold or loaded worker) would carry its request into the next send times'
+windows, so the ledger leaves one send time empty after its latest arrival (a debt): any window that
+holds the late arrival but not its send time holds that gap instead.
+
 A worker cannot start requests infinitely fast (an LLM client spends milliseconds of CPU on each),
 so one holder's send times are spaced by the dispatch interval it reports: a burst of 60 due at
 one instant would mostly go void. Send times a worker still could not use are handed back
@@ -28,6 +34,7 @@ workflow cannot starve the others. Alone, a run takes everything.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +45,9 @@ COLD_DELAY = 0.5  # assumed send delay of a worker that has not measured its own
 MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
 PACING_MARGIN = 0.006  # send times spaced this much wider than the rpm: 36 ms over a 6 s window
 ACTIVE_S = 5.0  # a run that leased within this long counts as sharing the budget
+DEBT_AFTER = 0.05  # under even pacing, a send time its holder may use later than this is paid for by a gap
+DEBT_S = 5.0  # a debt the ledger has not met this long after it fell due is dropped: the budget was idle
+SKIPPED = ""  # the holder of a send time left empty to pay a debt
 
 
 @dataclass
@@ -70,6 +80,7 @@ class RateLedger:
     _paused_until: float = 0.0
     _last_at: dict[str, float] = field(default_factory=dict)  # per holder, its latest send time
     _active: dict[str, float] = field(default_factory=dict)  # per run, when it last leased
+    _debts: list[float] = field(default_factory=list)  # even pacing: a send time after each of these stays empty
 
     @classmethod
     def per_minute(cls, rpm: float | None, tpm: float | None = None, **kwargs) -> "RateLedger":
@@ -139,18 +150,26 @@ class RateLedger:
         self._active[run] = now
         share = self._fair_share(now) - sum(1 for g in self._grants if g.at > now and run_of(g.holder) == run)
         count = min(count, max(share, 0))
+        if send_delay is None and self.capacity == 1:
+            count = min(count, 1)  # its first request measures its delay: one debt per cold holder, not a lease's worth
         delay = COLD_DELAY if send_delay is None else min(max(self.slack, send_delay), MAX_DELAY)
         times: list[float] = []
         tokens = min(tokens_per_request, self.tpm / 60.0) if self.tpm else 0.0
         horizon = min(self.horizon, PACING_HORIZON_S) if self.capacity == 1 else self.horizon
-        for _ in range(count):
+        while len(times) < count:
             at = self._earliest(max(now, self._paused_until, self._last_at.get(holder, -1e18) + send_interval),
                                 tokens)
             if at > now + horizon:
                 break
+            if self.capacity == 1 and self._debts and self._debts[0] <= at:
+                heapq.heappop(self._debts)  # an earlier late request may arrive in this send time's place
+                self._grants.append(_Grant(at, SKIPPED, 0.0))
+                continue
             self._grants.append(_Grant(at, holder, tokens, late=self.use_by + delay))
             times.append(at)
             self._last_at[holder] = at
+            if self.capacity == 1 and delay > DEBT_AFTER:
+                heapq.heappush(self._debts, at + self.use_by + delay)
         if times:
             retry_at = times[-1]
         elif share <= 0:  # the run holds its share: ask again when the first of its times is due
@@ -188,6 +207,8 @@ class RateLedger:
         return bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
 
     def _forget(self, now: float) -> None:
+        while self._debts and self._debts[0] < now - DEBT_S:
+            heapq.heappop(self._debts)
         if self._grants and self._grants[0].at < now - HISTORY_S:
             self._grants = [g for g in self._grants if g.at >= now - HISTORY_S]
 

@@ -116,6 +116,36 @@ def test_each_send_time_keeps_room_for_its_holders_reported_delay():
     assert round(times[10] - times[0], 6) == round(1.0 + 0.05 + COLD_DELAY, 6)
 
 
+def test_under_even_pacing_a_cold_workers_late_requests_are_paid_for_by_empty_send_times(monkeypatch):
+    """Workers starting on a busy machine send their first requests up to half a second late: at 600 rpm
+    enforced as 60 per 6 s, those arrivals pile into the windows of the send times after them."""
+    from raygrad.llm import ledger as ledger_module
+
+    def arrivals() -> list[float]:
+        ledger, rng, now, sent = RateLedger.per_minute(600), random.Random(4), 0.0, []
+        held: dict[str, list[float]] = {f"w{i}": [] for i in range(16)}
+        measured: set[str] = set()
+        while now < 30.0:
+            for number, (holder, times) in enumerate(held.items()):
+                if now < number * 0.25:
+                    continue  # workers start one after another, each cold until its first request
+                times[:] = [t for t in times if t + ledger.use_by >= now]
+                if not times:
+                    times.extend(ledger.lease(holder, 2, now, send_delay=0.005 if holder in measured else None).times)
+                while times and times[0] <= now:
+                    at = times.pop(0)
+                    late = 0.005 if holder in measured else rng.uniform(0.3, 0.5)
+                    sent.append(at + rng.uniform(0, 0.01) + late)
+                    measured.add(holder)
+            now += 0.01
+        return sent
+
+    paid = arrivals()
+    assert max_in_any_window(paid, 6.0) <= 60 and len(paid) >= 0.95 * 30 * 10  # within 5% of the budget
+    monkeypatch.setattr(ledger_module, "DEBT_AFTER", float("inf"))  # no gaps: the late arrivals overrun
+    assert max_in_any_window(arrivals(), 6.0) > 60
+
+
 def test_unused_send_times_are_leased_again_at_once():
     ledger = RateLedger(capacity=10, window=1.0, use_by=0.05, slack=0.02, horizon=5.0)
     burst = ledger.lease("w", 10, now=0.0, send_delay=0.0).times
