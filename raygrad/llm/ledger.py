@@ -202,10 +202,6 @@ class RateLedger:
             latest = max(latest, grant.at + grant.late)
         return latest
 
-    def granted_between(self, start: float, end: float) -> int:
-        times = [g.at for g in self._grants]
-        return bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
-
     def _forget(self, now: float) -> None:
         while self._debts and self._debts[0] < now - DEBT_S:
             heapq.heappop(self._debts)
