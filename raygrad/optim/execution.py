@@ -35,6 +35,9 @@ class SamplesFailed(RuntimeError):
     from it; the same command, once the provider answers, scores them for real."""
 
 
+MAX_WEAK = 4096  # weak positions kept (the lowest): stage 2 only runs them first, so a cut costs order, not correctness
+
+
 class Stage2Result(BaseModel):
     score: float  # mean over the samples that completed (what is reported)
     strict_score: float  # failed samples counted as 0: what candidates are compared on, so failing cannot win
@@ -44,7 +47,7 @@ class Stage2Result(BaseModel):
     failed: int = 0  # samples whose calls never succeeded: not scored, reported apart from wrong answers
     first_error: str | None = None  # why the first failed sample failed
     skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out (data.skip_bad_rows)
-    weak: list[int] = Field(default_factory=list)  # positions of the samples run that scored below 1 or failed
+    weak: list[int] = Field(default_factory=list)  # positions that scored below 1 or failed (the first MAX_WEAK)
 
 
 class ScoreSum(BaseModel):
@@ -61,7 +64,8 @@ class ScoreSum(BaseModel):
     def add(self, other: "ScoreSum") -> "ScoreSum":
         return ScoreSum(total=self.total + other.total, completed=self.completed + other.completed,
                         count=self.count + other.count, skipped=self.skipped + other.skipped,
-                        first_error=self.first_error or other.first_error, weak=self.weak + other.weak)
+                        first_error=self.first_error or other.first_error,
+                        weak=sorted(self.weak + other.weak)[:MAX_WEAK])
 
     @property
     def mean(self) -> float:
