@@ -10,10 +10,13 @@ arrivals hold at most `capacity`, however many workers on however many nodes sha
 and a loaded node (which reports a longer delay) costs the budget a little time, never a refusal.
 
 Under even pacing (a per-minute limit: `capacity` 1 per `window`), lateness is not spaced for: a
-request a little late only shifts one arrival a little. A send time whose holder may be much later
-(more than DEBT_AFTER: a cold or loaded worker) would carry its request into the next send times'
-windows, so the ledger leaves one send time empty after its latest arrival (a debt): any window that
-holds the late arrival but not its send time holds that gap instead.
+request a little late only shifts one arrival a little. A cold holder (one that has measured no
+delay yet: a worker just started, on a machine busy starting others) may send its first request
+half a second late, into the windows of the send times after it; it gets one send time at a time,
+and the ledger leaves one send time empty after that one's latest arrival (a debt): any window that
+holds the late arrival but not its send time holds that gap instead. A gap for every send time of a
+merely loaded worker would cost more budget than the rare refusal it saves (the README's overnight
+case measures both).
 
 A worker cannot start requests infinitely fast (an LLM client spends milliseconds of CPU on each),
 so one holder's send times are spaced by the dispatch interval it reports: a burst of 60 due at
@@ -45,7 +48,6 @@ COLD_DELAY = 0.5  # assumed send delay of a worker that has not measured its own
 MAX_DELAY = 1.0  # a reported send delay is capped here (a worker later than this breaks the guarantee)
 PACING_MARGIN = 0.006  # send times spaced this much wider than the rpm: 36 ms over a 6 s window
 ACTIVE_S = 5.0  # a run that leased within this long counts as sharing the budget
-DEBT_AFTER = 0.05  # under even pacing, a send time its holder may use later than this is paid for by a gap
 DEBT_S = 5.0  # a debt the ledger has not met this long after it fell due is dropped: the budget was idle
 SKIPPED = ""  # the holder of a send time left empty to pay a debt
 
@@ -151,7 +153,7 @@ class RateLedger:
         share = self._fair_share(now) - sum(1 for g in self._grants if g.at > now and run_of(g.holder) == run)
         count = min(count, max(share, 0))
         if send_delay is None and self.capacity == 1:
-            count = min(count, 1)  # its first request measures its delay: one debt per cold holder, not a lease's worth
+            count = min(count, 1)  # its first request measures its delay: one gap per cold holder, not a lease's worth
         delay = COLD_DELAY if send_delay is None else min(max(self.slack, send_delay), MAX_DELAY)
         times: list[float] = []
         tokens = min(tokens_per_request, self.tpm / 60.0) if self.tpm else 0.0
@@ -168,8 +170,8 @@ class RateLedger:
             self._grants.append(_Grant(at, holder, tokens, late=self.use_by + delay))
             times.append(at)
             self._last_at[holder] = at
-            if self.capacity == 1 and delay > DEBT_AFTER:
-                heapq.heappush(self._debts, at + self.use_by + delay)
+            if self.capacity == 1 and send_delay is None:
+                self._owe(at + self.use_by + delay)
         if times:
             retry_at = times[-1]
         elif share <= 0:  # the run holds its share: ask again when the first of its times is due
@@ -201,6 +203,10 @@ class RateLedger:
                 break
             latest = max(latest, grant.at + grant.late)
         return latest
+
+    def _owe(self, latest_arrival: float) -> None:
+        """Leave the first send time from `latest_arrival` on empty."""
+        heapq.heappush(self._debts, latest_arrival)
 
     def _forget(self, now: float) -> None:
         while self._debts and self._debts[0] < now - DEBT_S:
