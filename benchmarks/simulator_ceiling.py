@@ -1,0 +1,86 @@
+"""What a perfect optimizer could score on peers_cost's questions: prompts that hold all four fixes.
+
+The simulated provider (raygrad.tasks.simulated) answers a question right when the system prompt
+holds the fix for its hidden cause, apart from lucky guesses and one answer in ten flipped by a
+draw hashed on the prompt and the question. Once a prompt holds the four fixes, nothing more can
+be learned: its wording (the decoys beside the fixes, how they are split between instruction and
+output format) only redraws those flips. This script draws such prompts at random and scores each
+on peers_cost's validation and test questions, so the spread of those scores says how much of a
+validation or test figure above the ceiling's mean is luck (peers_cost.py reports how many of the
+four fixes each framework's final prompts hold).
+
+    cd benchmarks && python simulator_ceiling.py [--prompts 200]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+
+from common import write_table
+
+from raygrad.data import Example
+from raygrad.optim.evaluate import evaluate
+from raygrad.optim.metrics import number_match
+from raygrad.tasks import ObjectCount
+from raygrad.tasks.object_count import generate_object_counting
+from raygrad.tasks.simulated import DECOYS, FIXES
+from raygrad.testing import RESPONDERS, ScriptedLLM
+
+
+def splits() -> dict[str, list[Example]]:
+    """peers_cost's questions: 50 train, 50 validation, 100 test."""
+    rows = generate_object_counting(200, seed=0)
+    return {name: [Example(id=str(i), **r) for i, r in enumerate(part)]
+            for name, part in (("val", rows[50:100]), ("test", rows[100:]))}
+
+
+def all_fixes_prompt(rng: random.Random) -> ObjectCount:
+    """The four fixes and up to six decoys, shuffled, split at random between the two parameters."""
+    parts = list(FIXES) + rng.sample(DECOYS, rng.randint(0, 6))
+    rng.shuffle(parts)
+    cut = rng.randint(0, len(parts))
+    return ObjectCount(instruction=" ".join(parts[:cut]) or "Answer.", output_format=" ".join(parts[cut:]) or "Reply.")
+
+
+def quantile(values: list[float], q: float) -> float:
+    return sorted(values)[round(q * (len(values) - 1))]
+
+
+async def scores(prompts: int) -> dict[str, list[float]]:
+    data, rng = splits(), random.Random(0)
+    llm = ScriptedLLM(RESPONDERS["object_count_trainer"])  # the same rules the server plays, in this process
+    found: dict[str, list[float]] = {"val": [], "test": []}
+    for _ in range(prompts):
+        workflow = all_fixes_prompt(rng)
+        for split, examples in data.items():
+            found[split].append((await evaluate(workflow, examples, llm, number_match)).score)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=200)
+    args = parser.parse_args()
+    found = asyncio.run(scores(args.prompts))
+    rows = [[split, f"{statistics.mean(v):.3f}", f"{statistics.stdev(v):.3f}",
+             f"{quantile(v, 0.1):.3f} to {quantile(v, 0.9):.3f}", f"{min(v):.2f} to {max(v):.2f}"]
+            for split, v in found.items()]
+    write_table("simulator_ceiling",
+                f"{args.prompts} prompts holding all four fixes, worded at random, on peers_cost's questions",
+                ["split", "mean", "sd", "10th to 90th percentile", "lowest to highest"], rows,
+                notes=f"""Each prompt: the four fixes and 0 to 6 of the twelve decoys, shuffled, split at random between
+instruction and output format; scored in-process by the rules the simulated server plays. Nothing
+above the mean can be learned: a higher score is a lucky draw of the flipped answers, and a prompt's
+validation score says little of its test score (correlation across these prompts: {correlation(found):.2f}).
+
+    cd benchmarks && python simulator_ceiling.py --prompts {args.prompts}""")
+
+
+def correlation(found: dict[str, list[float]]) -> float:
+    return statistics.correlation(found["val"], found["test"])
+
+
+if __name__ == "__main__":
+    main()
