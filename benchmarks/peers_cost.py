@@ -13,7 +13,9 @@ tiktoken's cl100k_base (the file litellm ships), dollars at the paper's models' 
 
 From each framework's own per-step records (raygrad's step events, AdalFlow's step results), the
 calls, tokens and dollars spent by the time each validation level was first reached; per seed
-(raygrad's trainer seed; AdalFlow's loader shuffles with Python's and NumPy's random state).
+(raygrad's trainer seed; AdalFlow's loader shuffles with Python's and NumPy's random state). And
+how many of the four fixes each final prompt holds: a prompt with all four has nothing left to learn
+(simulator_ceiling.py scores such prompts; above their mean, a score is a lucky draw).
 
     pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--seeds 0 1 2 3 4 5 6 7 8 9]
 """
@@ -39,7 +41,7 @@ from common import write_table
 
 from raygrad.tasks.object_count import generate_object_counting
 from raygrad.tasks.object_count import respond as object_count
-from raygrad.tasks.simulated import feedback, proposals
+from raygrad.tasks.simulated import FIXES, feedback, holds, proposals
 from raygrad.testing import RESPONDERS, ServerSettings, SimulatedServer
 
 INSTRUCTION = "You will answer a reasoning question."
@@ -108,9 +110,9 @@ def section(text: str, tag: str) -> str:
 
 
 def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, directory: str,
-                **switches: Any) -> tuple[list[tuple[float, float]], float]:
+                **switches: Any) -> tuple[list[tuple[float, float]], float, str]:
     """raygrad's trainer in this process over HTTP. Returns (time, best validation) per step record
-    (the initial validation first) and the final prompts' test score."""
+    (the initial validation first), the final prompts' test score, and their text."""
     from raygrad.data import Example
     from raygrad.llm.endpoints import role_clients
     from raygrad.optim.evaluate import evaluate
@@ -142,11 +144,12 @@ def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, 
             meter.counting = False
             return (await evaluate(workflow, examples(data["test"]), clients["task"], number_match)).score
 
-    return records, asyncio.run(fit())
+    test = asyncio.run(fit())
+    return records, test, " ".join(workflow.state().values())
 
 
 def run_adalflow(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, directory: str
-                 ) -> tuple[list[tuple[float, float]], float]:
+                 ) -> tuple[list[tuple[float, float]], float, str]:
     import numpy
 
     adal = import_adalflow(home=directory)
@@ -174,7 +177,7 @@ def run_adalflow(url: str, meter: Meter, data: dict[str, list[dict]], seed: int,
         adal.Trainer._add_one_step_in_trainer_results = staticmethod(add_step)
     meter.counting = False
     result = task.validation_step(samples(data["test"], 100), 0, num_workers=4)
-    return records, float(result.avg_score)
+    return records, float(result.avg_score), " ".join(p.data for p in task.task.llm.prompt_kwargs.values())
 
 
 def first_reached(records: list[tuple[float, float]], meter: Meter, level: float) -> tuple[int, int, float] | None:
@@ -215,13 +218,15 @@ def main() -> None:
                **{name: functools.partial(run_raygrad, **switches) for name, switches in variants.items()}}
     runners = {name: runners[name] for name in args.only}
     runs: dict[str, list[tuple[list, float, Meter]]] = {name: [] for name in runners}
+    fixes: dict[str, list[int]] = {name: [] for name in runners}  # of the four, in each final prompt
     for seed in args.seeds:
         for name, runner in runners.items():
             meter = Meter(respond)
             with SimulatedServer(ServerSettings(), responder=meter) as server, \
                     tempfile.TemporaryDirectory() as folder:
-                records, test = runner(server.url, meter, data, seed, folder)
+                records, test, final = runner(server.url, meter, data, seed, folder)
             runs[name].append((records, test, meter))
+            fixes[name].append(sum(holds(final, fix) for fix in FIXES))
             print(name, seed, "best val", max(s for _, s in records), "test", test, "spent", meter.spent(), flush=True)
     table = []
     levels = sorted({round(s, 2) for name in runs for records, _, _ in runs[name] for _, s in records})
@@ -240,7 +245,7 @@ def main() -> None:
         best = [max(s for _, s in records) for records, _, _ in runs[name]]
         totals.append([name, summary(best, "{:.2f}"), summary([t for _, t, _ in runs[name]], "{:.3f}"),
                        summary([s[0] for s in spent], "{:.0f}"), summary([s[1] for s in spent], "{:,.0f}"),
-                       summary([s[2] for s in spent], "{:.3f}")])
+                       summary([s[2] for s in spent], "{:.3f}"), f"{fixes[name].count(len(FIXES))}/{len(fixes[name])}"])
     adalflow_best = statistics.mean(max(s for _, s in records) for records, _, _ in runs["AdalFlow"])
     header = ["validation level"] + [f"{n} {c}" for n in runs for c in ("reached", "calls", "$")]
     write_table(
@@ -253,8 +258,8 @@ reached it. Counted at the simulated server; tokens with tiktoken cl100k_base; d
 models' prices (task gpt-3.5-turbo $0.50/$1.50, backward and optimizer gpt-4o $2.50/$10 per million
 input/output tokens). AdalFlow's mean best validation: {adalflow_best:.2f}.
 
-| framework | best validation | test (100 held out) | calls | tokens | $ |
-|---|---|---|---|---|---|
+| framework | best validation | test (100 held out) | calls | tokens | $ | final prompts holding all four fixes |
+|---|---|---|---|---|---|---|
 """ + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in totals) + f"""
 
     cd benchmarks && python peers_cost.py --seeds {' '.join(map(str, args.seeds))}""")
