@@ -279,6 +279,8 @@ def test_loss_of_a_worker_node_mid_sweep_then_results_equal_an_uninterrupted_swe
             seen.append({"kept": sorted(n[:6] for n in kept), "actors": sorted(
                 f"{a['ActorClassName']}@{a['Address']['NodeID'][:6]}" for a in actors),
                 "worker nodes": sorted(n.node_id[:6] for n in ray_cluster.worker_nodes)})
+            # The coordinators ask for no CPU; all of them live beside the driver, whose loss alone ends a run.
+            assert len({a["Address"]["NodeID"] for a in actors if a["ActorClassName"] != "ForwardWorker"}) <= 1, seen[-1]
             return next((n for n in ray_cluster.worker_nodes if n.node_id in hosts), None)
 
         while len(cut.log) < len(whole.log) // 3:
