@@ -39,7 +39,8 @@ def head_cluster(tmp_path_factory):
     # The nodes hold a provider key in their environment, as a Kubernetes secret would put it there.
     node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-                "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}"}
+                "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}",
+                "RAYGRAD_TEST_CLUSTER_STARTED": str(time.time())}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
     logs = open(tmp_path / "ray_start.log", "w")
     nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
@@ -166,10 +167,13 @@ def test_the_rayjob_manifest_uses_only_rayjob_v1_fields_and_the_runtime_env_of_s
     assert spec["rayClusterSpec"]["rayVersion"] == __import__("ray").__version__
 
 
-def installed_in_a_job_env() -> list[Path]:
-    """raygrad as pip installed it into a job's virtualenv on this machine's nodes."""
-    return sorted(Path("/tmp/ray/session_latest/runtime_resources/pip").glob(
-        "*/virtualenv/lib/python*/site-packages/raygrad-*.dist-info"))
+def installed_in_a_job_env(cluster_env: dict[str, str]) -> list[Path]:
+    """raygrad as pip installed it into a job's virtualenv on this machine's nodes, since the cluster
+    started (any session: `session_latest` is not always the cluster's, nor always kept up to date)."""
+    since = float(cluster_env["RAYGRAD_TEST_CLUSTER_STARTED"])
+    return sorted(p for p in Path("/tmp/ray").glob(
+        "session_*/runtime_resources/pip/*/virtualenv/lib/python*/site-packages/raygrad-*.dist-info")
+        if p.stat().st_mtime >= since)
 
 
 def job_config(tmp_path: Path, server, name: str) -> Path:
@@ -200,7 +204,7 @@ def test_the_rayjob_entrypoint_and_runtime_env_run_as_written(head_cluster, sim_
               "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint]
     status, logs = submit_and_wait(head_cluster, submit, "raygrad-rayjob")
     assert "succeeded" in status, status + logs[-4000:]
-    assert installed_in_a_job_env()  # the runtime env installed raygrad
+    assert installed_in_a_job_env(head_cluster)  # the runtime env installed raygrad
     stored = json.loads((tmp_path / "store" / "rayjob" / "result.json").read_text())  # results reach storage
     assert stored["steps"] == 1 and (tmp_path / "store" / "rayjob" / "journal.sqlite").exists()
 
@@ -212,5 +216,5 @@ def test_cluster_submit_sh_runs_a_config_as_written(head_cluster, sim_server, tm
                            "raygrad-submit-sh"], env=head_cluster, cwd=tmp_path, capture_output=True, text=True,
                           timeout=800)
     assert done.returncode == 0 and "succeeded" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
-    assert installed_in_a_job_env()
+    assert installed_in_a_job_env(head_cluster)
     assert json.loads((tmp_path / "store" / "submitted" / "result.json").read_text())["steps"] == 1

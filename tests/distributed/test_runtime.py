@@ -130,10 +130,10 @@ def test_a_worker_killed_mid_step_loses_nothing_and_pays_no_journaled_call_twice
 def test_coordinators_live_beside_the_driver_though_they_ask_for_no_cpu(ray_cluster):
     """Under a soft node affinity Ray places an actor that asks for no resources on any node; the run's
     budget, key vault, aggregator and optimizer would then die with whatever worker node they landed on."""
+    from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
+
     from raygrad.distributed.actors import KeyVault
     from raygrad.distributed.runtime import on_driver_node
-
-    from ray._private import state as ray_state  # the GCS's view; the test cluster has no dashboard
 
     vaults = [KeyVault.options(**on_driver_node()).remote() for _ in range(6)]
     ray.get([vault.put.remote({}) for vault in vaults])
