@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ray
@@ -179,7 +179,7 @@ class RayExecutor:
         return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "", first: list[int] = ()) -> Stage2Result:
+                       chunk: int = 16, label: str = "", first: Sequence[int] = ()) -> Stage2Result:
         size, scored, keep = len(val), ScoreSum(), self._keeps(label)
 
         def hopeless(result: ScoreSum) -> bool:
@@ -188,7 +188,7 @@ class RayExecutor:
             scored = scored.add(result.model_copy(update={"samples": []}))  # the sink has them, not memory
             return cannot_win(scored, size - scored.count, must_beat)
 
-        await self._map("score_shard", ((values, val, rows, keep) for rows in validation_shards(size, list(first), chunk)),
+        await self._map("score_shard", ((values, val, rows, keep) for rows in validation_shards(size, first, chunk)),
                         stop=hopeless, keep=False)
         return scored.result(size)
 

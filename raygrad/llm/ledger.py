@@ -152,7 +152,8 @@ class RateLedger:
         self._active[run] = now
         share = self._fair_share(now) - sum(1 for g in self._grants if g.at > now and run_of(g.holder) == run)
         count = min(count, max(share, 0))
-        if send_delay is None and self.capacity == 1:
+        cold = send_delay is None and self.capacity == 1  # under even pacing, a holder that measured no delay yet
+        if cold:
             count = min(count, 1)  # its first request measures its delay: one gap per cold holder, not a lease's worth
         delay = COLD_DELAY if send_delay is None else min(max(self.slack, send_delay), MAX_DELAY)
         times: list[float] = []
@@ -170,7 +171,7 @@ class RateLedger:
             self._grants.append(_Grant(at, holder, tokens, late=self.use_by + delay))
             times.append(at)
             self._last_at[holder] = at
-            if self.capacity == 1 and send_delay is None:
+            if cold:
                 self._owe(at + self.use_by + delay)
         if times:
             retry_at = times[-1]

@@ -94,7 +94,7 @@ def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> boo
     return (scored.total + remaining) / (scored.counted + remaining) <= must_beat
 
 
-def validation_shards(size: int, first: list[int], chunk: int) -> Iterator[range | list[int]]:
+def validation_shards(size: int, first: Sequence[int], chunk: int) -> Iterator[range | list[int]]:
     """Stage 2's shards, lazily: the positions in `first` (the incumbent's samples below 1), then the rest
     in contiguous ranges (a list where a range would hold a `first` position).
 
@@ -171,7 +171,7 @@ class Executor(Protocol):
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float: ...
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "", first: list[int] = ()) -> Stage2Result: ...
+                       chunk: int = 16, label: str = "", first: Sequence[int] = ()) -> Stage2Result: ...
 
     def usage(self) -> dict[str, Usage]: ...
 
@@ -213,10 +213,10 @@ class LocalExecutor:
         return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "", first: list[int] = ()) -> Stage2Result:
+                       chunk: int = 16, label: str = "", first: Sequence[int] = ()) -> Stage2Result:
         """Chunk by chunk, `first` first; stops (the rest never run) once the candidate cannot beat `must_beat`."""
         scored, size = ScoreSum(), len(val)
-        for positions in validation_shards(size, list(first), chunk):
+        for positions in validation_shards(size, first, chunk):
             part = await score_samples(self.workflow, values, rows_of(val, positions), self.clients,
                                        self.metric, keep_samples=bool(label), positions=positions)
             self._sink(label, part.samples)
