@@ -23,7 +23,7 @@ from raygrad.data import Dataset
 from raygrad.llm.client import Usage, check_budget
 from raygrad.llm.models import ROLES, ModelConfig, role_of
 from raygrad.optim.evaluate import SampleResult
-from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, cannot_win, validation_shards
+from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, Stage2Tally, validation_shards
 from raygrad.optim.metrics import Metric
 from raygrad.runs.config import RunConfig
 
@@ -91,12 +91,12 @@ class RayExecutor:
             self._usage[role_of(name)] = self._usage[role_of(name)].add(usage)
 
     # -- dispatch ------------------------------------------------------------------------------
-    async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[Any], bool] | None = None,
+    async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[tuple, Any], bool] | None = None,
                    keep: bool = True) -> list[Any]:
         """Run shards on the workers, a few per worker at a time; results in shard order.
 
         `shards` is consumed lazily, so a million-row validation never lists its shards at once;
-        with `keep=False` results are only passed to `stop`, not collected. `stop(result)`, called in
+        with `keep=False` results are only passed to `stop`, not collected. `stop(shard, result)`, called in
         completion order, True: dispatch nothing more, cancel what is in flight. A budget running out
         stops dispatch too; shards in flight finish (their calls are journaled), then BudgetExhausted
         is raised.
@@ -139,7 +139,7 @@ class RayExecutor:
                 self._count(usage)
                 if keep:
                     results[job[0]] = result
-                if stop is not None and not stopped and stop(result):
+                if stop is not None and not stopped and stop(job[1], result):
                     stopped = True
                     for _, _, ref in running.values():
                         ray.cancel(ref)
@@ -179,18 +179,17 @@ class RayExecutor:
         return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "", first: Sequence[int] = ()) -> Stage2Result:
-        size, scored, keep = len(val), ScoreSum(), self._keeps(label)
+                       chunk: int = 16, label: str = "", first: Sequence[int] = (),
+                       accept_confidence: float | None = None) -> Stage2Result:
+        tally, keep = Stage2Tally(len(val), first, must_beat, accept_confidence), self._keeps(label)
 
-        def hopeless(result: ScoreSum) -> bool:
-            nonlocal scored
+        def decided(shard: tuple, result: ScoreSum) -> bool:
             self._sink(label, result.samples)
-            scored = scored.add(result.model_copy(update={"samples": []}))  # the sink has them, not memory
-            return cannot_win(scored, size - scored.count, must_beat)
+            return tally.add(shard[2], result.model_copy(update={"samples": []}))  # the sink has them, not memory
 
-        await self._map("score_shard", ((values, val, rows, keep) for rows in validation_shards(size, first, chunk)),
-                        stop=hopeless, keep=False)
-        return scored.result(size)
+        shards = validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None)
+        await self._map("score_shard", ((values, val, rows, keep) for rows in shards), stop=decided, keep=False)
+        return tally.result()
 
     def _keeps(self, label: str) -> bool:
         return bool(label) and self.sample_sink is not None

@@ -6,7 +6,10 @@ The plain async functions here are what the Ray actors call too, so the algorith
 """
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from statistics import NormalDist
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -35,6 +38,8 @@ class SamplesFailed(RuntimeError):
     from it; the same command, once the provider answers, scores them for real."""
 
 
+# Scores are means of floats summed in different orders: a difference this small is a tie, not a gain.
+TIE = 1e-9
 MAX_WEAK = 4096  # weak positions kept (the lowest): stage 2 only runs them first, so a cut costs order, not correctness
 
 
@@ -48,6 +53,7 @@ class Stage2Result(BaseModel):
     first_error: str | None = None  # why the first failed sample failed
     skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out (data.skip_bad_rows)
     weak: list[int] = Field(default_factory=list)  # positions that scored below 1 or failed (the first MAX_WEAK)
+    estimated: bool = False  # accepted early: the samples not run count at the rate of the run ones like them
 
 
 class ScoreSum(BaseModel):
@@ -94,19 +100,85 @@ def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> boo
     return (scored.total + remaining) / (scored.counted + remaining) <= must_beat
 
 
-def validation_shards(size: int, first: Sequence[int], chunk: int) -> Iterator[range | list[int]]:
+def wilson_lower(successes: float, trials: int, z: float) -> float:
+    """The Wilson score interval's lower end for a rate of `successes` in `trials`, `z` standard errors down."""
+    if trials <= 0:
+        return 0.0
+    rate, spread = successes / trials, z * z / trials
+    return max(0.0, (rate + spread / 2 - z * math.sqrt(rate * (1 - rate) / trials + spread / (4 * trials)))
+               / (1 + spread))
+
+
+class Stage2Tally:
+    """A stage-2 validation as its shards come back, in any order: when it can stop, and what it scored.
+
+    Early rejection (exact): stop once even every remaining sample right could not lift the candidate
+    above `must_beat`. Early acceptance (with `accept_confidence`): once the incumbent's misses (`first`)
+    have all run, every remaining sample is of the kind run since, the rest of the validation set in
+    shards of random order, so the rate on the rest run so far bounds theirs. Stop once the candidate would beat
+    `must_beat` with the remaining samples at that rate's one-sided lower bound (Wilson's, at the given
+    confidence); its score is then an estimate: the remaining samples at the observed rate.
+    """
+
+    def __init__(self, size: int, first: Sequence[int], must_beat: float | None,
+                 accept_confidence: float | None = None):
+        self.size, self.must_beat, self.first = size, must_beat, set(first)
+        self.z = NormalDist().inv_cdf(accept_confidence) if accept_confidence and must_beat is not None else None
+        self.scored, self.rest, self.first_run = ScoreSum(), ScoreSum(), 0
+        self.estimate: float | None = None
+
+    def add(self, rows: range | list[int], part: ScoreSum) -> bool:
+        """Count a shard's scores (`rows`: its positions); True once the validation can stop."""
+        self.scored = self.scored.add(part)
+        if self.first.isdisjoint(rows):
+            self.rest = self.rest.add(part)
+        else:
+            self.first_run += part.count
+        remaining = self.size - self.scored.count
+        if cannot_win(self.scored, remaining, self.must_beat):
+            return True
+        self.estimate = self._accepted(remaining)
+        return self.estimate is not None
+
+    def _accepted(self, remaining: int) -> float | None:
+        scored, rest = self.scored, self.rest
+        if (self.z is None or remaining <= 0 or self.first_run < len(self.first) or not rest.counted
+                or scored.completed < scored.counted):  # a failed sample: the validation runs to the end
+            return None
+        counted = scored.counted + remaining
+        lowest = (scored.total + remaining * wilson_lower(rest.total, rest.counted, self.z)) / counted
+        if lowest <= self.must_beat + TIE:
+            return None
+        return (scored.total + remaining * rest.total / rest.counted) / counted
+
+    def result(self) -> Stage2Result:
+        result = self.scored.result(self.size)
+        if self.estimate is None:
+            return result
+        return result.model_copy(update={"score": self.estimate, "strict_score": self.estimate,
+                                         "stopped_early": False, "estimated": True})
+
+
+def validation_shards(size: int, first: Sequence[int], chunk: int, shuffle: bool = False
+                      ) -> Iterator[range | list[int]]:
     """Stage 2's shards, lazily: the positions in `first` (the incumbent's samples below 1), then the rest
-    in contiguous ranges (a list where a range would hold a `first` position).
+    in contiguous ranges (a list where a range would hold a `first` position); with `shuffle`, those
+    ranges in a fixed random order.
 
     Only where the incumbent is wrong can a candidate gain; elsewhere it can only lose. Run first, a
     candidate that gains nothing there is out after those samples (`cannot_win`), and one that gains a
     little is out as soon as it loses as much: the rest of the validation set is not paid for.
+    Early acceptance estimates the rest from the part run first: shuffled, a file sorted by (say)
+    category or difficulty still gives it a fair sample.
     """
     ahead = sorted(set(first))
     for index in range(0, len(ahead), chunk):
         yield ahead[index:index + chunk]
     done = set(ahead)
-    for start in range(0, size, chunk):
+    starts = list(range(0, size, chunk))
+    if shuffle:
+        random.Random(size).shuffle(starts)
+    for start in starts:
         span = range(start, min(start + chunk, size))
         if done.isdisjoint(span):
             yield span
@@ -171,7 +243,8 @@ class Executor(Protocol):
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float: ...
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "", first: Sequence[int] = ()) -> Stage2Result: ...
+                       chunk: int = 16, label: str = "", first: Sequence[int] = (),
+                       accept_confidence: float | None = None) -> Stage2Result: ...
 
     def usage(self) -> dict[str, Usage]: ...
 
@@ -213,17 +286,18 @@ class LocalExecutor:
         return scored.strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
-                       chunk: int = 16, label: str = "", first: Sequence[int] = ()) -> Stage2Result:
-        """Chunk by chunk, `first` first; stops (the rest never run) once the candidate cannot beat `must_beat`."""
-        scored, size = ScoreSum(), len(val)
-        for positions in validation_shards(size, first, chunk):
+                       chunk: int = 16, label: str = "", first: Sequence[int] = (),
+                       accept_confidence: float | None = None) -> Stage2Result:
+        """Chunk by chunk, `first` first; stops (the rest never run) once the candidate cannot beat
+        `must_beat`, or, with `accept_confidence`, once it beats it with that confidence (Stage2Tally)."""
+        tally = Stage2Tally(len(val), first, must_beat, accept_confidence)
+        for positions in validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None):
             part = await score_samples(self.workflow, values, rows_of(val, positions), self.clients,
                                        self.metric, keep_samples=bool(label), positions=positions)
             self._sink(label, part.samples)
-            scored = scored.add(part)
-            if cannot_win(scored, size - scored.count, must_beat):
+            if tally.add(positions, part):
                 break
-        return scored.result(size)
+        return tally.result()
 
     def _sink(self, label: str, samples: list[SampleResult]) -> None:
         if label and samples and self.sample_sink is not None:

@@ -1,7 +1,7 @@
 """The trainer's settings, and spending limits with the one check that the trainer and a sweep share."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from raygrad.llm.models import Strict
 
@@ -42,6 +42,11 @@ class TrainerConfig(SpendLimits):
     early_rejection: bool = Field(True, description="stop a candidate's stage 2 once it cannot beat the best, and "
                                                     "its stage 1 once it gained nothing on the minibatch's errors "
                                                     "(run first); off, every candidate is scored on every sample")
+    early_acceptance: float | None = Field(None, gt=0.5, lt=1.0, description=(
+        "with early_rejection: accept a candidate in stage 2 once it beats the best with this confidence "
+        "(e.g. 0.95): after the current values' misses, the samples not yet run are bounded by the rate on "
+        "those run like them (shards in random order). Its validation score is then an estimate "
+        "(default: an accepted candidate runs the whole validation set)"))
     concurrent_stage1: bool = Field(False, description="score all of a parameter's candidates on the minibatch at "
                                                        "once: one round trip instead of one per candidate, but "
                                                        "those after the first to pass are scored for nothing")
@@ -70,3 +75,10 @@ class TrainerConfig(SpendLimits):
     labeled_demos: bool = Field(False, description="wrong samples add (input, target) demos to the pool too, when "
                                                    "the parameter's one call was given the sample's inputs: a model "
                                                    "that gets nothing right can then learn from demos")
+
+    @model_validator(mode="after")
+    def _acceptance_needs_rejection(self) -> "TrainerConfig":
+        if self.early_acceptance is not None and not self.early_rejection:
+            raise ValueError("early_acceptance needs early_rejection: both rely on stage 2 running the current "
+                             "values' misses first")
+        return self

@@ -75,6 +75,8 @@ class TrainState(BaseModel):
     # Validation positions the current values score below 1 (or fail): stage 2 runs them first, where a
     # candidate can gain, so one that gains nothing is rejected before the rest are paid for.
     val_weak: list[int] = Field(default_factory=list)
+    # trainer.early_acceptance: the samples best_val was measured on when it is an estimate (None: all of them).
+    best_val_samples: int | None = None
 
 
 class CheckpointStore(Protocol):

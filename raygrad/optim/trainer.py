@@ -13,7 +13,7 @@ from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import BootstrapDemos, add_to_pool
-from raygrad.optim.execution import BatchOutcome, Executor, LocalExecutor, SamplesFailed
+from raygrad.optim.execution import TIE, BatchOutcome, Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
 from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
 from raygrad.optim.settings import TrainerConfig
@@ -28,9 +28,6 @@ from raygrad.optim.state import (
     values_digest,
 )
 from raygrad.optim.tgd import UNPARSED, TextualGradientDescent
-
-# Scores are means of floats summed in different orders: a difference this small is a tie, not a gain.
-TIE = 1e-9
 
 
 def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
@@ -282,7 +279,8 @@ class Trainer:
             validations += 1
             must_beat, first = (state.best_val, state.val_weak) if self.config.early_rejection else (None, [])
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
-                                                  label=f"{label}-stage2", first=first)
+                                                  label=f"{label}-stage2", first=first,
+                                                  accept_confidence=self.config.early_acceptance)
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
             if not result.failed:
                 state.validated[values_digest(values)] = state.best_val if result.stopped_early else result.strict_score
@@ -295,9 +293,12 @@ class Trainer:
                        if result.stopped_early else f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
                 continue
             self.on_event({"kind": "accepted", "step": state.step, "parameter": name, "best_val": result.strict_score})
-            candidate_record.accepted, candidate_record.reason = True, "accepted"
+            candidate_record.accepted = True
+            candidate_record.reason = (f"accepted after {result.evaluated}/{result.total} samples (score estimated)"
+                                       if result.estimated else "accepted")
             self.workflow.load_state(change)
             state.best_val, state.val_weak = result.strict_score, result.weak
+            state.best_val_samples = result.evaluated if result.estimated else None
             for parameter, value in change.items():
                 state.history.setdefault(parameter, []).append(ScoredValue(value=value, score=result.strict_score))
                 record.accepted.append(parameter)

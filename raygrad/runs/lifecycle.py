@@ -107,6 +107,7 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
         name=config.name, workflow=config.workflow.label, steps=state.step,
         accepted=sum(c.accepted for c in state.candidates), candidates=len(state.candidates),
         initial_val=state.initial_val, best_val=state.best_val, val_size=len(splits.val),
+        best_val_samples=state.best_val_samples,
         test_before=before.score if before else None, test_after=after.score if after else None,
         test_size=len(splits.test) if splits.test is not None else 0,
         failed_samples=(before.failed if before else 0) + (after.failed if after else 0), values=state.values,

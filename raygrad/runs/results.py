@@ -37,6 +37,7 @@ class RunResult(BaseModel):
     initial_val: float
     best_val: float
     val_size: int
+    best_val_samples: int | None = None  # trainer.early_acceptance: best_val is estimated from this many samples
     test_before: float | None  # None when data.splits has no test split
     test_after: float | None  # None when the run stopped at a budget before the end
     test_size: int

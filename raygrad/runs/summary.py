@@ -29,7 +29,9 @@ def result_summary(result: RunResult, run_dir: Path) -> list[str]:
     if result.skipped_rows:
         lines.append(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / SKIPPED_ROWS}")
     lines.append(f"  {'':<12}{'before':>8}{'after':>8}")
-    lines.append(f"  {'validation':<12}{result.initial_val:>8.3f}{result.best_val:>8.3f}   ({result.val_size} samples)"
+    measured = (f"estimated from {result.best_val_samples} of {result.val_size} samples"
+                if result.best_val_samples is not None else f"{result.val_size} samples")
+    lines.append(f"  {'validation':<12}{result.initial_val:>8.3f}{result.best_val:>8.3f}   ({measured})"
                  + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
     if result.test_before is None:
         lines.append(f"  {'test':<12}   not evaluated: data.splits has no test split")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from raygrad.core.backward import Gradient, aggregate
 from raygrad.optim.execution import LocalExecutor
@@ -87,6 +88,66 @@ async def test_stage2_runs_the_incumbents_misses_first_and_stops_after_them_when
     llm.calls.clear()
     assert (await executor.validate({}, val, must_beat=59 / 64, chunk=8)).evaluated == 64
     assert [list(s) for s in validation_shards(12, [9, 2], 4)] == [[2, 9], [0, 1, 3], [4, 5, 6, 7], [8, 10, 11]]
+    # Shuffled for early acceptance: the misses first still, then every other position once, ranges out of order.
+    shuffled = [list(s) for s in validation_shards(400, [9, 2], 4, shuffle=True)]
+    assert shuffled[0] == [2, 9] and sorted(p for s in shuffled for p in s) == list(range(400))
+    assert [s[0] for s in shuffled[1:]] != sorted(s[0] for s in shuffled[1:])
+
+
+def answering(val, wrong_inputs: set[str]):
+    """A scripted task model: wrong (0) on the questions of `wrong_inputs`, right on the rest."""
+    def answer(messages, body):
+        question = messages[-1]["content"]
+        if any(q in question for q in wrong_inputs):
+            return "Answer: 0"
+        return f"Answer: {next(e.target for e in val if e.inputs['input'] in question)}"
+    return answer
+
+
+async def test_early_acceptance_stops_stage2_once_the_candidate_beats_the_best_with_confidence():
+    val = data(64, 5)
+    misses = list(range(0, 64, 4))  # the incumbent's 16 misses: it scores 48/64
+    llm = ScriptedLLM(answering(val, set()))  # a candidate right everywhere
+    executor = LocalExecutor(ObjectCount(), number_match, {"task": llm})
+    result = await executor.validate({}, val, must_beat=0.75, chunk=8, first=misses, accept_confidence=0.95)
+    # The 16 misses, then the 6 other rows of the first 8, all right: with the other 42 at the Wilson
+    # bound for 6 of 6 (0.689 at 95%) it scores at least 0.796 > 0.75. Accepted after 22 calls, estimated.
+    assert result.estimated and not result.stopped_early and result.evaluated == 22 and len(llm.calls) == 22
+    assert result.strict_score == 1.0 and result.weak == []
+    llm.calls.clear()  # without it, every sample runs
+    whole = await executor.validate({}, val, must_beat=0.75, chunk=8, first=misses)
+    assert not whole.estimated and whole.evaluated == 64 and len(llm.calls) == 64
+
+
+async def test_early_acceptance_never_takes_a_candidate_that_loses_more_elsewhere_than_it_gains_on_the_misses():
+    val = data(64, 5)
+    misses = list(range(0, 64, 4))
+    rest = [p for p in range(64) if p not in misses]
+    # It fixes 8 of the 16 misses but breaks 10 of the 48 answers the incumbent got right: 46/64 < 0.75.
+    wrong = {val[p].inputs["input"] for p in misses[8:] + rest[::5]}
+    llm = ScriptedLLM(answering(val, wrong))
+    executor = LocalExecutor(ObjectCount(), number_match, {"task": llm})
+    result = await executor.validate({}, val, must_beat=0.75, chunk=8, first=misses, accept_confidence=0.95)
+    assert not result.estimated and result.strict_score <= 0.75 and result.stopped_early
+
+
+async def test_early_acceptance_in_training_accepts_on_part_of_the_validation_set_and_says_so():
+    train, val = data(20, 3), data(64, 4)
+    config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=9, validation_chunk=8, early_acceptance=0.95)
+    state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
+                          config).fit(train, val)
+    accepted = [c for c in state.candidates if c.accepted]
+    ran = [int(re.match(r"accepted after (\d+)/64 samples \(score estimated\)", c.reason).group(1)) for c in accepted]
+    assert len(ran) >= 2 and all(n < 64 for n in ran) and state.best_val > state.initial_val
+    assert state.best_val_samples == ran[-1] and state.best_val == accepted[-1].stage2
+
+
+def test_early_acceptance_without_early_rejection_is_a_config_error():
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="early_acceptance needs early_rejection"):
+        TrainerConfig(early_acceptance=0.95, early_rejection=False)
 
 
 async def test_unparseable_or_leaking_proposals_are_failed_never_new_prompts():
