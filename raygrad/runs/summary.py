@@ -32,7 +32,8 @@ def result_summary(result: RunResult, run_dir: Path) -> list[str]:
     measured = (f"estimated from {result.best_val_samples} of {result.val_size} samples"
                 if result.best_val_samples is not None else f"{result.val_size} samples")
     lines.append(f"  {'validation':<12}{result.initial_val:>8.3f}{result.best_val:>8.3f}   ({measured})"
-                 + ("; no candidate can beat a perfect score, so the run ends there" if result.best_val >= 1.0 else ""))
+                 + (f"; no candidate can beat a perfect score{' (here estimated)' * bool(result.best_val_samples)}, "
+                    "so the run ends there" if result.best_val >= 1.0 else ""))
     if result.test_before is None:
         lines.append(f"  {'test':<12}   not evaluated: data.splits has no test split")
     elif result.test_after is None:

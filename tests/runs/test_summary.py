@@ -8,13 +8,15 @@ from raygrad.runs.summary import result_summary
 
 
 def finished(**fields) -> RunResult:
-    return RunResult(name="r", workflow="object_count", steps=3, accepted=2, candidates=5, initial_val=0.4,
-                     best_val=0.8125, val_size=400, test_before=0.4, test_after=0.8, test_size=100,
-                     failed_samples=0, values={"instruction": "b"}, start_values={"instruction": "a"},
-                     usage={}, wall_s=1.0, **fields)
+    return RunResult(**{"name": "r", "workflow": "object_count", "steps": 3, "accepted": 2, "candidates": 5,
+                        "initial_val": 0.4, "best_val": 0.8125, "val_size": 400, "test_before": 0.4,
+                        "test_after": 0.8, "test_size": 100, "failed_samples": 0, "values": {"instruction": "b"},
+                        "start_values": {"instruction": "a"}, "usage": {}, "wall_s": 1.0, **fields})
 
 
 def test_a_validation_score_estimated_by_early_acceptance_is_printed_as_an_estimate():
     assert "   0.400   0.812   (400 samples)" in "\n".join(result_summary(finished(), Path("r")))
     lines = "\n".join(result_summary(finished(best_val_samples=96), Path("r")))
     assert "   0.400   0.812   (estimated from 96 of 400 samples)" in lines
+    perfect = "\n".join(result_summary(finished(best_val=1.0, best_val_samples=96), Path("r")))
+    assert "(estimated from 96 of 400 samples); no candidate can beat a perfect score (here estimated)" in perfect
