@@ -11,8 +11,9 @@ its own model name, so calls are counted per role at the server. AdalFlow also a
 engine about samples answered right (raygrad does not): it is told they are right. Tokens are counted there with
 tiktoken's cl100k_base (the file litellm ships), dollars at the paper's models' prices.
 
-From each framework's own per-step records (raygrad's step events, AdalFlow's step results), the
-calls, tokens and dollars spent by the time each validation level was first reached; per seed
+From each framework's own per-step records (raygrad's step events, with each step's prompt scored on
+the whole validation set; AdalFlow's step results), the calls, tokens and dollars spent by the time
+each validation level was first reached; per seed
 (raygrad's trainer seed; AdalFlow's loader shuffles with Python's and NumPy's random state). And
 how many of the four fixes each final prompt holds: a prompt with all four has nothing left to learn
 (simulator_ceiling.py scores such prompts; above their mean, a score is a lucky draw).
