@@ -91,12 +91,12 @@ class RayExecutor:
             self._usage[role_of(name)] = self._usage[role_of(name)].add(usage)
 
     # -- dispatch ------------------------------------------------------------------------------
-    async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[tuple, Any], bool] | None = None,
+    async def _map(self, method: str, shards: Iterable[tuple], stop: Callable[[int, tuple, Any], bool] | None = None,
                    keep: bool = True) -> list[Any]:
         """Run shards on the workers, a few per worker at a time; results in shard order.
 
         `shards` is consumed lazily, so a million-row validation never lists its shards at once;
-        with `keep=False` results are only passed to `stop`, not collected. `stop(shard, result)`, called in
+        with `keep=False` results are only passed to `stop`, not collected. `stop(number, shard, result)`, called in
         completion order, True: dispatch nothing more, cancel what is in flight. A budget running out
         stops dispatch too; shards in flight finish (their calls are journaled), then BudgetExhausted
         is raised.
@@ -139,7 +139,7 @@ class RayExecutor:
                 self._count(usage)
                 if keep:
                     results[job[0]] = result
-                if stop is not None and not stopped and stop(job[1], result):
+                if stop is not None and not stopped and stop(*job, result):
                     stopped = True
                     for _, _, ref in running.values():
                         ray.cancel(ref)
@@ -183,9 +183,9 @@ class RayExecutor:
                        accept_confidence: float | None = None) -> Stage2Result:
         tally, keep = Stage2Tally(len(val), first, must_beat, accept_confidence), self._keeps(label)
 
-        def decided(shard: tuple, result: ScoreSum) -> bool:
+        def decided(number: int, shard: tuple, result: ScoreSum) -> bool:
             self._sink(label, result.samples)
-            return tally.add(shard[2], result.model_copy(update={"samples": []}))  # the sink has them, not memory
+            return tally.add(number, shard[2], result.model_copy(update={"samples": []}))  # the sink has them
 
         shards = validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None)
         await self._map("score_shard", ((values, val, rows, keep) for rows in shards), stop=decided, keep=False)

@@ -126,9 +126,27 @@ class Stage2Tally:
         self.z = NormalDist().inv_cdf(accept_confidence) if accept_confidence and must_beat is not None else None
         self.scored, self.rest, self.first_run = ScoreSum(), ScoreSum(), 0
         self.estimate: float | None = None
+        self._waiting: dict[int, tuple[range | list[int], ScoreSum]] = {}
+        self._next = 0
 
-    def add(self, rows: range | list[int], part: ScoreSum) -> bool:
-        """Count a shard's scores (`rows`: its positions); True once the validation can stop."""
+    def add(self, index: int, rows: range | list[int], part: ScoreSum) -> bool:
+        """Count the scores of shard number `index` (`rows`: its positions); True once the validation can stop.
+
+        With early acceptance, shards count in the order they were cut, whatever order they come back
+        in: the decision, and the samples it rests on, are those of a run in one process (and of a
+        resumed run). Early rejection alone is exact, so it counts each shard as it comes.
+        """
+        if self.z is None:
+            return self._count(rows, part)
+        self._waiting[index] = (rows, part)
+        while self._next in self._waiting:
+            rows, part = self._waiting.pop(self._next)
+            self._next += 1
+            if self._count(rows, part):
+                return True
+        return False
+
+    def _count(self, rows: range | list[int], part: ScoreSum) -> bool:
         self.scored = self.scored.add(part)
         if self.first.isdisjoint(rows):
             self.rest = self.rest.add(part)
@@ -291,11 +309,12 @@ class LocalExecutor:
         """Chunk by chunk, `first` first; stops (the rest never run) once the candidate cannot beat
         `must_beat`, or, with `accept_confidence`, once it beats it with that confidence (Stage2Tally)."""
         tally = Stage2Tally(len(val), first, must_beat, accept_confidence)
-        for positions in validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None):
+        shards = validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None)
+        for index, positions in enumerate(shards):
             part = await score_samples(self.workflow, values, rows_of(val, positions), self.clients,
                                        self.metric, keep_samples=bool(label), positions=positions)
             self._sink(label, part.samples)
-            if tally.add(positions, part):
+            if tally.add(index, positions, part):
                 break
         return tally.result()
 

@@ -64,6 +64,20 @@ def test_workers_on_several_nodes_give_the_single_process_result(ray_cluster, si
     assert len(server.log) <= local_requests + 8 * cancelled
 
 
+def test_early_acceptance_on_ray_decides_as_one_process_does(ray_cluster, sim_server, tmp_path):
+    # Shards come back in any order; the tally counts them in the order they were cut, so the early
+    # acceptances, and the estimates they rest on, are those of one process.
+    server = sim_server(responder="object_count_trainer")
+    early = {"early_acceptance": 0.95, "steps": 4}
+    expected = single_process(run_config(tmp_path, server, "local-early", trainer=early))
+    config = run_config(tmp_path, server, "ray-early", trainer=early)
+    with distributed_run(config) as run:
+        state = run.fit(load_split(config.data, "train"), load_split(config.data, "val"))
+    assert any("score estimated" in c.reason for c in state.candidates if c.accepted)
+    assert state.values == expected.values and state.best_val == expected.best_val
+    assert [(c.reason, c.stage2) for c in state.candidates] == [(c.reason, c.stage2) for c in expected.candidates]
+
+
 def max_in_window(times: list[float], window: float) -> int:
     times, best, start = sorted(times), 0, 0
     for end in range(len(times)):
