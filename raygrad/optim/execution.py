@@ -115,9 +115,9 @@ class Stage2Tally:
     Early rejection (exact): stop once even every remaining sample right could not lift the candidate
     above `must_beat`. Early acceptance (with `accept_confidence`): once the incumbent's misses (`first`)
     have all run, every remaining sample is of the kind run since, the rest of the validation set in
-    shards of random order, so the rate on the rest run so far bounds theirs. Stop once the candidate would beat
-    `must_beat` with the remaining samples at that rate's one-sided lower bound (Wilson's, at the given
-    confidence); its score is then an estimate: the remaining samples at the observed rate.
+    shards of random order, so the rate on the rest run so far bounds theirs. Stop once the candidate
+    would beat `must_beat` with the remaining samples at that rate's one-sided lower bound (Wilson's,
+    at the given confidence); its score is then an estimate: the remaining samples at the observed rate.
     """
 
     def __init__(self, size: int, first: Sequence[int], must_beat: float | None,
