@@ -23,7 +23,7 @@ from raygrad.data import Dataset
 from raygrad.llm.client import Usage, check_budget
 from raygrad.llm.models import ROLES, ModelConfig, role_of
 from raygrad.optim.evaluate import SampleResult
-from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, Stage2Tally, validation_shards
+from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, Stage2Tally
 from raygrad.optim.metrics import Metric
 from raygrad.runs.config import RunConfig
 
@@ -187,8 +187,8 @@ class RayExecutor:
             self._sink(label, result.samples)
             return tally.add(number, shard[2], result.model_copy(update={"samples": []}))  # the sink has them
 
-        shards = validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None)
-        await self._map("score_shard", ((values, val, rows, keep) for rows in shards), stop=decided, keep=False)
+        await self._map("score_shard", ((values, val, rows, keep) for rows in tally.shards(chunk)), stop=decided,
+                        keep=False)
         return tally.result()
 
     def _keeps(self, label: str) -> bool:

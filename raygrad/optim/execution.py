@@ -123,11 +123,16 @@ class Stage2Tally:
     def __init__(self, size: int, first: Sequence[int], must_beat: float | None,
                  accept_confidence: float | None = None):
         self.size, self.must_beat, self.first = size, must_beat, set(first)
+        self.shuffle = accept_confidence is not None  # the estimate needs the rest in random order
         self.z = NormalDist().inv_cdf(accept_confidence) if accept_confidence and must_beat is not None else None
-        self.scored, self.rest, self.first_run = ScoreSum(), ScoreSum(), 0
+        self.scored, self.rest = ScoreSum(), ScoreSum()
         self.estimate: float | None = None
         self._waiting: dict[int, tuple[range | list[int], ScoreSum]] = {}
         self._next = 0
+
+    def shards(self, chunk: int) -> Iterator[range | list[int]]:
+        """The shards to run, in the order `add` counts them (`validation_shards`)."""
+        return validation_shards(self.size, self.first, chunk, shuffle=self.shuffle)
 
     def add(self, index: int, rows: range | list[int], part: ScoreSum) -> bool:
         """Count the scores of shard number `index` (`rows`: its positions); True once the validation can stop.
@@ -150,8 +155,6 @@ class Stage2Tally:
         self.scored = self.scored.add(part)
         if self.first.isdisjoint(rows):
             self.rest = self.rest.add(part)
-        else:
-            self.first_run += part.count
         remaining = self.size - self.scored.count
         if cannot_win(self.scored, remaining, self.must_beat):
             return True
@@ -160,7 +163,8 @@ class Stage2Tally:
 
     def _accepted(self, remaining: int) -> float | None:
         scored, rest = self.scored, self.rest
-        if (self.z is None or remaining <= 0 or self.first_run < len(self.first) or not rest.counted
+        # Counted in cut order, the misses' shards come before any of the rest: a rest sample means all ran.
+        if (self.z is None or remaining <= 0 or not rest.counted
                 or scored.completed < scored.counted):  # a failed sample: the validation runs to the end
             return None
         counted = scored.counted + remaining
@@ -309,8 +313,7 @@ class LocalExecutor:
         """Chunk by chunk, `first` first; stops (the rest never run) once the candidate cannot beat
         `must_beat`, or, with `accept_confidence`, once it beats it with that confidence (Stage2Tally)."""
         tally = Stage2Tally(len(val), first, must_beat, accept_confidence)
-        shards = validation_shards(len(val), first, chunk, shuffle=accept_confidence is not None)
-        for index, positions in enumerate(shards):
+        for index, positions in enumerate(tally.shards(chunk)):
             part = await score_samples(self.workflow, values, rows_of(val, positions), self.clients,
                                        self.metric, keep_samples=bool(label), positions=positions)
             self._sink(label, part.samples)
