@@ -47,6 +47,9 @@ class TrainerConfig(SpendLimits):
         "(e.g. 0.95): after the current values' misses, the samples not yet run are bounded by the rate on "
         "those run like them (shards in random order). Its validation score is then an estimate "
         "(default: an accepted candidate runs the whole validation set)"))
+    stage1: bool = Field(True, description="score a candidate on the minibatch (stage 1) before it may have a "
+                                           "stage-2 validation; off, every candidate goes to stage 2, where "
+                                           "early rejection runs the current values' misses first")
     concurrent_stage1: bool = Field(False, description="score all of a parameter's candidates on the minibatch at "
                                                        "once: one round trip instead of one per candidate, but "
                                                        "those after the first to pass are scored for nothing")
@@ -77,8 +80,10 @@ class TrainerConfig(SpendLimits):
                                                    "that gets nothing right can then learn from demos")
 
     @model_validator(mode="after")
-    def _acceptance_needs_rejection(self) -> "TrainerConfig":
+    def _switches_agree(self) -> "TrainerConfig":
         if self.early_acceptance is not None and not self.early_rejection:
             raise ValueError("early_acceptance needs early_rejection: both rely on stage 2 running the current "
                              "values' misses first")
+        if self.concurrent_stage1 and not self.stage1:
+            raise ValueError("concurrent_stage1 needs stage1: with stage 1 off there is nothing to score at once")
         return self

@@ -245,7 +245,7 @@ class Trainer:
                                    train: Dataset, positions: list[int], current: list[float | None] | None,
                                    batch_score: float, val: Dataset) -> float | None:
         """Two stages for each candidate (new values of one parameter, or of several with joint_candidates) in
-        turn; the first to pass is accepted. Returns its stage-1 score."""
+        turn; the first to pass is accepted. Returns its stage-1 score (with stage 1 off, `batch_score`)."""
         validations = 0
         # The workflow's values change only when a candidate is accepted, which ends this loop.
         candidate_values = [{**self.workflow.state(), **change} for change in changes]
@@ -270,12 +270,13 @@ class Trainer:
             if known is not None and known <= state.best_val + TIE:  # proposed again: its score is known
                 reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
                 continue
-            candidate_record.stage1, cut = (first_stage[number] if first_stage else
-                                            await self._stage1(values, train, positions, current, f"{label}-stage1"))
-            if candidate_record.stage1 <= batch_score + TIE:
-                reject(f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
-                       f"current {batch_score:.3f} on the minibatch")
-                continue
+            if self.config.stage1:
+                candidate_record.stage1, cut = (first_stage[number] if first_stage else
+                                                await self._stage1(values, train, positions, current, f"{label}-stage1"))
+                if candidate_record.stage1 <= batch_score + TIE:
+                    reject(f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
+                           f"current {batch_score:.3f} on the minibatch")
+                    continue
             validations += 1
             must_beat, first = (state.best_val, state.val_weak) if self.config.early_rejection else (None, [])
             result = await self.executor.validate(values, val, must_beat=must_beat, chunk=self.config.validation_chunk,
@@ -303,7 +304,7 @@ class Trainer:
                 state.history.setdefault(parameter, []).append(ScoredValue(value=value, score=result.strict_score))
                 record.accepted.append(parameter)
             state.error_pool = []  # the values changed: the pooled errors' scores and gradients no longer hold
-            return candidate_record.stage1
+            return candidate_record.stage1 if self.config.stage1 else batch_score
         return None
 
     async def _stage1(self, values: dict[str, str], train: Dataset, positions: list[int],

@@ -273,6 +273,29 @@ async def test_concurrent_stage1_scores_a_parameters_candidates_at_once_and_deci
     assert calls_together >= calls  # candidates after the first to pass were scored too
 
 
+async def test_with_stage1_off_every_candidate_goes_to_stage2_and_none_is_scored_on_the_minibatch():
+    train, val = data(20, 3), data(40, 4)
+    clients, scored = scripted_clients(), []
+
+    class Counting(LocalExecutor):
+        async def score(self, values, train, positions, label=""):
+            scored.append(label)
+            return await super().score(values, train, positions, label)
+
+    workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
+    config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4, stage1=False)
+    state = await Trainer(workflow, number_match, clients, config,
+                          executor=Counting(workflow, number_match, clients)).fit(train, val)
+    assert scored == [] and state.best_val > state.initial_val
+    assert state.candidates and all(c.stage1 is None for c in state.candidates)
+    assert all(c.stage2 is not None or c.reason.startswith("stage 2 before") for c in state.candidates)
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="concurrent_stage1 needs stage1"):
+        TrainerConfig(stage1=False, concurrent_stage1=True)
+
+
 async def test_a_score_above_the_current_one_only_by_float_rounding_is_a_tie_not_a_gain():
     train, val = data(20, 3), data(20, 4)
     clients = scripted_clients()
