@@ -1,10 +1,12 @@
-"""Early acceptance: what accepting on part of a large validation set saves, and what it costs in quality.
+"""Large validation sets: what early acceptance saves and costs in quality, and what stage 1 saves.
 
 Each accepted candidate pays for the whole validation set unless trainer.early_acceptance lets stage
-2 stop once the candidate beats the best with that confidence. The same optimization of ObjectCount's
-instruction and output format (12 steps, batch 4, 5 proposals) runs with it off and at 0.95, on the
-simulated provider that does not know the answer (raygrad.tasks.simulated), for each validation size
-and trainer seed. Calls are counted at the server (all roles, training only). An early acceptance
+2 stop once the candidate beats the best with that confidence; each rejected one pays at least for
+the current prompt's misses, which stage 2 runs first, unless stage 1 (the minibatch) rejects it
+before. The same optimization of ObjectCount's instruction and output format (12 steps, batch 4, 5
+proposals) runs by default, with early acceptance at 0.95, and with stage 1 off, on the simulated
+provider that does not know the answer (raygrad.tasks.simulated), for each validation size and
+trainer seed. Calls are counted at the server (all roles, training only). An early acceptance
 reports an estimated validation score, so each run's final prompt is also scored on the whole
 validation set and on held-out test questions, uncounted.
 
@@ -30,11 +32,12 @@ from raygrad.runs.config import ModelConfig, RunConfig
 from raygrad.tasks import ObjectCount
 from raygrad.testing import object_count_examples
 
-SETTINGS = {"whole validation set (default)": None, "early_acceptance: 0.95": 0.95}
+SETTINGS = {"whole validation set (default)": {}, "early_acceptance: 0.95": {"early_acceptance": 0.95},
+            "stage1: false": {"stage1": False}}
 TRAIN, TEST = 100, 500
 
 
-def run(val_size: int, seed: int, confidence: float | None) -> dict[str, float]:
+def run(val_size: int, seed: int, switches: dict) -> dict[str, float]:
     rows = object_count_examples(TRAIN + val_size + TEST, seed=11)
     train, val, test = rows[:TRAIN], rows[TRAIN:TRAIN + val_size], rows[TRAIN + val_size:]
     with simulated_server(latency_s=0.0, responder="object_count_trainer") as url, \
@@ -46,7 +49,7 @@ def run(val_size: int, seed: int, confidence: float | None) -> dict[str, float]:
 
         async def fit() -> dict[str, float]:
             with role_clients(config.role_models(), config.journal_path) as clients:
-                settings = TrainerConfig(steps=12, batch_size=4, proposals=5, seed=seed, early_acceptance=confidence)
+                settings = TrainerConfig(steps=12, batch_size=4, proposals=5, seed=seed, **switches)
                 state = await Trainer(workflow, number_match, clients, settings).fit(train, val)
                 calls = server_requests(url)[0]
                 whole = (await evaluate(workflow, val, clients["task"], number_match)).score
@@ -70,8 +73,8 @@ def main() -> None:
     rows = []
     for val_size in args.val:
         baseline = None
-        for name, confidence in SETTINGS.items():
-            runs = [run(val_size, seed, confidence) for seed in args.seeds]
+        for name, switches in SETTINGS.items():
+            runs = [run(val_size, seed, switches) for seed in args.seeds]
             print(val_size, name, runs, flush=True)
 
             def mean(key: str, form: str) -> str:
@@ -85,7 +88,7 @@ def main() -> None:
                          mean("whole", "{:.3f}"), mean("test", "{:.3f}"),
                          f"{sum(r['early'] for r in runs)} of {sum(r['accepted'] for r in runs)}",
                          mean("share", "{:.2f}")])
-    write_table("early_acceptance", f"Early acceptance on large validation sets (ObjectCount, 12 steps, batch 4, "
+    write_table("early_acceptance", f"Early acceptance and stage 1 on large validation sets (ObjectCount, 12 steps, batch 4, "
                                     f"5 proposals; seeds {args.seeds})",
                 ["validation size", "trainer setting", "calls", "calls / default", "best validation reported",
                  "final prompt on the whole validation set", f"test ({TEST} held out)",
