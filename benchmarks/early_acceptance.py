@@ -88,8 +88,8 @@ def main() -> None:
                          mean("whole", "{:.3f}"), mean("test", "{:.3f}"),
                          f"{sum(r['early'] for r in runs)} of {sum(r['accepted'] for r in runs)}",
                          mean("share", "{:.2f}")])
-    write_table("early_acceptance", f"Early acceptance and stage 1 on large validation sets (ObjectCount, 12 steps, batch 4, "
-                                    f"5 proposals; seeds {args.seeds})",
+    write_table("early_acceptance", f"Early acceptance and stage 1 on large validation sets (ObjectCount, 12 steps, "
+                                    f"batch 4, 5 proposals; seeds {args.seeds})",
                 ["validation size", "trainer setting", "calls", "calls / default", "best validation reported",
                  "final prompt on the whole validation set", f"test ({TEST} held out)",
                  "acceptances early / all", "share of the validation set an acceptance ran"], rows,

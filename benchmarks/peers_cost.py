@@ -206,7 +206,8 @@ def first_reached(records: list[tuple[float, float]], meter: Meter, level: float
     return None
 
 
-def per_success(records: list[list[tuple[float, float]]], meters: list[Meter], level: float) -> tuple[float, float] | None:
+def per_success(records: list[list[tuple[float, float]]], meters: list[Meter], level: float
+                ) -> tuple[float, float] | None:
     """Expected calls and dollars per run that reaches `level`, restarting until one does (the expected
     running time of black-box optimization benchmarks): what every run spent until it reached the level
     or ended, over the number that reached it. Unlike the mean over the runs that reached it, a run that

@@ -271,8 +271,8 @@ class Trainer:
                 reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
                 continue
             if self.config.stage1:
-                candidate_record.stage1, cut = (first_stage[number] if first_stage else
-                                                await self._stage1(values, train, positions, current, f"{label}-stage1"))
+                candidate_record.stage1, cut = first_stage[number] if first_stage else await self._stage1(
+                    values, train, positions, current, f"{label}-stage1")
                 if candidate_record.stage1 <= batch_score + TIE:
                     reject(f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
                            f"current {batch_score:.3f} on the minibatch")

@@ -289,6 +289,9 @@ async def test_with_stage1_off_every_candidate_goes_to_stage2_and_none_is_scored
     assert scored == [] and state.best_val > state.initial_val
     assert state.candidates and all(c.stage1 is None for c in state.candidates)
     assert all(c.stage2 is not None or c.reason.startswith("stage 2 before") for c in state.candidates)
+
+
+def test_concurrent_stage1_with_stage1_off_is_a_config_error():
     import pydantic
     import pytest
 
