@@ -17,6 +17,16 @@ BBH_OBJECT_COUNTING = Path(__file__).resolve().parents[2] / "shared" / "data" / 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests press Ctrl-C on child processes (SIGINT), as at a terminal. A test run started in the
+    background (`nohup`, `&` in a script) inherits SIGINT ignored and would hand that on to them, so
+    they would finish their work and exit 0. Handled here, it is back to the default in each child."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Print a failure when it happens: if native code (Ray's, llama.cpp's) later crashes this process,
     the end-of-run summary, and with it the reason, would be lost."""
