@@ -206,17 +206,15 @@ def first_reached(records: list[tuple[float, float]], meter: Meter, level: float
     return None
 
 
-def per_success(records: list[list[tuple[float, float]]], meters: list[Meter], level: float
-                ) -> tuple[float, float] | None:
-    """Expected calls and dollars per run that reaches `level`, restarting until one does (the expected
+def per_success(reached: list[tuple[int, int, float] | None], meters: list[Meter]) -> tuple[float, float] | None:
+    """Expected calls and dollars per run that reaches a level, restarting until one does (the expected
     running time of black-box optimization benchmarks): what every run spent until it reached the level
-    or ended, over the number that reached it. Unlike the mean over the runs that reached it, a run that
-    never got there counts against its framework."""
-    spent = [first_reached(r, m, level) for r, m in zip(records, meters)]
-    hits = sum(s is not None for s in spent)
+    (`reached`, from first_reached) or ended, over the number that reached it. Unlike the mean over the
+    runs that reached it, a run that never got there counts against its framework."""
+    hits = sum(r is not None for r in reached)
     if not hits:
         return None
-    paid = [s or m.spent() for s, m in zip(spent, meters)]
+    paid = [r or m.spent() for r, m in zip(reached, meters)]
     return sum(p[0] for p in paid) / hits, sum(p[2] for p in paid) / hits
 
 
@@ -265,10 +263,12 @@ def main() -> None:
     table = []
     levels = sorted({round(s, 2) for name in runs for records, _, _ in runs[name] for _, s in records})
     start = min(records[0][1] for name in runs for records, _, _ in runs[name])
+    reached_at = {(name, level): [first_reached(records, meter, level) for records, _, meter in runs[name]]
+                  for name in runs for level in levels}
     for level in [lv for lv in levels if lv > start]:
         row: list[object] = [f"{level:.2f}"]
         for name in runs:
-            reached = [first_reached(records, meter, level) for records, _, meter in runs[name]]
+            reached = reached_at[name, level]
             hits = [r for r in reached if r is not None]
             row += [f"{len(hits)}/{len(reached)}", summary([h[0] for h in hits], "{:.0f}"),
                     summary([h[2] for h in hits], "{:.3f}")]
@@ -283,7 +283,7 @@ def main() -> None:
     top = [lv for lv in levels if lv >= 0.84]
     expected = []
     for name in runs:
-        cells = [per_success([r for r, _, _ in runs[name]], [m for _, _, m in runs[name]], lv) for lv in top]
+        cells = [per_success(reached_at[name, lv], [m for _, _, m in runs[name]]) for lv in top]
         expected.append([name] + [f"{c[0]:.0f} / {c[1]:.3f}" if c else "-" for c in cells])
     adalflow_best = statistics.mean(max(s for _, s in records) for records, _, _ in runs["AdalFlow"])
     header = ["validation level"] + [f"{n} {c}" for n in runs for c in ("reached", "calls", "$")]
