@@ -2,8 +2,8 @@
 
 Both optimize the same two prompt parameters of one ObjectCount call (an instruction and an output
 format; no few-shot demos) for 12 steps, batch 4, 5 proposals per step, on the same 50 training and
-50 validation questions, then the final prompts are scored on 100 held-out test questions. The
-provider is the simulated one of raygrad.tasks.simulated, which does not know the answer: each
+50 validation questions (`--val` sets how many), then the final prompts are scored on 100 held-out
+test questions. The provider is the simulated one of raygrad.tasks.simulated, which does not know the answer: each
 question hides a cause of failure; the backward engine names it (with noise) only from the sample
 in its request; the optimizer adds what the feedback in its request names (with noise). It speaks
 each framework's format: raygrad's JSON, AdalFlow's XML with one proposal per reply. Each role has
@@ -18,7 +18,7 @@ each validation level was first reached; per seed
 how many of the four fixes each final prompt holds: a prompt with all four has nothing left to learn
 (simulator_ceiling.py scores such prompts; above their mean, a score is a lucky draw).
 
-    pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--seeds 0 1 2 3 4 5 6 7 8 9]
+    pip install -e ".[bench]"; cd benchmarks && python peers_cost.py [--seeds 0 1 2 3 4 5 6 7 8 9] [--val 200]
 """
 from __future__ import annotations
 
@@ -237,14 +237,16 @@ def main() -> None:
                 "raygrad, the paper's loop (one parameter per candidate, no error pool)":
                     {"joint_candidates": False, "error_pool": 0}}
     parser.add_argument("--only", nargs="+", default=["raygrad", *variants, "AdalFlow", "AdalFlow, again"])
+    parser.add_argument("--val", type=int, default=50, help="validation questions (results: peers_cost_val<N>.md "
+                                                             "unless 50)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
     import litellm
 
     os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(litellm.__file__).parent / "litellm_core_utils" / "tokenizers")
-    rows = generate_object_counting(200, seed=0)
-    data = {"train": rows[:50], "val": rows[50:100], "test": rows[100:]}
+    rows = generate_object_counting(150 + args.val, seed=0)
+    data = {"train": rows[:50], "val": rows[50:50 + args.val], "test": rows[50 + args.val:]}
     # AdalFlow twice: its threads make two runs of one seed differ, and the table shows by how much.
     runners = {"raygrad": run_raygrad, "AdalFlow": run_adalflow, "AdalFlow, again": run_adalflow,
                **{name: functools.partial(run_raygrad, **switches) for name, switches in variants.items()}}
@@ -289,9 +291,11 @@ def main() -> None:
                      f"{statistics.mean(max(s for _, s in records) for records, _, _ in runs['AdalFlow']):.2f}."
                      if "AdalFlow" in runs else "")  # --only may leave it out
     header = ["validation level"] + [f"{n} {c}" for n in runs for c in ("reached", "calls", "$")]
+    size = f" --val {args.val}" * (args.val != 50)
     write_table(
-        "peers_cost", f"raygrad and AdalFlow 1.1.3: cost to first reach each validation score ({STEPS} steps, "
-                      f"batch {BATCH}, {PROPOSALS} proposals, 50 validation questions; seeds {args.seeds})",
+        "peers_cost" if args.val == 50 else f"peers_cost_val{args.val}",
+        f"raygrad and AdalFlow 1.1.3: cost to first reach each validation score ({STEPS} steps, batch {BATCH}, "
+        f"{PROPOSALS} proposals, {args.val} validation questions; seeds {args.seeds})",
         header, table,
         notes=f"""Calls and dollars spent (all roles, the initial validation included) by the step record at which
 each framework's best validation score first reached the level: mean (range) over the seeds that
@@ -312,7 +316,7 @@ framework here, while the mean above leaves it out.
 |---|{"---|" * len(top)}
 """ + "\n".join("| " + " | ".join(row) + " |" for row in expected) + f"""
 
-    cd benchmarks && python peers_cost.py --seeds {' '.join(map(str, args.seeds))}""")
+    cd benchmarks && python peers_cost.py --seeds {' '.join(map(str, args.seeds))}{size}""")
 
 
 if __name__ == "__main__":
