@@ -3,13 +3,14 @@
 Both optimize the same two prompt parameters of one ObjectCount call (an instruction and an output
 format; no few-shot demos) for 12 steps, batch 4, 5 proposals per step, on the same 50 training and
 50 validation questions (`--val` sets how many), then the final prompts are scored on 100 held-out
-test questions. The provider is the simulated one of raygrad.tasks.simulated, which does not know the answer: each
-question hides a cause of failure; the backward engine names it (with noise) only from the sample
-in its request; the optimizer adds what the feedback in its request names (with noise). It speaks
-each framework's format: raygrad's JSON, AdalFlow's XML with one proposal per reply. Each role has
-its own model name, so calls are counted per role at the server. AdalFlow also asks its backward
-engine about samples answered right (raygrad does not): it is told they are right. Tokens are counted there with
-tiktoken's cl100k_base (the file litellm ships), dollars at the paper's models' prices.
+test questions. The provider is the simulated one of raygrad.tasks.simulated, which does not know
+the answer: each question hides a cause of failure; the backward engine names it (with noise) only
+from the sample in its request; the optimizer adds what the feedback in its request names (with
+noise). It speaks each framework's format: raygrad's JSON, AdalFlow's XML with one proposal per
+reply. Each role has its own model name, so calls are counted per role at the server. AdalFlow also
+asks its backward engine about samples answered right (raygrad does not): it is told they are right.
+Tokens are counted there with tiktoken's cl100k_base (the file litellm ships), dollars at the
+paper's models' prices.
 
 From each framework's own per-step records (raygrad's step events, with each step's prompt scored on
 the whole validation set; AdalFlow's step results), the calls, tokens and dollars spent by the time
