@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: a simulated server in its own process, and table output."""
+"""Helpers shared by the benchmark scripts: a simulated server in its own process, table output, and
+peers_cost's questions."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+PEERS_COST_VAL = 50  # peers_cost's validation questions unless --val says otherwise
 
 
 @contextmanager
@@ -57,3 +59,17 @@ def write_table(name: str, title: str, header: list[str], rows: list[list[object
     (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
     return text
+
+
+def peers_cost_questions(val: int = PEERS_COST_VAL) -> dict[str, list[dict]]:
+    """The ObjectCount questions peers_cost.py and simulator_ceiling.py share: 50 training, `val`
+    validation, 100 held-out test."""
+    from raygrad.tasks.object_count import generate_object_counting
+
+    rows = generate_object_counting(150 + val, seed=0)
+    return {"train": rows[:50], "val": rows[50:50 + val], "test": rows[50 + val:]}
+
+
+def sized(name: str, val: int) -> tuple[str, str]:
+    """A results file's name and the command's `--val` flag: the plain name at peers_cost's 50 questions."""
+    return (name, "") if val == PEERS_COST_VAL else (f"{name}_val{val}", f" --val {val}")

@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from adalflow_task import client, exact, import_adalflow, object_count_task, samples
-from common import write_table
+from common import PEERS_COST_VAL, peers_cost_questions, sized, write_table
 
-from raygrad.tasks.object_count import generate_object_counting
 from raygrad.tasks.object_count import respond as object_count
 from raygrad.tasks.simulated import FIXES, feedback, holds, proposals
 from raygrad.testing import RESPONDERS, ServerSettings, SimulatedServer
@@ -238,16 +237,15 @@ def main() -> None:
                 "raygrad, the paper's loop (one parameter per candidate, no error pool)":
                     {"joint_candidates": False, "error_pool": 0}}
     parser.add_argument("--only", nargs="+", default=["raygrad", *variants, "AdalFlow", "AdalFlow, again"])
-    parser.add_argument("--val", type=int, default=50, help="validation questions (results: peers_cost_val<N>.md "
-                                                             "unless 50)")
+    parser.add_argument("--val", type=int, default=PEERS_COST_VAL,
+                        help="validation questions (results: peers_cost_val<N>.md unless 50)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
     import litellm
 
     os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(litellm.__file__).parent / "litellm_core_utils" / "tokenizers")
-    rows = generate_object_counting(150 + args.val, seed=0)
-    data = {"train": rows[:50], "val": rows[50:50 + args.val], "test": rows[50 + args.val:]}
+    data = peers_cost_questions(args.val)
     # AdalFlow twice: its threads make two runs of one seed differ, and the table shows by how much.
     runners = {"raygrad": run_raygrad, "AdalFlow": run_adalflow, "AdalFlow, again": run_adalflow,
                **{name: functools.partial(run_raygrad, **switches) for name, switches in variants.items()}}
@@ -292,9 +290,9 @@ def main() -> None:
                      f"{statistics.mean(max(s for _, s in records) for records, _, _ in runs['AdalFlow']):.2f}."
                      if "AdalFlow" in runs else "")  # --only may leave it out
     header = ["validation level"] + [f"{n} {c}" for n in runs for c in ("reached", "calls", "$")]
-    size = f" --val {args.val}" * (args.val != 50)
+    results, size = sized("peers_cost", args.val)
     write_table(
-        "peers_cost" if args.val == 50 else f"peers_cost_val{args.val}",
+        results,
         f"raygrad and AdalFlow 1.1.3: cost to first reach each validation score ({STEPS} steps, batch {BATCH}, "
         f"{PROPOSALS} proposals, {args.val} validation questions; seeds {args.seeds})",
         header, table,

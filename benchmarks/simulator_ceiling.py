@@ -18,22 +18,20 @@ import asyncio
 import random
 import statistics
 
-from common import write_table
+from common import PEERS_COST_VAL, peers_cost_questions, sized, write_table
 
 from raygrad.data import Example
 from raygrad.optim.evaluate import evaluate
 from raygrad.optim.metrics import number_match
 from raygrad.tasks import ObjectCount
-from raygrad.tasks.object_count import generate_object_counting
 from raygrad.tasks.simulated import DECOYS, FIXES
 from raygrad.testing import RESPONDERS, ScriptedLLM
 
 
 def splits(val: int) -> dict[str, list[Example]]:
-    """peers_cost's questions (`--val` alike): 50 train, `val` validation, 100 test."""
-    rows = generate_object_counting(150 + val, seed=0)
-    return {name: [Example(id=str(i), **r) for i, r in enumerate(part)]
-            for name, part in (("val", rows[50:50 + val]), ("test", rows[50 + val:]))}
+    """peers_cost's validation and test questions (`--val` alike)."""
+    questions = peers_cost_questions(val)
+    return {name: [Example(id=str(i), **r) for i, r in enumerate(questions[name])] for name in ("val", "test")}
 
 
 def all_fixes_prompt(rng: random.Random) -> ObjectCount:
@@ -62,23 +60,25 @@ async def scores(prompts: int, val: int) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=200)
-    parser.add_argument("--val", type=int, default=50, help="validation questions, as peers_cost.py's --val "
-                                                             "(results: simulator_ceiling_val<N>.md unless 50)")
+    parser.add_argument("--val", type=int, default=PEERS_COST_VAL,
+                        help="validation questions, as peers_cost.py's --val (results: simulator_ceiling_val<N>.md "
+                             "unless 50)")
     args = parser.parse_args()
     found = asyncio.run(scores(args.prompts, args.val))
     rows = [[split, f"{statistics.mean(v):.3f}", f"{statistics.stdev(v):.3f}",
              f"{quantile(v, 0.1):.3f} to {quantile(v, 0.9):.3f}", f"{min(v):.2f} to {max(v):.2f}"]
             for split, v in found.items()]
-    write_table("simulator_ceiling" if args.val == 50 else f"simulator_ceiling_val{args.val}",
+    results, size = sized("simulator_ceiling", args.val)
+    write_table(results,
                 f"{args.prompts} prompts holding all four fixes, worded at random, on peers_cost's questions"
-                + f" ({args.val} validation)" * (args.val != 50),
+                + f" ({args.val} validation)" * bool(size),
                 ["split", "mean", "sd", "10th to 90th percentile", "lowest to highest"], rows,
                 notes=f"""Each prompt: the four fixes and 0 to 6 of the twelve decoys, shuffled, split at random between
 instruction and output format; scored in-process by the rules the simulated server plays. Nothing
 above the mean can be learned: a higher score is a lucky draw of the flipped answers, and a prompt's
 validation score says little of its test score (correlation across these prompts: {correlation(found):.2f}).
 
-    cd benchmarks && python simulator_ceiling.py --prompts {args.prompts}{f" --val {args.val}" * (args.val != 50)}""")
+    cd benchmarks && python simulator_ceiling.py --prompts {args.prompts}{size}""")
 
 
 def correlation(found: dict[str, list[float]]) -> float:
