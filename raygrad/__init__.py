@@ -7,7 +7,18 @@ Layers, lowest first (each imports only those before it): errors, llm, data, cor
 runs, distributed, and the doors (api.py, cli.py); testing sits beside them for tests and benchmarks.
 """
 from raygrad.api import OptimizeResult, evaluate, optimize
-from raygrad.core.workflow import Function, LLMCall, Parameter, Trace, Workflow, run_forward
+from raygrad.core.workflow import (
+    Function,
+    Image,
+    LLMCall,
+    OutputInvalid,
+    Parameter,
+    Tool,
+    ToolError,
+    Trace,
+    Workflow,
+    run_forward,
+)
 from raygrad.data import Example, load_examples
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import Completion, InvalidReply, LLMCallFailed, LLMClient, Usage
@@ -22,8 +33,8 @@ from raygrad.tasks import MultiHopQA, ObjectCount, QuestionClassification, ReAct
 from raygrad.tasks.object_count import generate_object_counting
 
 __all__ = [
-    "EVALS", "Completion", "ConfigError", "DataConfig", "DatasetError", "EvalReport", "Example", "Function",
-    "InvalidReply", "Journal", "LLMCall", "LLMCallFailed", "LLMClient", "Metric", "ModelConfig", "MultiHopQA",
+    "EVALS", "Completion", "ConfigError", "DataConfig", "DatasetError", "EvalReport", "Example", "Function", "Image",
+    "InvalidReply", "OutputInvalid", "Tool", "ToolError", "Journal", "LLMCall", "LLMCallFailed", "LLMClient", "Metric", "ModelConfig", "MultiHopQA",
     "ObjectCount", "OptimizeResult", "Parameter", "QuestionClassification", "ReActAgent", "RunConfig", "SampleResult",
     "SingleCall", "Trace", "TrainerConfig", "Usage", "Workflow", "WorkflowConfig", "evaluate",
     "generate_object_counting", "load_config",

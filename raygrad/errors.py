@@ -10,6 +10,15 @@ class DatasetError(ValueError):
     """A dataset that cannot be used; the message names the file and row."""
 
 
+class WorkflowError(ConfigError):
+    """The workflow raised on every sample of a validation: a bug in it, not a prompt to improve."""
+
+
+def short_error(err: BaseException) -> str:
+    """`Type: message` with the bare type name, on one line: what an error sample records of its exception."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
 def last_line(err: BaseException) -> str:
     """`Type: message`, as the last line of a traceback shows it."""
     import traceback

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from raygrad.core import prompts
+from raygrad.core.messages import as_text, transcript
 from raygrad.core.workflow import ChatClient, Node, Parameter, Trace, gather_all
 from raygrad.llm.client import InvalidReply, LLMCallFailed
 
@@ -29,8 +30,12 @@ class FeedbackReply(BaseModel):
     feedback: str = Field(min_length=1)
 
 
-def textual_loss(prediction: str, target: Any, score: float, eval_name: str, feedback: str | None = None) -> str:
-    """The loss as text: score, ground truth and prediction, and the metric's own feedback if it gave one."""
+def textual_loss(prediction: str, target: Any, score: float, eval_name: str, feedback: str | None = None,
+                 raised: str | None = None) -> str:
+    """The loss as text: score, ground truth and prediction, and the metric's own feedback if it gave one;
+    for a sample whose workflow raised, the exception in place of a prediction."""
+    if raised:
+        return prompts.RAISED_LOSS.format(error=raised, target=target)
     text = prompts.TEXTUAL_LOSS.format(score=score, eval_name=eval_name, target=target, prediction=prediction)
     return text + (prompts.LOSS_FEEDBACK.format(feedback=feedback) if feedback else "")
 
@@ -51,7 +56,7 @@ def _depths(trace: Trace) -> dict[int, int]:
     return depth
 
 
-async def _ask(engine: ChatClient, user: str, unparsed: list[str]) -> str | None:
+async def _ask(engine: ChatClient, user: str, unparsed: list[str], failed: list[str]) -> str | None:
     try:
         reply = await engine.complete_structured(
             [{"role": "system", "content": prompts.BACKWARD_SYSTEM}, {"role": "user", "content": user}],
@@ -59,16 +64,19 @@ async def _ask(engine: ChatClient, user: str, unparsed: list[str]) -> str | None
     except InvalidReply as err:
         unparsed.append(str(err))  # counted in the step's record
         return None  # no gradient from this call; the step goes on with the others
-    except LLMCallFailed:
+    except LLMCallFailed as err:
+        failed.append(str(err))  # counted and shown too: a backward engine that never answers is no quiet zero
         return None
     return reply.feedback.strip()
 
 
 async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, parameters: dict[str, Parameter],
-                   engine: ChatClient, unparsed: list[str] | None = None) -> list[Gradient]:
+                   engine: ChatClient, unparsed: list[str] | None = None, failed: list[str] | None = None
+                   ) -> list[Gradient]:
     """Gradients of one error sample for every trainable parameter it touched; replies that did not
-    parse are appended to `unparsed`."""
+    parse are appended to `unparsed`, calls that failed to `failed`."""
     unparsed = [] if unparsed is None else unparsed
+    failed = [] if failed is None else failed
     feedback: dict[int, list[str]] = defaultdict(list)
     assert trace.loss is not None, "record_loss() closes a trace before its backward pass"
     for parent in trace.loss.parents:
@@ -77,7 +85,7 @@ async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, p
     depth = _depths(trace)
     for level in sorted(set(depth.values()) - {0}):
         nodes = [n for n in trace.nodes if depth.get(n.id) == level and feedback[n.id]]
-        results = await gather_all(*(_node_backward(n, trace, feedback[n.id], parameters, engine, unparsed)
+        results = await gather_all(*(_node_backward(n, trace, feedback[n.id], parameters, engine, unparsed, failed)
                                      for n in nodes))
         for node, (param_grads, upstream) in zip(nodes, results):
             gradients += [Gradient(parameter=name, sample_id=sample_id, score=score, feedback=text)
@@ -88,13 +96,14 @@ async def backward(trace: Trace, sample_id: str, score: float, loss_text: str, p
 
 
 async def _node_backward(node: Node, trace: Trace, downstream: list[str], parameters: dict[str, Parameter],
-                         engine: ChatClient, unparsed: list[str]
+                         engine: ChatClient, unparsed: list[str], failed: list[str]
                          ) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
     received = "\n---\n".join(downstream)
     if node.kind != "llm":  # functions pass feedback through to their inputs unchanged
         return [], [(parent, received) for parent in node.parents]
     assert node.messages is not None
-    system, user = node.messages[0]["content"], node.messages[-1]["content"]  # demos may sit between
+    system, user = transcript(node.messages)
+    output = as_text(node.output) if node.error is None else f"{as_text(node.output)}\n(this call raised {node.error})"
     # Demos are trained from correct samples, not from feedback: they get no gradient call.
     trainable = [parameters[name] for name in node.parameters
                  if name in parameters and parameters[name].trainable and parameters[name].role != "demos"]
@@ -104,13 +113,13 @@ async def _node_backward(node: Node, trace: Trace, downstream: list[str], parame
         return prompts.peers_block([(q, node.values[q.name or ""]) for q in used if q is not p])
 
     param_prompts = [(p.name, prompts.BACKWARD_PARAMETER.format(
-        system=system, input=user, output=node.output, peers=peers(p), attributes=prompts.attributes(p),
+        system=system, input=user, output=output, peers=peers(p), attributes=prompts.attributes(p),
         name=p.name, value=node.values[p.name or ""], feedback=received)) for p in trainable]
     llm_parents = [trace.nodes[i] for i in _llm_ancestors(node, trace)]
     parent_prompts = [(parent.id, prompts.BACKWARD_PREDECESSOR.format(
-        system=system, input=user, output=node.output, name=f"{parent.name}#{parent.call_index}",
-        value=parent.output, feedback=received)) for parent in llm_parents]
-    replies = await gather_all(*(_ask(engine, text, unparsed) for _, text in param_prompts + parent_prompts))
+        system=system, input=user, output=output, name=f"{parent.name}#{parent.call_index}",
+        value=as_text(parent.output), feedback=received)) for parent in llm_parents]
+    replies = await gather_all(*(_ask(engine, text, unparsed, failed) for _, text in param_prompts + parent_prompts))
     param_replies, parent_replies = replies[:len(param_prompts)], replies[len(param_prompts):]
     return ([(name, r) for (name, _), r in zip(param_prompts, param_replies) if r],
             [(pid, r) for (pid, _), r in zip(parent_prompts, parent_replies) if r])

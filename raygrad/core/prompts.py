@@ -9,6 +9,12 @@ TEXTUAL_LOSS = (
     "Ground truth: {target}\nPrediction: {prediction}"
 )
 LOSS_FEEDBACK = "\nFeedback from the eval: {feedback}"  # when the metric gives one
+RAISED_LOSS = (  # a sample whose workflow raised: scored 0, with the exception as the feedback
+    "The workflow raised an exception on this sample, so it gave no prediction (scored 0.00).\n"
+    "Exception: {error}\nGround truth: {target}\n"
+    "A reply the workflow could not use (malformed, not valid JSON, a missing field or an unknown value) "
+    "is the prompt's fault: say what the prompt should ask for so that the reply is well-formed."
+)
 
 BACKWARD_SYSTEM = (
     "You are part of an optimization system that improves the prompts of an LLM workflow. "
@@ -49,7 +55,7 @@ The variable above was part of this call's input. Write feedback on how that ear
 should change, as JSON: {{"feedback": "..."}}"""
 
 OPTIMIZER_SYSTEM = (
-    "You are an expert prompt engineer. You improve one variable (a part of a system prompt) of an "
+    "You are an expert prompt engineer. You improve one variable (a part of an LLM call's prompt) of an "
     "LLM workflow, guided by feedback gathered on samples it got wrong. Keep what works, fix what the "
     "feedback points at, and keep the variable's role. Never copy these instructions, the feedback or "
     "the tags into the new values."

@@ -20,6 +20,9 @@ from raygrad.llm.models import ModelConfig
 T = TypeVar("T", bound=BaseModel)
 
 
+JSON_IN_PROMPT = "\n\nReply with one JSON object that matches this JSON schema, and nothing else:\n{schema}"
+
+
 class LLMCallFailed(RuntimeError):
     """A call that could not be completed (after retries). The sample is *failed*, not wrong."""
 
@@ -45,6 +48,7 @@ class Completion(BaseModel):
     latency_s: float = 0.0
     cached: bool = False
     attempts: int = 1
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI's shape: {"id", "type": "function", "function": {...}}
 
 
 class Usage(BaseModel):
@@ -101,6 +105,7 @@ class LLMClient:
     async def complete(self, messages: list[dict[str, str]], *, journal_tag: str | None = None,
                        response_schema: dict | None = None, **params: Any) -> Completion:
         """One chat completion. Served from the journal when deterministic (temperature 0) or tagged."""
+        messages, params = self._structured_request(messages, params)
         sampling = {**self.config.sampling_params(), **params}
         key = call_key(self.config.model, self.endpoint_id, messages, sampling, response_schema, journal_tag)
         replayable = journal_tag is not None or sampling.get("temperature", 0) == 0
@@ -138,14 +143,29 @@ class LLMClient:
                                   journal_tag: str | None = None, **params: Any) -> T:
         """Ask for JSON matching a pydantic model and validate it; raise InvalidReply otherwise."""
         json_schema = schema.model_json_schema()
-        if self.config.structured_output == "json_object":
-            response_format = {"type": "json_object", "schema": json_schema}
-        else:
-            response_format = {"type": "json_schema",
-                               "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True}}
+        response_format = {"type": "json_schema",
+                           "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True}}
         completion = await self.complete(messages, journal_tag=journal_tag, response_schema=json_schema,
                                          response_format=response_format, **params)
         return parse_structured(completion.text, schema)
+
+    def _structured_request(self, messages: list[dict], params: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
+        """A json_schema request as this endpoint takes it (`structured_output`): as it is; as json_object
+        with the schema (llama.cpp and some OpenAI-compatible servers); or, for a model with no structured
+        output at all, the schema asked for in the prompt (the reply is validated either way)."""
+        wanted = params.get("response_format") or {}
+        mode = self.config.structured_output
+        if wanted.get("type") != "json_schema" or mode == "json_schema":
+            return messages, params
+        schema = wanted["json_schema"]["schema"]
+        if mode == "json_object":
+            return messages, {**params, "response_format": {"type": "json_object", "schema": schema}}
+        ask = JSON_IN_PROMPT.format(schema=json.dumps(schema, ensure_ascii=False))
+        last = messages[-1]
+        content = last["content"] + ask if isinstance(last["content"], str) else \
+            [*last["content"], {"type": "text", "text": ask}]
+        return [*messages[:-1], {**last, "content": content}], {k: v for k, v in params.items()
+                                                              if k != "response_format"}
 
     async def _warm_up(self) -> None:
         """A process's first litellm call spends about 0.4 s setting litellm up after its send time, so it
@@ -207,9 +227,12 @@ class LLMClient:
         headers = (getattr(response, "_hidden_params", None) or {}).get("additional_headers") or {}
         self.limiter.observe_headers(headers, slot.admitted + slot.delay)
         usage = getattr(response, "usage", None)
-        text = response.choices[0].message.content or ""
+        message = response.choices[0].message
         completion = Completion(
-            text=text, model=cfg.model, attempts=attempt, latency_s=latency,
+            text=message.content or "", model=cfg.model, attempts=attempt, latency_s=latency,
+            tool_calls=[{"id": call.id, "type": "function",
+                         "function": {"name": call.function.name, "arguments": call.function.arguments}}
+                        for call in getattr(message, "tool_calls", None) or []] or None,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             cost=_cost(response))

@@ -15,6 +15,7 @@ import random
 from pydantic import BaseModel
 
 from raygrad.core import prompts
+from raygrad.core.messages import as_text, message_text
 from raygrad.core.workflow import Parameter, Trace
 from raygrad.data import Example
 from raygrad.optim.metrics import render
@@ -32,9 +33,14 @@ def _calls_using(trace: Trace, parameter: str) -> list:
     return [node for node in trace.nodes if node.kind == "llm" and parameter in node.parameters and node.messages]
 
 
+def _asked(node) -> str:
+    """The text of the call's (last) user message: what a demo shows as its input."""
+    return message_text(next(m for m in reversed(node.messages) if m["role"] == "user"))
+
+
 def collect_demos(trace: Trace, sample_id: str, parameter: str) -> list[Demo]:
     """The calls of one (correct) sample that used the demos parameter, in call order."""
-    return [Demo(sample_id=sample_id, input=node.messages[-1]["content"], output=str(node.output))
+    return [Demo(sample_id=sample_id, input=_asked(node), output=as_text(node.output))
             for node in _calls_using(trace, parameter)]
 
 
@@ -45,7 +51,7 @@ def labeled_demos(trace: Trace, example: Example, parameter: str) -> list[Demo]:
     calls = _calls_using(trace, parameter)
     if len(calls) != 1 or [str(v) for v in calls[0].inputs.values()] != [str(v) for v in example.inputs.values()]:
         return []
-    return [Demo(sample_id=example.id, input=calls[0].messages[-1]["content"], output=render(example.target),
+    return [Demo(sample_id=example.id, input=_asked(calls[0]), output=render(example.target),
                  labeled=True)]
 
 

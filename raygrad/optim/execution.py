@@ -20,7 +20,7 @@ from raygrad.data import Dataset, Example, shard, take
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES, role_of
 from raygrad.optim.demos import Demo, collect_demos, labeled_demos
-from raygrad.optim.evaluate import Clients, SampleResult, run_sample
+from raygrad.optim.evaluate import Clients, Raised, SampleResult, add_raised, count_raised, run_sample
 from raygrad.optim.metrics import Metric, as_metric
 
 
@@ -31,6 +31,7 @@ class BatchOutcome(BaseModel):
     demos: dict[str, list[Demo]] = Field(default_factory=dict)
     gradients: list[Gradient] = Field(default_factory=list)
     unparsed_gradients: int = 0  # backward-engine replies that did not parse
+    failed_gradients: int = 0  # backward-engine calls that failed (after retries)
 
 
 class SamplesFailed(RuntimeError):
@@ -54,6 +55,8 @@ class Stage2Result(BaseModel):
     skipped: list[str] = Field(default_factory=list)  # bad rows of a sharded file, left out (data.skip_bad_rows)
     weak: list[int] = Field(default_factory=list)  # positions that scored below 1 or failed (the first MAX_WEAK)
     estimated: bool = False  # accepted early: the samples not run count at the rate of the run ones like them
+    raised: dict[str, Raised] = Field(default_factory=dict)  # error samples whose workflow raised, per type
+    first_traceback: str | None = None  # of the first of them
 
 
 class ScoreSum(BaseModel):
@@ -66,12 +69,15 @@ class ScoreSum(BaseModel):
     first_error: str | None = None
     samples: list[SampleResult] = Field(default_factory=list)  # only when asked for (the samples table)
     weak: list[int] = Field(default_factory=list)  # positions scored below 1 or failed (when positions were given)
+    raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised, per exception type
+    first_traceback: str | None = None
 
     def add(self, other: "ScoreSum") -> "ScoreSum":
         return ScoreSum(total=self.total + other.total, completed=self.completed + other.completed,
                         count=self.count + other.count, skipped=self.skipped + other.skipped,
                         first_error=self.first_error or other.first_error,
-                        weak=sorted(self.weak + other.weak)[:MAX_WEAK])
+                        weak=sorted(self.weak + other.weak)[:MAX_WEAK], raised=add_raised(self.raised, other.raised),
+                        first_traceback=self.first_traceback or other.first_traceback)
 
     @property
     def mean(self) -> float:
@@ -90,7 +96,8 @@ class ScoreSum(BaseModel):
     def result(self, size: int) -> Stage2Result:
         return Stage2Result(score=self.mean, strict_score=self.strict_mean, evaluated=self.count, total=size,
                             stopped_early=self.count < size, failed=self.counted - self.completed,
-                            first_error=self.first_error, skipped=self.skipped, weak=sorted(self.weak))
+                            first_error=self.first_error, skipped=self.skipped, weak=sorted(self.weak),
+                            raised=self.raised, first_traceback=self.first_traceback)
 
 
 def cannot_win(scored: ScoreSum, remaining: int, must_beat: float | None) -> bool:
@@ -229,14 +236,15 @@ async def forward_samples(workflow: Workflow, values: dict[str, str], examples: 
 
 
 async def backward_errors(workflow: Workflow, errors: list[tuple[SampleResult, Trace]], engine: ChatClient,
-                          eval_name: str) -> tuple[list[Gradient], int]:
+                          eval_name: str) -> tuple[list[Gradient], int, int]:
     """Textual gradients of error samples only (a correct sample never reaches this function), and how
-    many backward-engine replies did not parse."""
-    parameters, unparsed = workflow.parameters(), []
+    many backward-engine replies did not parse and how many calls failed."""
+    parameters, unparsed, failed = workflow.parameters(), [], []
     grads = await gather_all(*(backward(
-        trace, r.id, r.score or 0.0, textual_loss(r.prediction or "", r.target, r.score or 0.0, eval_name, r.feedback),
-        parameters, engine, unparsed) for r, trace in errors))
-    return [g for sample in grads for g in sample], len(unparsed)
+        trace, r.id, r.score or 0.0, textual_loss(r.prediction or "", r.target, r.score or 0.0, eval_name, r.feedback,
+                                                  raised=r.raised),
+        parameters, engine, unparsed, failed) for r, trace in errors))
+    return [g for sample in grads for g in sample], len(unparsed), len(failed)
 
 
 async def score_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
@@ -247,6 +255,8 @@ async def score_samples(workflow: Workflow, values: dict[str, str], examples: li
     return ScoreSum(total=sum(scores), completed=len(scores), count=len(examples),
                     skipped=[r.error or "" for r, _ in results if r.skipped],
                     first_error=next((r.error for r, _ in results if r.failed), None),
+                    raised=count_raised([r for r, _ in results]),
+                    first_traceback=next((r.traceback for r, _ in results if r.raised), None),
                     samples=[r for r, _ in results] if keep_samples else [],
                     weak=[p for p, (r, _) in zip(positions, results) if not r.skipped and (r.score or 0.0) < 1.0])
 
@@ -297,9 +307,11 @@ class LocalExecutor:
         results, demos, errors = await forward_samples(self.workflow, values, take(train, positions), self.clients,
                                                        self.metric, self.error_threshold,
                                                        demo_parameters(self.workflow))
-        gradients, unparsed = await backward_errors(self.workflow, errors, self.clients["backward"], self.eval_name)
+        gradients, unparsed, failed = await backward_errors(self.workflow, errors, self.clients["backward"],
+                                                            self.eval_name)
         self._sink(label, results)
-        return BatchOutcome(results=results, demos=demos, gradients=gradients, unparsed_gradients=unparsed)
+        return BatchOutcome(results=results, demos=demos, gradients=gradients, unparsed_gradients=unparsed,
+                            failed_gradients=failed)
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         scored = await score_samples(self.workflow, values, take(train, positions), self.clients, self.metric,

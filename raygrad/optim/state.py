@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from raygrad.core.backward import Gradient
 from raygrad.llm.client import Usage
 from raygrad.optim.demos import Demo
+from raygrad.optim.evaluate import Raised
 from raygrad.optim.optimizer import ScoredValue
 
 
@@ -38,6 +39,9 @@ class StepRecord(BaseModel):
     usage: dict[str, Usage] = Field(default_factory=dict)  # per role, spent by the end of this step
     unparsed_gradients: int = 0  # backward-engine replies that did not parse (no gradient from them)
     unparsed_proposals: int = 0  # optimizer replies that did not parse (no candidate from them)
+    failed_gradients: int = 0  # backward-engine calls that failed (no gradient from them)
+    raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised: minibatch and stage 2
+    gradient_samples: dict[str, int] = Field(default_factory=dict)  # per parameter: error samples that gave it one
 
 
 class PooledError(BaseModel):
@@ -77,6 +81,7 @@ class TrainState(BaseModel):
     val_weak: list[int] = Field(default_factory=list)
     # trainer.early_acceptance: the samples best_val was measured on when it is an estimate (None: all of them).
     best_val_samples: int | None = None
+    initial_raised: dict[str, Raised] = Field(default_factory=dict)  # samples of the initial validation that raised
 
 
 class CheckpointStore(Protocol):

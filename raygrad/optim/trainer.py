@@ -9,10 +9,11 @@ from typing import Any
 from raygrad.core.backward import Gradient, aggregate
 from raygrad.core.workflow import ChatClient, Parameter, Workflow, gather_all
 from raygrad.data import Dataset
-from raygrad.errors import ConfigError
+from raygrad.errors import ConfigError, WorkflowError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import BootstrapDemos, add_to_pool
+from raygrad.optim.evaluate import add_raised, count_raised, raised_text
 from raygrad.optim.execution import TIE, BatchOutcome, Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
 from raygrad.optim.optimizer import Optimizer, ProposalContext, ScoredValue
@@ -128,9 +129,13 @@ class Trainer:
             if first.failed:  # no score to start from: nothing is checkpointed, the same command retries
                 raise SamplesFailed(f"{first.failed} of {first.evaluated} samples of the initial validation failed "
                                     f"(the first: {first.first_error})")
+            if first.raised and sum(r.count for r in first.raised.values()) == first.evaluated - len(first.skipped):
+                raise WorkflowError(f"the workflow raised on every sample of the initial validation "
+                                    f"({raised_text(first.raised)}): a bug in it, not a prompt to improve. The first:\n"
+                                    f"{first.first_traceback}")
             initial = first.strict_score
             state = TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
-                               skipped_rows=first.skipped, val_weak=first.weak,
+                               skipped_rows=first.skipped, val_weak=first.weak, initial_raised=first.raised,
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
         self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
@@ -154,7 +159,8 @@ class Trainer:
             self._save(state)
             self.on_event({"kind": "step", "step": state.step, "steps": self.config.steps,
                            "best_val": state.best_val, "accepted": state.steps[-1].accepted,
-                           "usage": state.steps[-1].usage})
+                           "usage": state.steps[-1].usage,
+                           "raised": sum(r.count for r in state.steps[-1].raised.values())})
         self._save(state)
         return state
 
@@ -172,7 +178,10 @@ class Trainer:
         batch_score = sum(scores) / len(counted) if counted else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
-                            errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients)
+                            errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients,
+                            failed_gradients=outcome.failed_gradients, raised=count_raised(outcome.results),
+                            gradient_samples={name: len({g.sample_id for g in outcome.gradients if g.parameter == name})
+                                              for name in {g.parameter for g in outcome.gradients}})
         state.steps.append(record)
         current: list[float | None] | None = [None if r.skipped else r.score or 0.0 for r in outcome.results]
         gradients, pooled = outcome.gradients, self._pool_errors(state, positions, outcome)
@@ -283,6 +292,7 @@ class Trainer:
                                                   label=f"{label}-stage2", first=first,
                                                   accept_confidence=self.config.early_acceptance)
             candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
+            record.raised = add_raised(record.raised, result.raised)
             if not result.failed:
                 state.validated[values_digest(values)] = state.best_val if result.stopped_early else result.strict_score
             note_skipped(state, result.skipped)

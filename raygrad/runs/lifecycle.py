@@ -28,7 +28,7 @@ from raygrad.optim.state import TrainState
 from raygrad.optim.trainer import Trainer, select_trainable
 from raygrad.runs.assemble import check_models, load_split
 from raygrad.runs.config import RunConfig, write_config
-from raygrad.runs.results import RunResult, SampleTables, write_tables
+from raygrad.runs.results import RunResult, SampleTables, no_gradient, run_raised, write_tables
 from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
 from raygrad.runs.storage import Storage
 
@@ -112,7 +112,10 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
         test_size=len(splits.test) if splits.test is not None else 0,
         failed_samples=(before.failed if before else 0) + (after.failed if after else 0), values=state.values,
         start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
-        resumed_from=resumed_from, ray=stats)
+        resumed_from=resumed_from, ray=stats, raised=run_raised(state, before, after),
+        failed_gradients=sum(step.failed_gradients for step in state.steps),
+        no_gradient=no_gradient(state, [n for n, p in workflow.parameters().items()
+                                        if p.trainable and p.role != "demos"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     skipped = list(dict.fromkeys([*splits.skipped, *state.skipped_rows, *(before.skipped if before else []),
                                   *(after.skipped if after else [])]))

@@ -25,12 +25,14 @@ class RunProgress(BaseModel):
     calls: int = 0
     tokens: int = 0
     cost: float = 0.0
+    raised: int = 0  # samples whose workflow raised, over the steps so far
     note: str = ""
 
     def apply(self, event: dict) -> None:
         for key in ("status", "step", "steps", "initial_val", "best_val"):
             if key in event:
                 setattr(self, key, event[key])
+        self.raised += event.get("raised", 0)
         if event.get("usage"):  # a step's event carries the usage at its end
             self.spend(event["usage"])
 
@@ -42,8 +44,9 @@ class RunProgress(BaseModel):
     def line(self) -> str:
         val = "" if self.best_val is None else f" val {self.initial_val or 0:.3f}->{self.best_val:.3f}"
         step = f" step {self.step}/{self.steps}" if self.steps else ""
+        raised = f" raised {self.raised}" if self.raised else ""
         return (f"{self.name}: {self.status}{step}{val} calls {self.calls} "
-                f"tokens {self.tokens} ${self.cost:.4f}" + (f" ({self.note})" if self.note else ""))
+                f"tokens {self.tokens} ${self.cost:.4f}{raised}" + (f" ({self.note})" if self.note else ""))
 
 
 class ProgressView:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
-from raygrad.optim.evaluate import SAMPLE_COLUMNS, SampleResult
+from raygrad.optim.evaluate import SAMPLE_COLUMNS, Raised, SampleResult, add_raised, raised_text
 from raygrad.optim.state import TrainState, shown
 from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError
 
@@ -50,6 +50,9 @@ class RunResult(BaseModel):
     skipped_rows: int = 0  # bad rows left out (data.skip_bad_rows), listed in skipped_rows.json
     resumed_from: str | None = None  # the checkpoint's location, when the run continued from one
     ray: dict[str, Any] = Field(default_factory=dict)
+    raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised, over the whole run
+    failed_gradients: int = 0  # backward-engine calls that failed
+    no_gradient: list[str] = Field(default_factory=list)  # trained parameters no error sample's gradient reached
 
     @property
     def cost(self) -> float:
@@ -62,6 +65,20 @@ class RunResult(BaseModel):
 
 SAMPLES_SCHEMA = pa.schema([("evaluation", pa.string())] + [(c, pa.float64() if c == "score" else pa.string())
                                                              for c in SAMPLE_COLUMNS])
+
+
+def run_raised(state: TrainState, *evaluations: Any) -> dict[str, Raised]:
+    """Samples that raised over a run: the initial validation, every step, and the given evaluations."""
+    raised = state.initial_raised
+    for part in [*(step.raised for step in state.steps), *(e.raised for e in evaluations if e is not None)]:
+        raised = add_raised(raised, part)
+    return raised
+
+
+def no_gradient(state: TrainState, trained: list[str]) -> list[str]:
+    """Trained text parameters that no step's error samples gave a gradient (demos never get one)."""
+    reached = {name for step in state.steps for name in step.gradient_samples}
+    return [name for name in trained if name not in reached]
 
 
 def write_tables(run_dir: Path, state: TrainState, journal: Path | None = None, reply_text: bool = False) -> None:
@@ -79,7 +96,8 @@ def step_rows(state: TrainState) -> list[dict]:
     for step in state.steps:
         row = {"step": step.step, "batch_score": step.batch_score, "errors": step.errors, "best_val": step.best_val,
                "accepted": ",".join(step.accepted), "unparsed_gradients": step.unparsed_gradients,
-               "unparsed_proposals": step.unparsed_proposals}
+               "unparsed_proposals": step.unparsed_proposals, "failed_gradients": step.failed_gradients,
+               "raised": sum(r.count for r in step.raised.values()), "raised_types": raised_text(step.raised)}
         for role in ROLES:  # spent during this step: the running totals' difference
             now, then = step.usage.get(role), before.get(role)
             for counter in ("calls", "prompt_tokens", "completion_tokens", "cost"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from raygrad.optim.evaluate import raised_text
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import PROMPTS, SKIPPED_ROWS
 
@@ -48,8 +49,17 @@ def result_summary(result: RunResult, run_dir: Path) -> list[str]:
         if diff:
             lines.append(f"  {name} (changed):")
             lines += [f"    {line}" for line in diff]
-    if unchanged:
-        lines.append(f"  unchanged: {', '.join(unchanged)}")
+    lost = [name for name in unchanged if name not in result.no_gradient]
+    if lost:
+        lines.append(f"  unchanged: {', '.join(lost)}")
+    if result.no_gradient:
+        lines.append(f"  no gradient reached: {', '.join(result.no_gradient)} (no error sample's loss led to them; "
+                     "see the traces: raygrad.Trace.reached)")
+    if result.raised:
+        lines.append(f"  raised: {sum(r.count for r in result.raised.values())} samples, scored 0 "
+                     f"({raised_text(result.raised)})")
+    if result.failed_gradients:
+        lines.append(f"  backward: {result.failed_gradients} calls failed (no gradient from them)")
     for role, u in result.usage.items():
         lines.append(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
                      f"{u.prompt_tokens + u.completion_tokens:>8} tokens")

@@ -38,7 +38,19 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-Responder = Callable[[list[dict], dict[str, Any]], str]
+# A reply is its text, or {"content": text or None, "tool_calls": [{"name": ..., "arguments": {...}}]}.
+Responder = Callable[[list[dict], dict[str, Any]], "str | dict[str, Any]"]
+
+
+def reply_parts(reply: str | dict[str, Any], turn: int = 0) -> tuple[str, list[dict[str, Any]] | None]:
+    """A responder's reply as (text, tool calls in OpenAI's shape or None); a call's id is made of `turn` (the
+    request's message count) and its position, so replies replay exactly."""
+    if isinstance(reply, str):
+        return reply, None
+    calls = [{"id": f"call_{turn}_{index}", "type": "function",
+              "function": {"name": call["name"], "arguments": json.dumps(call.get("arguments", {}))}}
+             for index, call in enumerate(reply.get("tool_calls") or [])]
+    return reply.get("content") or "", calls or None
 
 FIXES = ("Read the whole question before answering.", "Leave out what the question does not ask about.",
          "Work through it step by step.", "Give only the final answer.")
@@ -55,7 +67,12 @@ OPTIMIZER_NOISE = 0.25
 
 def last(messages: list[dict], role: str) -> str:
     """The content of the last message of a role."""
-    return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == role), "")
+    for message in reversed(messages):
+        if message.get("role") == role:
+            content = message.get("content") or ""
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict)) if isinstance(content, list) \
+                else str(content)
+    return ""
 
 
 def requested_schema(body: dict[str, Any]) -> str | None:

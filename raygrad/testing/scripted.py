@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from raygrad.llm.client import Completion, LLMCallFailed, Usage, check_budget, parse_structured
-from raygrad.tasks.simulated import Responder
+from raygrad.tasks.simulated import Responder, reply_parts
 from raygrad.testing.responders import RESPONDERS
 
 T = TypeVar("T", bound=BaseModel)
@@ -34,11 +34,12 @@ class ScriptedLLM:
         if self.fail_when is not None and self.fail_when(messages):
             self.usage.failed_calls += 1
             raise LLMCallFailed("scripted failure")
-        text = self.responder(messages, kwargs)
+        reply = self.responder(messages, kwargs)
+        text, tool_calls = reply_parts(reply, len(messages))
         self.usage.calls += 1
-        self.usage.prompt_tokens += sum(len(m["content"].split()) for m in messages)  # words, like the simulated server
+        self.usage.prompt_tokens += sum(len(str(m.get("content") or "").split()) for m in messages)  # words, as the server
         self.usage.completion_tokens += len(text.split())
-        return Completion(text=text, model=self.model)
+        return Completion(text=text, model=self.model, tool_calls=tool_calls)
 
     async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], **kwargs: Any) -> T:
         response_format = {"type": "json_schema",  # as LLMClient asks: responders see the same request

@@ -32,7 +32,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from raygrad.llm.models import ModelConfig
-from raygrad.tasks.simulated import Responder
+from raygrad.tasks.simulated import Responder, reply_parts
 from raygrad.testing.responders import RESPONDERS
 
 
@@ -57,6 +57,7 @@ class LogEntry(BaseModel):
     fault: str | None = Field(None, description="rate_limited, error, hang or malformed")
     messages: list[dict]
     response_format: dict | None = None
+    tools: list[dict] | None = Field(None, description="the tools a request offered")
     usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of an answer (words)")
     authorization: str | None = Field(None, description="the Authorization header: a test checks a key arrived")
 
@@ -184,7 +185,7 @@ class SimulatedServer:
                       authorization: str | None) -> web.StreamResponse:
         now = time.monotonic()
         model = str(body.get("model", ""))
-        entry = LogEntry(time=now, model=model, status=200, messages=messages,
+        entry = LogEntry(time=now, model=model, status=200, messages=messages, tools=body.get("tools"),
                          response_format=body.get("response_format"), authorization=authorization)
         self.log.append(entry)
         await self._open.wait()  # type: ignore[union-attr]
@@ -223,10 +224,10 @@ class SimulatedServer:
             entry.fault = "malformed"
             return web.Response(text='{"id": "chatcmpl-broken", "choices": [', status=200,
                                 content_type="application/json", headers=headers)
-        text = self.responder(entry.messages, body)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in entry.messages)
+        text, tool_calls = reply_parts(self.responder(entry.messages, body), len(entry.messages))
+        prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in entry.messages)
         entry.usage = usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}
-        return web.json_response(shape(model, text, usage), headers=headers)
+        return web.json_response(shape(model, text, usage, tool_calls), headers=headers)
 
     # -- running in a background thread ----------------------------------------------------
     def start(self) -> "SimulatedServer":
@@ -279,14 +280,17 @@ def _text_of(content: object) -> str:
     return str(content)
 
 
-def _chat_completion(model: str, text: str, usage: dict) -> dict:
+def _chat_completion(model: str, text: str, usage: dict, tool_calls: list[dict] | None = None) -> dict:
+    message: dict = {"role": "assistant", "content": text}
+    if tool_calls:  # as OpenAI answers a turn that calls tools: content null unless the model also wrote text
+        message = {"role": "assistant", "content": text or None, "tool_calls": tool_calls}
     return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
             "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}}
 
 
-def _response_object(model: str, text: str, usage: dict) -> dict:
+def _response_object(model: str, text: str, usage: dict, tool_calls: list[dict] | None = None) -> dict:
     return {"id": f"resp_{uuid.uuid4().hex[:12]}", "object": "response", "created_at": int(time.time()),
             "status": "completed", "model": model,
             "output": [{"type": "message", "id": f"msg_{uuid.uuid4().hex[:12]}", "status": "completed",

@@ -98,12 +98,12 @@ def test_components_are_named_once_when_built_and_parameters_has_no_side_effect(
     assert set(workflow.parameters()) == {"inner.query_instruction", "inner.answer_instruction",
                                           "inner.answer_format", "final"}
     assert workflow.inner.query.name == "inner.query" and workflow.summarize.name == "summarize"
-    unbound = Parameter("x")
+    unbound = Parameter("x", trainable=False)  # in no call: only a fixed parameter may be
     workflow.extra = unbound
     workflow.parameters()
     assert unbound.name is None  # listing parameters names nothing
     assert "extra" in workflow.bind().parameters() and unbound.name == "extra"
-    named = Parameter("y", name="my_name")
+    named = Parameter("y", name="my_name", trainable=False)
     workflow.other = named
     assert workflow.bind().parameters()["my_name"] is named  # a name given by the user is kept
 
