@@ -123,3 +123,52 @@ async def test_a_number_a_tool_returns_keeps_its_edge_and_so_does_arithmetic_on_
     _, trace = await run_forward(CountTool(), "q", ScriptedLLM(lambda messages, body: "a, b, c"))
     list_items, count, answer = trace.nodes
     assert count.parents == [list_items.id] and answer.parents == [count.id]
+
+
+# -- the cases an outside reading found: each fails with the trace as it was --------------------------
+async def test_a_function_returning_a_namedtuple_keeps_its_fields_edges():
+    from collections import namedtuple
+
+    Parsed = namedtuple("Parsed", ["answer", "confidence"])
+    assert await edge_kept(lambda out: Parsed(out.strip(), 0.9))
+    # the namedtuple a Function returns: its fields are tagged, and the tuple stays a namedtuple
+    _, trace = await run_forward(Parse(lambda text: Parsed(text.strip(), 0.9)), "Where?", replies("Paris, France"))
+    first, parse, second = trace.nodes
+    assert second.parents == [parse.id] and second.edges == {parse.id: "tag"}
+
+
+class Parse(Workflow):
+    """An LLM call, a parser Function, and a call that reads the parsed answer."""
+
+    def __init__(self, parser):
+        self.first_instruction, self.second_instruction = Parameter("Answer."), Parameter("Check.")
+        self.first, self.second = LLMCall(system=[self.first_instruction]), LLMCall(system=[self.second_instruction])
+        self.parse = Function(parser, name="parse")
+
+    async def forward(self, input: str):
+        parsed = await self.parse(await self.first(question=input))
+        return await self.second(answer=parsed.answer)
+
+
+async def test_json_loads_of_text_with_escape_sequences_keeps_the_edge_by_content():
+    reply = '{"answer": "Line one\\nLine \\"two\\" \\u00e9t\\u00e9"}'
+    assert await edge_kept(lambda out: json.loads(out)["answer"], reply)
+    _, trace = await run_forward(Transform(lambda out: json.loads(out)["answer"]), "Where?", replies(reply))
+    assert trace.nodes[1].edges == {0: "content"}
+
+
+async def test_int_and_float_of_a_one_number_reply_keep_the_edge():
+    assert await edge_kept(lambda out: int(out), " 42\n")
+    assert await edge_kept(lambda out: float(out), "3.5")
+    assert not await edge_kept(lambda out: 7, " 42\n")  # another number: no edge
+
+
+async def test_a_short_output_that_recurs_inside_unrelated_text_makes_no_edge():
+    assert not await edge_kept(lambda out: "It is true that the sky is blue today.", "true")
+    assert await edge_kept(lambda out: str(out), "true")  # the reply itself, as a plain str: equal, so linked
+
+
+async def test_the_loss_records_which_parameters_it_reached_and_how():
+    _, trace = await run_forward(CountTool(), "q", ScriptedLLM(lambda messages, body: "a, b, c"))
+    trace.record_loss(trace.nodes[-1].output, "4", 0.0)
+    assert trace.reached() == {"answer_instruction": "content", "list_instruction": "content"}
