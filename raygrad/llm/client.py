@@ -207,7 +207,12 @@ class LLMClient:
             except fatal as err:
                 self.usage.failed_calls += 1
                 raise LLMCallFailed(f"{cfg.model}: {type(err).__name__}: {_short(err)}") from err
-            except retryable as err:  # retried within the deadline
+            except retryable as err:  # retried within the deadline, unless litellm's own code failed
+                internal = internal_error(err)
+                if internal is not None:
+                    self.usage.failed_calls += 1
+                    raise LLMCallFailed(f"{cfg.model}: litellm failed in its own code, not at the provider (not "
+                                        f"retried): {type(internal).__name__}: {_short(internal)}") from err
                 wait = _retry_after(err)
                 if isinstance(err, litellm.RateLimitError):
                     self.usage.rate_limited += 1
@@ -258,6 +263,24 @@ def parse_structured(text: str, schema: type[T]) -> T:
         return schema.model_validate(json.loads(candidate))
     except (json.JSONDecodeError, ValidationError) as err:
         raise InvalidReply(f"reply does not match {schema.__name__}: {_short(err)}", text) from None
+
+
+# Programming errors: raised inside litellm (a parameter it cannot translate, a bug), they come wrapped in
+# its catch-all APIConnectionError, and no retry cures them. A network or a provider never raises these.
+_INTERNAL = (TypeError, AttributeError, NameError, AssertionError, ImportError, NotImplementedError)
+
+
+def internal_error(err: BaseException) -> BaseException | None:
+    """The programming error at the root of a litellm error, if one is there (followed through
+    __cause__ and __context__); None for what a network or a provider does."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _INTERNAL):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _retry_after(err: Exception) -> float | None:

@@ -247,3 +247,42 @@ async def test_a_programming_error_fails_at_once_and_is_not_retried_as_a_provide
     with pytest.raises(TypeError, match="unsupported operand"):
         await client.complete([{"role": "user", "content": "hi"}])
     assert time.monotonic() - started < 1 and client.usage.retries == 0
+
+
+async def test_litellms_own_error_wrapped_as_a_connection_error_fails_at_once_and_a_network_error_is_retried(
+        sim_server, monkeypatch):
+    """litellm wraps an error of its own code in its catch-all APIConnectionError, as it wraps a refused
+    connection: the first is not retried (no wait cures it), the second is."""
+    from raygrad.llm.client import LLMCallFailed
+
+    server = sim_server(responder="echo")
+    client = LLMClient(server.model_config(retry_deadline_s=60))
+    real = litellm.acompletion
+
+    def wrapped(cause: BaseException):
+        async def acompletion(**kwargs):
+            try:
+                raise cause
+            except Exception as err:  # as litellm's exception_type() does, inside its own except block
+                raise litellm.APIConnectionError(message=f"OpenAIException - {err}", llm_provider="openai",
+                                                 model="simulated")
+        return acompletion
+
+    monkeypatch.setattr(client._litellm, "acompletion", wrapped(AttributeError("'NoneType' has no attribute 'get'")))
+    started = time.monotonic()
+    with pytest.raises(LLMCallFailed, match="litellm failed in its own code.*AttributeError"):
+        await client.complete([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 1 and client.usage.retries == 0
+
+    calls = []
+    network = wrapped(ConnectionResetError("Connection reset by peer"))
+
+    async def flaky(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            return await network(**kwargs)
+        return await real(**kwargs)
+
+    monkeypatch.setattr(client._litellm, "acompletion", flaky)
+    assert (await client.complete([{"role": "user", "content": "hello"}])).text == "hello"
+    assert client.usage.retries == 1
