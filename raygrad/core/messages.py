@@ -111,10 +111,10 @@ class _Formatted:
     def __format__(self, spec: str) -> str:
         return format(as_text(self.value), spec)
 
-    def __getattr__(self, name: str) -> "_Formatted":
+    def __getattr__(self, name: str) -> _Formatted:
         return _Formatted(getattr(self.value, name))
 
-    def __getitem__(self, key: Any) -> "_Formatted":
+    def __getitem__(self, key: Any) -> _Formatted:
         return _Formatted(self.value[key])
 
 

@@ -15,8 +15,8 @@ import functools
 import inspect
 import re
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -224,7 +224,7 @@ async def call_maybe_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any)
     The threads are a pool of the running loop's own, made on first use (asyncio's default pool has
     min(32, cores + 4) threads: 6 on 2 cores would queue the samples of a batch behind each other).
     """
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):  # an async callable object
         return await fn(*args, **kwargs)
     loop = asyncio.get_running_loop()
     pool = _thread_pools.get(loop)
@@ -303,7 +303,7 @@ class Workflow(metaclass=_Binds):
                 seen.add(id(component))
                 yield path, component
 
-    def bind(self) -> "Workflow":
+    def bind(self) -> Workflow:
         """Name components by path ('retriever.query', 'hops.0.query'), so traces and prompts can refer to
         them; check that no two share a name and that every trainable parameter is in some call's messages.
 

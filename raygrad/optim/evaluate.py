@@ -1,10 +1,11 @@
 """Run a workflow over examples with every call in flight (the client's limits bound them)."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
-from traceback import format_exception
 from pathlib import Path
+from traceback import format_exception
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,7 +17,8 @@ from raygrad.llm.client import BudgetExhausted, LLMCallFailed
 from raygrad.llm.journal import JournalError
 from raygrad.optim.metrics import Metric, as_metric, render
 
-SAMPLE_COLUMNS = ("id", "prediction", "target", "score", "feedback", "error", "raised")  # all text but score
+SAMPLE_COLUMNS = ("id", "prediction", "target", "score", "feedback", "error", "raised",
+                  "reached")  # all text but score
 
 # Raised by user code, these stop the run instead of making an error sample: a budget, a provider that
 # never answered (the sample failed), a missing key or model, a journal that cannot be written.
@@ -33,6 +35,7 @@ class SampleResult(BaseModel):
     skipped: bool = False  # a bad row of a sharded file, left out (data.skip_bad_rows): neither scored nor failed
     raised: str | None = None  # "Type: message" when the workflow raised: an error sample, scored 0
     traceback: str | None = None  # of what was raised (not in the tables: the run shows the first)
+    reached: dict[str, str] | None = None  # parameters the loss reached, and how the first edge was found (debug)
 
     @property
     def failed(self) -> bool:
@@ -40,7 +43,8 @@ class SampleResult(BaseModel):
 
     def row(self) -> dict[str, Any]:
         """For a table: every column text, but the score."""
-        return {**self.model_dump(include=set(SAMPLE_COLUMNS)), "target": render(self.target)}
+        return {**self.model_dump(include=set(SAMPLE_COLUMNS)), "target": render(self.target),
+                "reached": None if self.reached is None else json.dumps(self.reached)}
 
 
 class Raised(BaseModel):
@@ -113,10 +117,11 @@ async def run_sample(workflow: Workflow, example: Example, clients: Clients, met
         return SampleResult(id=example.id, target=example.target, error=str(err)), None
     except RUN_ERRORS:
         raise
-    except Exception as err:  # the user's code (a parser, a tool, a typed output) raised: the prompt may be at fault
+    except Exception as err:  # noqa: BLE001 - the user's code (a parser, a tool, a typed output) raised: an error sample
         trace.record_raised(err, example.target)
+        stack = "".join(format_exception(type(err), err, err.__traceback__))[-4000:]
         return SampleResult(id=example.id, target=example.target, score=0.0, raised=short_error(err),
-                            traceback="".join(format_exception(type(err), err, err.__traceback__))[-4000:]), trace
+                            reached=trace.reached(), traceback=stack), trace
     try:
         score, feedback = await metric(prediction, example)
     except Exception as err:  # the user's metric may raise anything: the sample failed, it is not wrong
@@ -124,7 +129,7 @@ async def run_sample(workflow: Workflow, example: Example, clients: Clients, met
                             error=f"metric {metric.name} failed: {last_line(err)}"), None
     trace.record_loss(prediction, example.target, score)
     return SampleResult(id=example.id, prediction=render(prediction), target=example.target, score=score,
-                        feedback=feedback), trace
+                        feedback=feedback, reached=trace.reached()), trace
 
 
 async def evaluate(workflow: Workflow, examples: list[Example], clients: Clients, metric: Metric | Any,

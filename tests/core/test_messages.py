@@ -31,7 +31,7 @@ class RAG(Workflow):
 
 async def test_a_user_template_holds_a_parameter_and_the_inputs():
     llm = ScriptedLLM("echo")
-    output, trace = await run_forward(RAG(), ask(question="Who?", context=["Ann wrote it.", "Bob read it."]), llm)
+    _, trace = await run_forward(RAG(), ask(question="Who?", context=["Ann wrote it.", "Bob read it."]), llm)
     system, user = llm.calls[0]
     assert system == {"role": "system", "content": "You are a careful assistant."}
     assert user["content"] == ("Answer the question from the context in one short phrase.\n\n"

@@ -95,7 +95,7 @@ async def test_a_model_that_never_stops_calling_tools_or_calls_an_unknown_one_ra
 async def test_the_tool_protocol_over_http_as_openai_speaks_it(sim_server):
     server = sim_server(responder_fn=agent_replies)
     client = LLMClient(server.model_config())
-    answer, trace = await run_forward(Support(), "Cancel B22 please", client)
+    answer, _ = await run_forward(Support(), "Cancel B22 please", client)
     assert answer == "Done: cancelled B22."
     requests = server.answered()
     assert len(requests) == 3 and requests[0].tools[0]["function"]["name"] == "order_status"

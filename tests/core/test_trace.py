@@ -133,7 +133,7 @@ async def test_a_function_returning_a_namedtuple_keeps_its_fields_edges():
     assert await edge_kept(lambda out: Parsed(out.strip(), 0.9))
     # the namedtuple a Function returns: its fields are tagged, and the tuple stays a namedtuple
     _, trace = await run_forward(Parse(lambda text: Parsed(text.strip(), 0.9)), "Where?", replies("Paris, France"))
-    first, parse, second = trace.nodes
+    _, parse, second = trace.nodes
     assert second.parents == [parse.id] and second.edges == {parse.id: "tag"}
 
 

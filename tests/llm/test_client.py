@@ -263,7 +263,7 @@ async def test_litellms_own_error_wrapped_as_a_connection_error_fails_at_once_an
         async def acompletion(**kwargs):
             try:
                 raise cause
-            except Exception as err:  # as litellm's exception_type() does, inside its own except block
+            except Exception as err:  # noqa: BLE001 - as litellm's exception_type() does, in its own except block
                 raise litellm.APIConnectionError(message=f"OpenAIException - {err}", llm_provider="openai",
                                                  model="simulated")
         return acompletion

@@ -97,3 +97,15 @@ async def test_failed_backward_calls_are_counted():
     executor = LocalExecutor(StrictCount(), number_match, {"task": task, "backward": Down()})
     outcome = await executor.train_batch({}, object_count_examples(3, 4), [0, 1, 2])
     assert outcome.failed_gradients == 3 and outcome.gradients == []
+
+
+async def test_the_samples_table_shows_which_parameters_each_samples_loss_reached(tmp_path):
+    from raygrad.optim.evaluate import evaluate
+
+    report = await evaluate(StrictCount(), object_count_examples(4, 5), ScriptedLLM(responder(malformed_every=2)),
+                            number_match)
+    rows = {s.id: s.row() for s in report.samples}
+    assert all(json.loads(row["reached"]) == {"instruction": "raised in" if row["raised"] else "tag"}
+               for row in rows.values())
+    assert any(row["raised"] for row in rows.values()) and not all(row["raised"] for row in rows.values())
+    report.write_parquet(tmp_path / "s.parquet")

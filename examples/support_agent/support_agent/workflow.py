@@ -7,7 +7,6 @@ model reads to decide when to call it) are trainable.
 from __future__ import annotations
 
 from raygrad import LLMCall, Parameter, Tool, Workflow
-
 from support_agent.tools import cancel_order, file_ticket, get_order, track_shipment
 
 
