@@ -110,9 +110,8 @@ def asked_about(log: list, schema: str, pattern: str) -> Counter:
     return found
 
 
-@pytest.mark.parametrize("example", sorted(PROJECTS))
-def test_an_example_project_optimizes_and_every_parameter_gets_gradients_and_proposals(
-        example, tmp_path, sim_server, capsys):
+def optimize_example(example: str, tmp_path: Path, sim_server, capsys, *args: str) -> None:
+    """Run an example project through the CLI on the simulated provider; check what the server was asked."""
     task, fix, parameters = PROJECTS[example]
     server = sim_server(responder_fn=with_optimizer_roles(task, cause_of=lambda call_input: fix))
     project = tmp_path / example
@@ -121,14 +120,27 @@ def test_an_example_project_optimizes_and_every_parameter_gets_gradients_and_pro
     config = project / "config.yaml"
     config.write_text(config.read_text() + f"models: {{task: {model}, backward: {model}, optimizer: {model}}}\n"
                       f"output_dir: {project / 'runs'}\n")
-    assert main(["optimize", str(config), "--local"]) == 0
+    assert main(["optimize", str(config), *args]) == 0
     out = capsys.readouterr().out
     backward = asked_about(server.log, "FeedbackReply", r'<VARIABLE role="(?!output of)[^"]+" name="([^"]+)"')
     optimizer = asked_about(server.log, "Proposals", r"improved values for (\S+)\. Reply")
     assert set(backward) == set(parameters), (backward, out)
     assert set(optimizer) == set(parameters), (optimizer, out)
     print(f"{example}: backward requests per parameter {dict(backward)}; optimizer requests {dict(optimizer)}")
-    result = json.loads((project / "runs" / config.read_text().split("name: ")[1].split()[0] / "result.json")
-                        .read_text())
+    name = re.search(r"^name: (\S+)", config.read_text(), re.M).group(1)
+    result = json.loads((project / "runs" / name / "result.json").read_text())
     assert result["best_val"] > result["initial_val"], out  # the rules reward the fix the gradients name
     assert result["no_gradient"] == []
+
+
+@pytest.mark.parametrize("example", sorted(PROJECTS))
+def test_an_example_project_optimizes_and_every_parameter_gets_gradients_and_proposals(
+        example, tmp_path, sim_server, capsys):
+    optimize_example(example, tmp_path, sim_server, capsys, "--local")
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("example", ["email_extraction", "support_agent"])
+def test_typed_outputs_and_tools_on_a_multi_node_cluster(example, ray_cluster, tmp_path, sim_server, capsys):
+    """The same on Ray: typed outputs, tools and their traces travel to the workers and the aggregator."""
+    optimize_example(example, tmp_path, sim_server, capsys)
