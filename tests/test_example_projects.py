@@ -144,3 +144,20 @@ def test_an_example_project_optimizes_and_every_parameter_gets_gradients_and_pro
 def test_typed_outputs_and_tools_on_a_multi_node_cluster(example, ray_cluster, tmp_path, sim_server, capsys):
     """The same on Ray: typed outputs, tools and their traces travel to the workers and the aggregator."""
     optimize_example(example, tmp_path, sim_server, capsys)
+
+
+def test_a_workflow_that_raises_on_every_sample_exits_2_with_its_first_traceback(tmp_path, sim_server, capsys):
+    """Every reply of the email example's calls is prose: each sample raises OutputInvalid, so the run stops
+    before any training call, naming the exception and where it came from."""
+    server = sim_server(responder_fn=lambda messages, body: "Sorry, I cannot help with that.")
+    project = tmp_path / "email_extraction"
+    shutil.copytree(EXAMPLES / "email_extraction", project, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = project / "config.yaml"
+    config.write_text(config.read_text() + f"models: {{task: {model}, backward: {model}, optimizer: {model}}}\n"
+                      f"output_dir: {project / 'runs'}\n")
+    assert main(["optimize", str(config), "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "raised on every sample of the initial validation (OutputInvalid x12" in err
+    assert "Traceback" in err and "classify: no JSON object in the reply for Classification" in err
+    assert all(requested_schema({"response_format": e.response_format}) == "Classification" for e in server.log)

@@ -90,7 +90,7 @@ def current_run() -> RunContext:
         raise RuntimeError("workflow components run only inside run_forward(...)") from None
 
 
-Part = Any  # a Parameter (trainable text) or a str template over the call's inputs ("Context: {context}")
+Part = Parameter | str  # a Parameter (trainable text) or a str template over the call's inputs ("Context: {context}")
 SETTINGS = ("temperature", "max_tokens", "top_p", "stop", "seed")
 
 

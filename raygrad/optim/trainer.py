@@ -139,7 +139,8 @@ class Trainer:
                                history={n: [ScoredValue(value=p.value, score=initial)]
                                         for n, p in self.workflow.parameters().items() if p.trainable})
         self.on_event({"kind": "started", "step": state.step, "steps": self.config.steps,
-                       "initial_val": state.initial_val, "best_val": state.best_val})
+                       "initial_val": state.initial_val, "best_val": state.best_val,
+                       "raised": {kind: r.model_dump() for kind, r in state.initial_raised.items()}})
         while state.step < self.config.steps and state.best_val < 1.0:  # nothing beats a perfect score: done
             before = state.model_copy(deep=True), rng.getstate(), self.workflow.state()
             try:
@@ -160,7 +161,7 @@ class Trainer:
             self.on_event({"kind": "step", "step": state.step, "steps": self.config.steps,
                            "best_val": state.best_val, "accepted": state.steps[-1].accepted,
                            "usage": state.steps[-1].usage,
-                           "raised": sum(r.count for r in state.steps[-1].raised.values())})
+                           "raised": {kind: r.model_dump() for kind, r in state.steps[-1].raised.items()}})
         self._save(state)
         return state
 

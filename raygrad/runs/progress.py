@@ -11,6 +11,7 @@ from typing import TextIO
 from pydantic import BaseModel
 
 from raygrad.llm.client import Usage
+from raygrad.optim.evaluate import Raised, add_raised, raised_text
 
 ENDED = ("finished", "stopped", "failed", "skipped")
 
@@ -25,14 +26,15 @@ class RunProgress(BaseModel):
     calls: int = 0
     tokens: int = 0
     cost: float = 0.0
-    raised: int = 0  # samples whose workflow raised, over the steps so far
+    raised: dict[str, Raised] = {}  # samples whose workflow raised over the steps so far, per exception type
     note: str = ""
 
     def apply(self, event: dict) -> None:
         for key in ("status", "step", "steps", "initial_val", "best_val"):
             if key in event:
                 setattr(self, key, event[key])
-        self.raised += event.get("raised", 0)
+        if event.get("raised"):
+            self.raised = add_raised(self.raised, {kind: Raised(**r) for kind, r in event["raised"].items()})
         if event.get("usage"):  # a step's event carries the usage at its end
             self.spend(event["usage"])
 
@@ -44,7 +46,8 @@ class RunProgress(BaseModel):
     def line(self) -> str:
         val = "" if self.best_val is None else f" val {self.initial_val or 0:.3f}->{self.best_val:.3f}"
         step = f" step {self.step}/{self.steps}" if self.steps else ""
-        raised = f" raised {self.raised}" if self.raised else ""
+        raised = f" raised {sum(r.count for r in self.raised.values())}: {raised_text(self.raised)[:160]}" \
+            if self.raised else ""
         return (f"{self.name}: {self.status}{step}{val} calls {self.calls} "
                 f"tokens {self.tokens} ${self.cost:.4f}{raised}" + (f" ({self.note})" if self.note else ""))
 

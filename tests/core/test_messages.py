@@ -165,3 +165,26 @@ def test_binding_refuses_duplicate_names_and_a_parameter_no_call_contains():
         Orphan()
     with pytest.raises(TypeError, match="takes a list of parts"):
         LLMCall(system="Answer.")
+
+
+async def test_per_call_settings_key_the_journal(sim_server, tmp_path):
+    from raygrad.llm.client import LLMClient
+    from raygrad.llm.journal import Journal
+
+    server = sim_server(responder="echo")
+
+    def call(max_tokens: int) -> LLMCall:
+        return LLMCall(system=[Parameter("Repeat.", trainable=False)], max_tokens=max_tokens)
+
+    class Two(Workflow):
+        def __init__(self, short: LLMCall, long: LLMCall):
+            self.short, self.long = short, long
+
+        async def forward(self, text: str) -> list[str]:
+            return [await self.short(text=text), await self.long(text=text)]
+
+    client = LLMClient(server.model_config(), journal=Journal(tmp_path / "journal.sqlite"))
+    await run_forward(Two(call(5), call(6)), "hello", client)
+    assert [e.messages for e in server.log][0] == [e.messages for e in server.log][1] and len(server.log) == 2
+    await run_forward(Two(call(5), call(6)), "hello", client)  # both replayed: each setting has its own entry
+    assert len(server.log) == 2 and client.usage.cached_calls == 2
