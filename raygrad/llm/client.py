@@ -92,6 +92,7 @@ class LLMClient:
         self.budget_guard: Callable[[], str | None] | None = None
         self._litellm = import_litellm()
         self._warm_up_task: asyncio.Task | None = None
+        self._schema_support: bool | None = None  # does the model take json_schema (asked of litellm once)
         import openai  # litellm's own errors derive from openai's
 
         self._openai = openai
@@ -155,6 +156,8 @@ class LLMClient:
         output at all, the schema asked for in the prompt (the reply is validated either way)."""
         wanted = params.get("response_format") or {}
         mode = self.config.structured_output
+        if mode == "auto":
+            mode = "json_schema" if self._takes_json_schema() else "prompt"
         if wanted.get("type") != "json_schema" or mode == "json_schema":
             return messages, params
         schema = wanted["json_schema"]["schema"]
@@ -166,6 +169,19 @@ class LLMClient:
             [*last["content"], {"type": "text", "text": ask}]
         return [*messages[:-1], {**last, "content": content}], {k: v for k, v in params.items()
                                                               if k != "response_format"}
+
+    def _takes_json_schema(self) -> bool:
+        """False only for a model litellm knows and says lacks structured output (gpt-3.5-turbo, say): asked
+        for json_schema, such a provider refuses the request. A model litellm does not know (a self-hosted
+        server) is asked for json_schema, as its config says."""
+        if self._schema_support is None:
+            try:
+                self._litellm.get_model_info(self.config.model)
+            except Exception:  # noqa: BLE001 - litellm raises several kinds for a model it does not know
+                self._schema_support = True
+            else:
+                self._schema_support = bool(self._litellm.supports_response_schema(model=self.config.model))
+        return self._schema_support
 
     async def _warm_up(self) -> None:
         """A process's first litellm call spends about 0.4 s setting litellm up after its send time, so it

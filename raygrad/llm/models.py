@@ -40,10 +40,10 @@ class ModelConfig(Strict):
     extra: dict[str, Any] = Field(default_factory=dict, description="further litellm sampling params")
     input_cost_per_token: float | None = Field(None, ge=0, description="price for models litellm has no price for")
     output_cost_per_token: float | None = Field(None, ge=0)
-    structured_output: Literal["json_schema", "json_object", "prompt"] = Field(
-        "json_schema", description="how to ask for JSON: OpenAI's json_schema, json_object with a schema "
-                                   "(llama.cpp, some OpenAI-compatible servers), or in the prompt (no structured "
-                                   "output); replies are validated either way")
+    structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        "auto", description="how to ask for JSON: OpenAI's json_schema, json_object with a schema (llama.cpp, some "
+                            "OpenAI-compatible servers), or in the prompt (no structured output); auto: json_schema, "
+                            "or the prompt for a model litellm knows to lack it. Replies are validated either way")
 
     @field_validator("model")
     @classmethod

@@ -89,3 +89,20 @@ def test_an_unknown_described_field_fails_when_the_call_is_made():
     with pytest.raises(KeyError, match="no field 'urgent'"):
         LLMCall(output=EmailFacts, descriptions={"urgent": "x"})
     assert output_schema(Contact)["properties"]["email"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
+
+
+async def test_a_model_without_structured_output_is_asked_in_the_prompt_and_validated(sim_server):
+    """gpt-3.5-turbo (the paper's task model) takes no json_schema: litellm knows it, so the schema goes in the
+    prompt; a model litellm does not know is asked for json_schema, as its config says."""
+    from raygrad.llm.client import LLMClient
+    from raygrad.llm.models import ModelConfig
+
+    server = sim_server(responder_fn=lambda messages, body: json.dumps(FACTS))
+    old = LLMClient(ModelConfig(model="openai/gpt-3.5-turbo", api_base=server.url))
+    prediction, _ = await run_forward(Extract(), "Dear ...", old)
+    assert prediction["urgency"] is Urgency.high
+    asked = server.log[-1]
+    assert asked.response_format is None and '"action_required"' in asked.messages[-1]["content"]
+    assert "Reply with one JSON object that matches this JSON schema" in asked.messages[-1]["content"]
+    await run_forward(Extract(), "Dear ...", LLMClient(server.model_config()))
+    assert server.log[-1].response_format["type"] == "json_schema"
