@@ -2,11 +2,12 @@
 
     raygrad.optimize(workflow, train, val, metric=..., models=..., runtime="local" or "ray")
     raygrad.evaluate(workflow, examples, metric=..., model=...)
+    wf = raygrad.load(run_dir); wf(**inputs) or await wf.acall(**inputs)
 
 Layers, lowest first (each imports only those before it): errors, llm, data, core, optim, tasks,
 runs, distributed, and the doors (api.py, cli.py); testing sits beside them for tests and benchmarks.
 """
-from raygrad.api import OptimizeResult, evaluate, optimize
+from raygrad.api import OptimizeResult, evaluate, load, optimize
 from raygrad.core.workflow import (
     Function,
     Image,
@@ -29,6 +30,7 @@ from raygrad.optim.metrics import EVALS, Metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import load_split
 from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig, load_config
+from raygrad.runs.serving import ServedWorkflow
 from raygrad.tasks import MultiHopQA, ObjectCount, QuestionClassification, ReActAgent, SingleCall
 from raygrad.tasks.object_count import generate_object_counting
 
@@ -58,6 +60,7 @@ __all__ = [
     "ReActAgent",
     "RunConfig",
     "SampleResult",
+    "ServedWorkflow",
     "SingleCall",
     "Tool",
     "ToolError",
@@ -68,6 +71,7 @@ __all__ = [
     "WorkflowConfig",
     "evaluate",
     "generate_object_counting",
+    "load",
     "load_config",
     "load_examples",
     "load_split",

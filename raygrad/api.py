@@ -26,6 +26,8 @@ from raygrad.runs.assemble import build_metric, build_workflow, check_models
 from raygrad.runs.config import RunConfig, WorkflowConfig
 from raygrad.runs.lifecycle import OnProgress, Splits, load_splits, local_runner, run_lifecycle
 from raygrad.runs.results import RunResult
+from raygrad.runs.serving import ServedWorkflow
+from raygrad.runs.serving import load as load_run
 
 Runtime = Literal["local", "ray"]
 ModelLike = ModelConfig | Mapping[str, Any] | str  # a ModelConfig, its fields, or a litellm model string
@@ -104,6 +106,16 @@ def evaluate(workflow: Workflow, examples: Iterable[Example | Mapping[str, Any]]
     with tempfile.TemporaryDirectory() as scratch:
         with role_clients({**named, **task}, journal or Path(scratch) / "journal.sqlite") as clients:
             return asyncio.run(evaluate_examples(workflow, chosen, clients, _metric(metric, workflow)))
+
+
+def load(run_dir: str | Path, *, workflow: Workflow | None = None, models: Mapping[str, ModelLike] | None = None,
+         values: str | Path | None = None) -> ServedWorkflow:
+    """A run's workflow with its best values and the run's task models, ready to call from an application:
+    `wf(**inputs)` from sync code, `await wf.acall(**inputs)`, `wf.batch([...])`; close it when done.
+    `models` replace the run's entries (another key, another endpoint); `workflow` is the instance to
+    load the values into (by default built from the run's config); `values` a prompts file instead."""
+    return load_run(run_dir, workflow=workflow, values=values,
+                    models={key: _model(value) for key, value in (models or {}).items()})
 
 
 def optimize_config(config: RunConfig, runtime: Runtime = "ray", address: str | None = None,

@@ -1,0 +1,74 @@
+"""An optimized workflow in an application: `raygrad.load(RUN_DIR)` called from plain sync code, from an
+asyncio application, and in batches, with the run's best values and models (or others given)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+import raygrad
+from raygrad.cli import main
+from raygrad.errors import ConfigError
+from raygrad.tasks.object_count import generate_object_counting
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times if start <= t < start + window) for start in times)
+
+
+@pytest.fixture
+def finished_run(counting_project):
+    project, config, server = counting_project
+    assert main(["optimize", str(config), "--local"]) == 0
+    run_dir = project / "runs" / "counting"
+    best = json.loads((run_dir / "prompts.json").read_text())
+    assert best["list_instruction"] != json.loads((run_dir / "checkpoint.json").read_text())["history"][
+        "list_instruction"][0]["value"]  # the run changed it: serving must send the changed one
+    server.clear_log()
+    return run_dir, best, server
+
+
+QUESTION = "I have a piano, two flutes, and a violin. How many musical instruments do I have?"
+
+
+def test_a_loaded_workflow_is_called_from_plain_sync_code_with_the_runs_best_values(finished_run):
+    run_dir, best, server = finished_run
+    with raygrad.load(run_dir) as workflow:
+        answer = workflow(QUESTION)
+        assert answer == "The count is 4."
+        output, trace = workflow(QUESTION, trace=True)
+        assert output == answer and [n.name for n in trace.nodes] == ["list_items", "add_up", "answer"]
+        assert workflow.usage()["task"].calls == 4  # no journal: an application gets fresh answers
+    sent = [e.messages[0]["content"] for e in server.log]
+    assert best["list_instruction"] in sent[0] and len(server.log) == 4
+    with pytest.raises(RuntimeError, match="closed"):
+        workflow(QUESTION)
+
+
+def test_a_loaded_workflow_serves_an_asyncio_application_and_batches_under_its_limits(finished_run, sim_server):
+    run_dir, best, server = finished_run
+    other = sim_server(responder_fn=server.responder, latency_s=0.2)
+    rows = generate_object_counting(10, seed=7)
+    expected = [f"The count is {row['target']}." for row in rows]
+
+    async def application() -> tuple[list, list, list]:
+        workflow = raygrad.load(run_dir, models={"task": {"model": "openai/simulated", "api_base": other.url,
+                                                          "max_in_flight": 2}})
+        try:
+            one = await asyncio.gather(*(workflow.acall(row["input"]) for row in rows[:3]))
+            many = await workflow.abatch([row["input"] for row in rows[3:9]])
+            return one, many, workflow.batch([{"question": rows[9]["input"]}])
+        finally:
+            workflow.close()
+
+    one, many, last = asyncio.run(application())
+    assert one + many + last == expected
+    assert not server.log and len(other.log) == 20  # the models given replace the run's; 2 calls a sample
+    assert max_in_window([e.time for e in other.log], 0.15) <= 2  # max_in_flight: 2, with 0.2 s a reply
+
+
+def test_load_refuses_what_is_not_a_run_directory(tmp_path):
+    with pytest.raises(ConfigError, match="not a run directory"):
+        raygrad.load(tmp_path)
