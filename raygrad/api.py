@@ -97,10 +97,13 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
 def evaluate(workflow: Workflow, examples: Iterable[Example | Mapping[str, Any]], *,
              metric: Metric | Callable[..., Any] | str | None = None, model: ModelLike | None = None,
              models: Mapping[str, ModelLike] | None = None, journal: str | Path | None = None) -> EvalReport:
-    """Score a workflow on examples with its current values: `model` for the task (default: the embedded
-    local model), `models` for the models its LLMCalls name; completed calls go to `journal` if given."""
-    task = {"task": _model(model) if model is not None else ModelConfig()}
+    """Score a workflow on examples with its current values: `model` (or `models["task"]`) for the task
+    (default: the embedded local model), `models` for the models its LLMCalls name; completed calls go to
+    `journal` if given."""
     named = {key: _model(value) for key, value in (models or {}).items()}
+    if model is not None and "task" in named:
+        raise ValueError("give the task model once: model=... or models={'task': ...}")
+    task = {"task": _model(model) if model is not None else named.pop("task", ModelConfig())}
     check_models(workflow, {**named, **task})
     chosen = _examples(examples, "examples")
     with tempfile.TemporaryDirectory() as scratch:

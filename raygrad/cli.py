@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from raygrad.errors import ConfigError, DatasetError
 from raygrad.llm.client import BudgetExhausted
 from raygrad.llm.journal import JournalError
+from raygrad.optim.evaluate import raised_text
 from raygrad.optim.execution import SamplesFailed
 from raygrad.runs.config import RunConfig, check_keys, load_config
 from raygrad.runs.report import ReportError
@@ -28,33 +30,43 @@ def _config(path: str | None) -> RunConfig:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from raygrad.data import shard
+    from raygrad.llm.client import Usage
     from raygrad.llm.endpoints import role_clients
     from raygrad.optim.evaluate import evaluate
     from raygrad.runs.assemble import build_workflow, check_models, load_split
 
-    config = _config(args.config)
+    run_dir = Path(args.config) if args.config and Path(args.config).is_dir() else None
+    config = _config(str(run_dir / CONFIG) if run_dir else args.config)
     skipped: list[str] = []
     split = load_split(config.data, args.split, skipped)  # bad data fails here, before any call
     examples = shard(split, 0, len(split))  # a sharded file's split (data.shards) is read here, all of it
     workflow, metric = build_workflow(config.workflow)
+    scored = _values_to_score(workflow, args, run_dir, config)
     models = {name: model for name, model in config.role_models().items() if name not in ("backward", "optimizer")}
     check_models(workflow, models)
     with role_clients(models, config.journal_path) as clients:
-        client = clients["task"]
         report = asyncio.run(evaluate(workflow, examples, clients, metric, split=args.split))
-    output = Path(args.output) if args.output else config.run_dir / f"eval_{args.split}.parquet"
+        spent = {name: client.usage for name, client in clients.items()}
+    output = Path(args.output) if args.output else (run_dir or config.run_dir) / f"eval_{args.split}.parquet"
     report.write_parquet(output)
-    usage = client.usage
-    cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for this model)"
-    print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, "
-          f"model {client.config.model})")
+    usage = Usage()
+    for part in spent.values():
+        usage = usage.add(part)
+    cost = f"${usage.cost:.4f}" if usage.cost else "unknown (no price for these models)"
+    used = ", ".join(f"{name} {models[name].model or 'embedded'}" for name in spent)
+    print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, models: {used})")
+    print(f"  values         {scored}")
     print(f"  score          {report.score:.3f} over {report.completed} completed samples")
     if skipped:
         print(f"  skipped rows   {len(skipped)} (data.skip_bad_rows), the first: {skipped[0]}")
     first_error = next((s.error for s in report.samples if s.error), None)
     print(f"  failed samples {report.failed}" + (f" (not scored; the first: {first_error})" if report.failed else ""))
-    print(f"  calls          {usage.calls} made, {usage.cached_calls} from the journal, {usage.retries} retries "
-          f"({usage.rate_limited} rate-limited)")
+    if report.raised:
+        print(f"  raised         {sum(r.count for r in report.raised.values())} samples, scored 0: "
+              f"{raised_text(report.raised)}")
+    for name, part in spent.items():
+        print(f"  calls {name:<9}{part.calls} made, {part.cached_calls} from the journal, {part.retries} retries "
+              f"({part.rate_limited} rate-limited)")
     print(f"  tokens         {usage.prompt_tokens} prompt + {usage.completion_tokens} completion")
     print(f"  cost           {cost}")
     print(f"  wall time      {report.wall_time_s:.1f} s")
@@ -63,6 +75,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"raygrad: every sample failed, so there is no score; the first failure: {first_error}", file=sys.stderr)
         return 5
     return 0
+
+
+def _values_to_score(workflow, args: argparse.Namespace, run_dir: Path | None, config: RunConfig) -> str:
+    """Load the values `raygrad eval` scores into the workflow; say which they are."""
+    from raygrad.runs.rundir import CHECKPOINT, PROMPTS
+    from raygrad.runs.serving import best_values, read_values
+
+    if args.values:
+        workflow.load_state(read_values(Path(args.values)))
+        return f"from {args.values}"
+    if run_dir is not None and not args.start:
+        workflow.load_state(best_values(run_dir))
+        step = json.loads((run_dir / CHECKPOINT).read_text())["step"] if (run_dir / CHECKPOINT).exists() else "?"
+        state = "finished" if (run_dir / PROMPTS).exists() else "still going"
+        return f"the best of the run in {run_dir} ({state}, after step {step})"
+    ran = run_dir or config.run_dir
+    hint = f"; the run's best: raygrad eval {ran}" if (ran / PROMPTS).exists() or (ran / CHECKPOINT).exists() else ""
+    return f"the start values, as the config writes them{hint}"
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -179,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with textual gradients, on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
     ev = commands.add_parser("eval", help="run a workflow over a data split and score it")
-    ev.add_argument("config", nargs="?", help="run config (YAML); default: ObjectCount on the local model")
+    ev.add_argument("config", nargs="?", help="run config (YAML), or a run directory (its best values are scored); "
+                                               "default: ObjectCount on the local model")
     ev.add_argument("--split", default="val")
+    ev.add_argument("--values", help="a prompts JSON file (parameter name -> text) to score instead")
+    ev.add_argument("--start", action="store_true", help="with a run directory: score its start values")
     ev.add_argument("--output", help="Parquet file for per-sample results")
     ev.set_defaults(run=cmd_eval)
     opt = commands.add_parser("optimize", help="optimize a workflow's prompts (resumes from its checkpoint)")

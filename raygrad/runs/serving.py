@@ -53,6 +53,7 @@ class ServedWorkflow:
 
     def _run(self, coroutine: Any) -> Future:
         if self._loop.is_closed():
+            coroutine.close()  # never to run: closed, so Python does not warn it was never awaited
             raise RuntimeError("this ServedWorkflow is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
@@ -129,7 +130,7 @@ def load(run_dir: str | Path, *, workflow: Workflow | None = None,
     config = load_config(run_dir / CONFIG)
     if workflow is None:
         workflow, _ = build_workflow(config.workflow)
-    workflow.load_state(best_values(run_dir) if values is None else _read_values(Path(values)))
+    workflow.load_state(best_values(run_dir) if values is None else read_values(Path(values)))
     chosen = {name: model for name, model in config.role_models().items() if name not in ROLES[1:]}
     chosen.update(models or {})
     check_models(workflow, chosen)
@@ -139,13 +140,13 @@ def load(run_dir: str | Path, *, workflow: Workflow | None = None,
 def best_values(run_dir: Path) -> dict[str, str]:
     """The run's best values: prompts.json once it ended, else the last checkpoint's (a run still going)."""
     if (run_dir / PROMPTS).exists():
-        return _read_values(run_dir / PROMPTS)
+        return read_values(run_dir / PROMPTS)
     if (run_dir / CHECKPOINT).exists():
         return dict(json.loads((run_dir / CHECKPOINT).read_text())["values"])
     raise ConfigError(f"{run_dir}: no {PROMPTS} and no {CHECKPOINT}: the run has not finished a step")
 
 
-def _read_values(path: Path) -> dict[str, str]:
+def read_values(path: Path) -> dict[str, str]:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

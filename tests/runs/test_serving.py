@@ -72,3 +72,32 @@ def test_a_loaded_workflow_serves_an_asyncio_application_and_batches_under_its_l
 def test_load_refuses_what_is_not_a_run_directory(tmp_path):
     with pytest.raises(ConfigError, match="not a run directory"):
         raygrad.load(tmp_path)
+
+
+def test_eval_of_a_run_directory_scores_its_best_values_and_says_which(finished_run, counting_project, capsys):
+    run_dir, best, server = finished_run
+    project, config, _ = counting_project
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    step = json.loads((run_dir / "checkpoint.json").read_text())["step"]
+    assert f"values         the best of the run in {run_dir} (finished, after step {step})" in out, out
+    assert "score          1.000" in out and "calls task     " in out
+    assert "0 made, 40 from the journal" in out  # the run's test-after calls, replayed: the same values
+    assert main(["eval", str(config), "--split", "test"]) == 0  # the config: its start values, and a hint
+    out = capsys.readouterr().out
+    assert f"the start values, as the config writes them; the run's best: raygrad eval {run_dir}" in out
+    assert "score          0.000" in out
+    (project / "mine.json").write_text(json.dumps(best))
+    assert main(["eval", str(config), "--split", "test", "--values", str(project / "mine.json")]) == 0
+    assert "values         from " in capsys.readouterr().out
+
+
+def test_evaluate_takes_the_task_model_from_models(counting_project):
+    from counting.workflow import CountThenAnswer
+
+    _, _, server = counting_project
+    report = raygrad.evaluate(CountThenAnswer(), [{"question": QUESTION, "target": 4}],
+                              metric="counting.metrics:count_with_feedback",
+                              models={"task": {"model": "openai/simulated", "api_base": server.url}})
+    assert report.completed == 1 and len(server.log) == 2  # the server was asked: no embedded model started
