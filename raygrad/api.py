@@ -22,8 +22,8 @@ from raygrad.optim.evaluate import EvalReport
 from raygrad.optim.evaluate import evaluate as evaluate_examples
 from raygrad.optim.metrics import Metric, as_metric
 from raygrad.optim.settings import TrainerConfig
-from raygrad.runs.assemble import build_metric, build_workflow, check_models
-from raygrad.runs.config import RunConfig, WorkflowConfig
+from raygrad.runs.assemble import build_metric, build_workflow, check_inputs, check_models
+from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig
 from raygrad.runs.lifecycle import OnProgress, Splits, load_splits, local_runner, run_lifecycle
 from raygrad.runs.results import RunResult
 from raygrad.runs.serving import ServedWorkflow
@@ -89,6 +89,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
         config.runtime.workers = workers
     splits = Splits(train=_examples(train, "train"), val=_examples(val, "val"),
                     test=_examples(test, "test") if test is not None else None)
+    first = splits.train[0]
+    check_inputs(workflow, DataConfig(input_fields=list(first.inputs)) if first.keywords else DataConfig())
     result = run_optimization(config, workflow, _metric(metric, workflow), splits, runtime, address)
     workflow.load_state(result.values)
     return OptimizeResult(workflow=workflow, result=result, run_dir=config.run_dir)
@@ -126,7 +128,7 @@ def optimize_config(config: RunConfig, runtime: Runtime = "ray", address: str | 
     """What `raygrad optimize CONFIG` runs: the config's workflow, metric and splits, built and read
     before anything starts, so a mistake in them stops the run before any call."""
     splits = load_splits(config)
-    workflow, metric = build_workflow(config.workflow)
+    workflow, metric = build_workflow(config.workflow, config.data)
     return run_optimization(config, workflow, metric, splits, runtime, address, on_progress)
 
 

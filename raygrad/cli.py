@@ -40,7 +40,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     split = load_split(config.data, args.split, skipped)  # bad data fails here, before any call
     examples = shard(split, 0, len(split))  # a sharded file's split (data.shards) is read here, all of it
-    workflow, metric = build_workflow(config.workflow)
+    workflow, metric = build_workflow(config.workflow, config.data)
     scored = _values_to_score(workflow, args, run_dir, config)
     models = {name: model for name, model in config.role_models().items() if name not in ("backward", "optimizer")}
     check_models(workflow, models)

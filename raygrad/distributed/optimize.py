@@ -41,6 +41,6 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
     """
     splits = splits or load_splits(config)
     if workflow is None or metric is None:
-        workflow, metric = build_workflow(config.workflow)
+        workflow, metric = build_workflow(config.workflow, config.data)
     return run_lifecycle(config, workflow, splits,
                          ray_runner(config, workflow, metric, address, budget, local, on_started), on_progress)

@@ -139,7 +139,7 @@ def distributed_run(config: RunConfig, address: str | None = None, budget: Any =
     `budget`: a RateBudget actor shared with other runs (a sweep's); by default the run has its own.
     """
     if workflow is None or metric is None:
-        workflow, metric = build_workflow(config.workflow)
+        workflow, metric = build_workflow(config.workflow, config.data)
     connect(address or config.runtime.address)
     with resolved_models(config.role_models(), local=local) as (models, endpoints):
         spec = runtime_spec(config, workflow, metric, models, endpoints)

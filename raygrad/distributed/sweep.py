@@ -54,7 +54,7 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
             except ConfigError as err:
                 raise ConfigError(f"{run.origin} ({run.name}), models.{name}: {err}") from None
         try:
-            built[run.name] = build_workflow(run.config.workflow)
+            built[run.name] = build_workflow(run.config.workflow, run.config.data)
             check_models(built[run.name][0], run.config.role_models())
         except ConfigError as err:
             raise ConfigError(f"{run.origin} ({run.name}), {err}") from None

@@ -1,6 +1,7 @@
 """What a run config builds before any call: its workflow and metric, and its data splits."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 
 from raygrad.core.workflow import LLMCall, Workflow
@@ -14,8 +15,9 @@ from raygrad.tasks import GENERATORS, WORKFLOWS
 from raygrad.tasks.retrieval import BM25, load_corpus
 
 
-def build_workflow(config: WorkflowConfig) -> tuple[Workflow, Metric]:
-    """The workflow and metric a config names; ConfigError naming the field if they cannot be had."""
+def build_workflow(config: WorkflowConfig, data: DataConfig | None = None) -> tuple[Workflow, Metric]:
+    """The workflow and metric a config names; ConfigError naming the field if they cannot be had. With
+    `data`, its input fields are checked against the workflow's `forward` too."""
     if config.class_ is not None:
         cls = import_object(config.class_, "workflow.class", config.search_path)
         if not (isinstance(cls, type) and issubclass(cls, Workflow)):
@@ -29,7 +31,38 @@ def build_workflow(config: WorkflowConfig) -> tuple[Workflow, Metric]:
         cls = WORKFLOWS[config.name]
         options = {"retriever": BM25(load_corpus(config.corpus))} if config.corpus else {}
         workflow = cls(instruction=config.instruction, output_format=config.output_format, **options)
+    if data is not None:
+        check_inputs(workflow, data)
     return workflow, build_metric(config.eval or getattr(cls, "default_eval", "exact"), config.search_path)
+
+
+def check_inputs(workflow: Workflow, data: DataConfig) -> None:
+    """The data's input fields fit the workflow's `forward`: one positional input (`input_field`), or each
+    of `input_fields` by keyword. A ConfigError before any call, not a TypeError on every sample."""
+    try:
+        signature = inspect.signature(workflow.forward)
+    except (TypeError, ValueError):
+        return  # no signature to read (a C callable): the first sample will tell
+    params = list(signature.parameters.values())
+    if not inspect.iscoroutinefunction(workflow.forward):
+        raise ConfigError(f"workflow.class: {type(workflow).__name__}.forward must be `async def forward(...)`")
+    required = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    any_keyword = any(p.kind == p.VAR_KEYWORD for p in params)
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    shown = f"{type(workflow).__name__}.forward{signature}"
+    if data.input_fields is not None:
+        unknown = [f for f in data.input_fields if f not in named and not any_keyword]
+        missing = [name for name in required if name not in data.input_fields]
+        if unknown or missing:
+            raise ConfigError(f"data.input_fields: {data.input_fields} do not fit {shown}: "
+                              + "; ".join([f"it takes no {', '.join(unknown)}"] * bool(unknown)
+                                          + [f"nothing gives it {', '.join(missing)}"] * bool(missing)))
+    else:
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        if not positional or len(required) > 1:
+            raise ConfigError(f"data.input_field: {data.input_field!r} is passed as forward's one argument, and "
+                              f"{shown} takes {'none' if not positional else ', '.join(required)}; for several "
+                              "inputs, list them in data.input_fields")
 
 
 def build_metric(spec: str, search: Iterable[str] = ()) -> Metric:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from raygrad.errors import ConfigError
 from raygrad.llm.models import ROLES, ModelConfig, Strict
@@ -36,6 +36,15 @@ class GeneratorConfig(Strict):
     seed: int = 0
 
 
+def _quoted_range(value: Any) -> Any:
+    """YAML reads an unquoted `6:10` as the base-60 number 370: say so, instead of "not a valid string"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        example = f"{int(value) // 60}:{int(value) % 60}" if value >= 60 else "start:end"
+        raise ValueError(f"YAML read this range as the number {value} (to YAML an unquoted a:b is a base-60 "
+                         f'number); quote it, e.g. "{example}"')
+    return value
+
+
 class DataConfig(Strict):
     """A dataset file (JSON/JSONL/CSV/Parquet) or a seeded generator, and its splits."""
 
@@ -48,7 +57,8 @@ class DataConfig(Strict):
     generator: GeneratorConfig | None = None
     shards: bool = Field(False, description="read a Parquet/JSONL file a shard at a time on the workers, "
                                             "never all on the driver (for large datasets)")
-    splits: dict[str, str] = Field(default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
+    splits: dict[str, Annotated[str, BeforeValidator(_quoted_range)]] = Field(
+        default_factory=lambda: {"train": "0:50", "val": "50:150", "test": "150:"})
     skip_bad_rows: bool = Field(False, description="leave out rows that cannot be used (each listed in the run's "
                                                    "skipped_rows.json; with shards, as the workers meet them) "
                                                    "instead of stopping at the first; other rows keep their splits")

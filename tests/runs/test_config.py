@@ -1,6 +1,9 @@
 """Configs are validated, and errors name the file and field."""
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -94,3 +97,49 @@ def test_a_journal_path_stays_inside_output_dir(tmp_path):
     for outside in ("../../elsewhere.sqlite", "/tmp/journal.sqlite"):
         with pytest.raises(ValidationError, match="journal: .* leaves output_dir"):
             RunConfig(name="r", output_dir=str(tmp_path), journal=outside)
+
+
+def test_an_unquoted_split_that_yaml_reads_as_a_number_is_named_with_the_fix(tmp_path):
+    (tmp_path / "c.yaml").write_text('name: x\ndata:\n  splits: {train: "0:6", val: 6:10}\n')
+    with pytest.raises(ConfigError, match='data.splits.val: .*YAML read this range as the number 370.*quote it, '
+                                          'e.g. "6:10"'):
+        load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ("input_fields: [question, context]", r"data.input_fields: \['question', 'context'\] do not fit "
+                                          r"CountThenAnswer.forward\(question: 'str'\) -> 'str': it takes no context"),
+    ("input_fields: [query]", "it takes no query; nothing gives it question"),
+])
+def test_input_fields_that_do_not_fit_forward_stop_before_any_call(counting_project, fields, message, capsys):
+    from raygrad.cli import main
+
+    project, config, server = counting_project
+    rows = [json.loads(line) for line in (project / "questions.jsonl").read_text().splitlines()]
+    (project / "questions.jsonl").write_text("".join(json.dumps({**row, "context": "", "query": row["question"]}) + "\n"
+                                                     for row in rows))  # the data has the fields; forward does not
+    config.write_text(config.read_text().replace("input_field: question", fields))
+    assert main(["optimize", str(config), "--local"]) == 2
+    assert re.search(message, capsys.readouterr().err) and not server.log
+
+
+def test_a_forward_that_is_not_async_or_takes_no_input_is_named(tmp_path):
+    from raygrad.core.workflow import LLMCall, Parameter, Workflow
+    from raygrad.runs.assemble import check_inputs
+    from raygrad.runs.config import DataConfig
+
+    class Sync(Workflow):
+        def __init__(self):
+            self.answer = LLMCall(system=[Parameter("Answer.")])
+
+        def forward(self, question):
+            return question
+
+    class NoInput(Sync):
+        async def forward(self):
+            return ""
+
+    with pytest.raises(ConfigError, match="must be `async def forward"):
+        check_inputs(Sync(), DataConfig())
+    with pytest.raises(ConfigError, match="data.input_field: 'input' is passed as forward's one argument"):
+        check_inputs(NoInput(), DataConfig())
