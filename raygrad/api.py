@@ -71,7 +71,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
              metric: Metric | Callable[..., Any] | str | None = None, models: Mapping[str, ModelLike] | None = None,
              trainer: TrainerConfig | Mapping[str, Any] | None = None, runtime: Runtime = "local",
              address: str | None = None, name: str = "run", output_dir: str | Path = "runs",
-             storage: str | None = None, workers: int | None = None) -> OptimizeResult:
+             storage: str | None = None, workers: int | None = None,
+             if_changed: Literal["refuse", "restart", "resume"] = "refuse") -> OptimizeResult:
     """Optimize a workflow's parameters; resumes from `output_dir/name` when that run was started before.
 
     Examples are `raygrad.Example`s or mappings with a `target` (an `input`, or several named inputs
@@ -79,12 +80,15 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
     "contains", "f1"), an import path, or a function of (prediction, example) returning a score in
     [0, 1] or (score, feedback); default: the workflow's `default_eval`. `models`: per role (task,
     backward, optimizer) and per model an LLMCall names; roles left out use the embedded local model.
+    `if_changed`: when `output_dir/name` holds a run whose start values, data or models differ, refuse
+    (a ConfigError saying what changed), restart it, or resume it anyway.
     """
     config = RunConfig(name=name, output_dir=str(output_dir), storage=storage,
                        models={key: _model(value) for key, value in (models or {}).items()},
                        trainer=TrainerConfig.model_validate(trainer or {}) if not isinstance(trainer, TrainerConfig)
                        else trainer,
                        workflow=WorkflowConfig.model_construct(class_=_class_path(type(workflow))))
+    config.if_changed = if_changed
     if workers is not None:
         config.runtime.workers = workers
     splits = Splits(train=_examples(train, "train"), val=_examples(val, "val"),

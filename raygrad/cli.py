@@ -97,6 +97,7 @@ def _values_to_score(workflow, args: argparse.Namespace, run_dir: Path | None, c
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     config = _config(args.config)
+    config.if_changed = "restart" if args.restart else "resume" if args.resume_changed else "refuse"
     result = _optimize_one(config, args, config.run_dir)
     if result.stopped:
         print(f"  to continue from step {result.steps}: raise the budget in the trainer section of the config and run "
@@ -221,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
     opt.add_argument("--local", action="store_true",
                      help="run in this process without Ray (the Ray-free executor: a breakpoint in forward() stops)")
+    changed = opt.add_mutually_exclusive_group()
+    changed.add_argument("--restart", action="store_true",
+                         help="the run directory holds a run whose setup differs from the config's: start it over")
+    changed.add_argument("--resume-changed", action="store_true",
+                         help="the run directory holds a run whose setup differs from the config's: resume it anyway")
     opt.set_defaults(run=cmd_optimize)
     sweep = commands.add_parser("sweep", help="run many optimizations on one cluster; again: resume the unfinished")
     sweep.add_argument("sweep", help="sweep file (YAML): base, runs, grid, limits")

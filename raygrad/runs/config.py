@@ -148,6 +148,9 @@ class RunConfig(Strict):
                                                   "output_dir; default <output_dir>/<name>/journal.sqlite")
     samples_table: bool = Field(True, description="write every evaluated sample to <run dir>/samples/ (Parquet)")
     reply_text: bool = Field(False, description="include reply text in calls.parquet")
+    if_changed: Literal["refuse", "restart", "resume"] = Field(
+        "refuse", exclude=True, description="a run directory whose setup (start values, workflow, data, models) "
+        "differs from this config's: refuse (the default), restart the run, or resume it anyway; never saved")
 
     def model_for(self, role: str) -> ModelConfig:
         """The endpoint of a role; roles left out use the embedded local model."""

@@ -27,6 +27,7 @@ from raygrad.optim.metrics import Metric
 from raygrad.optim.state import TrainState
 from raygrad.optim.trainer import Trainer, select_trainable
 from raygrad.runs.assemble import check_models, load_split
+from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
 from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.results import RunResult, SampleTables, no_gradient, run_raised, write_tables
 from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
@@ -80,13 +81,25 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
     select_trainable(workflow, config.trainer.parameters)  # before any actor gets a copy of the workflow
     start_values = workflow.state()
     run_dir = config.run_dir
+    checkpoint = run_dir / CHECKPOINT
+    changes = changes_since_checkpoint(config, run_dir, start_values)
+    if changes and config.if_changed == "refuse":
+        refuse_changed(changes, run_dir)
+    restarting = bool(changes) and config.if_changed == "restart"
+    if restarting:  # the old run's state is set aside, not deleted; its journal still replays identical calls
+        checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.before-restart"))
+        phase(f"restarting: {'; '.join(changes)}")
+    elif changes:
+        phase(f"resuming although {'; '.join(changes)}")
     write_config(config, run_dir)  # every run directory can be resumed: `raygrad resume RUN_DIR`
     storage = Storage(config.storage) if config.storage else None
     if storage:
         storage.check()
-    checkpoint = run_dir / CHECKPOINT
     resumed_from = str(checkpoint) if checkpoint.exists() else None
-    if storage and not resumed_from and storage.get(CHECKPOINT, checkpoint):
+    if resumed_from and (done := _steps_done(checkpoint)) >= config.trainer.steps:
+        phase(f"the checkpoint is at step {done} and trainer.steps is {config.trainer.steps}: no step left "
+              "to run (raise trainer.steps to go on)")
+    if storage and not resumed_from and not restarting and storage.get(CHECKPOINT, checkpoint):
         resumed_from = f"{config.storage}/{CHECKPOINT}"
         if not config.journal_path.exists():
             storage.get(JOURNAL, config.journal_path)  # calls made before are replayed, not paid again
@@ -129,6 +142,13 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
     if storage:
         storage.put_run(run_dir, config.journal_path)
     return result
+
+
+def _steps_done(checkpoint: Path) -> int:
+    try:
+        return int(json.loads(checkpoint.read_text(encoding="utf-8")).get("step", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0  # a damaged checkpoint is the trainer's to report
 
 
 class LocalRun:

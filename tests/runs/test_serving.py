@@ -101,3 +101,48 @@ def test_evaluate_takes_the_task_model_from_models(counting_project):
                               metric="counting.metrics:count_with_feedback",
                               models={"task": {"model": "openai/simulated", "api_base": server.url}})
     assert report.completed == 1 and len(server.log) == 2  # the server was asked: no embedded model started
+
+
+def test_a_resume_whose_setup_changed_says_what_changed_and_refuses_unless_told(finished_run, counting_project,
+                                                                                 capsys):
+    run_dir, best, server = finished_run
+    project, config, _ = counting_project
+    capsys.readouterr()
+    text = config.read_text()
+    config.write_text(text.replace("args: {attempts: 2}", "args: {attempts: 3}").replace("0:20", "0:18"))
+    assert main(["optimize", str(config), "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "workflow.args.attempts: 2 -> 3" in err and "data.splits.train: '0:20' -> '0:18'" in err
+    assert "--restart" in err and not server.log  # refused before any call
+    assert main(["optimize", str(config), "--local", "--resume-changed"]) == 0
+    assert "resuming although data.splits.train: '0:20' -> '0:18'; workflow.args.attempts: 2 -> 3" in capsys.readouterr().out
+    assert main(["optimize", str(config), "--local", "--restart"]) == 0  # the saved setup is now this one's
+    assert "restarting" not in capsys.readouterr().out
+    config.write_text(text)
+    assert main(["optimize", str(config), "--local", "--restart"]) == 0
+    out = capsys.readouterr().out
+    assert "restarting: data.splits.train" in out and (run_dir / "checkpoint.json.before-restart").exists()
+
+
+def test_steps_lower_than_the_checkpoints_end_the_run_at_once_and_say_so(finished_run, counting_project, capsys):
+    run_dir, best, server = finished_run
+    project, config, _ = counting_project
+    config.write_text(config.read_text().replace("steps: 2,", "steps: 1,"))
+    capsys.readouterr()
+    assert main(["optimize", str(config), "--local"]) == 0
+    step = json.loads((run_dir / "checkpoint.json").read_text())["step"]
+    assert f"the checkpoint is at step {step} and trainer.steps is 1: no step left to run" in capsys.readouterr().out
+
+
+def test_an_edited_start_prompt_is_a_change(finished_run, counting_project):
+    from raygrad.runs.changes import changes_since_checkpoint
+    from raygrad.runs.config import load_config
+
+    run_dir, best, _ = finished_run
+    config = load_config(counting_project[1])
+    history = json.loads((run_dir / "checkpoint.json").read_text())["history"]
+    start = {name: values[0]["value"] for name, values in history.items()}
+    assert changes_since_checkpoint(config, run_dir, start) == []
+    edited = {**start, "answer_instruction": "Answer with the total only."}
+    assert changes_since_checkpoint(config, run_dir, edited) == [
+        f"start value of answer_instruction: {start['answer_instruction']!r} -> 'Answer with the total only.'"]
