@@ -18,7 +18,7 @@ from raygrad.runs.report import ReportError
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import CONFIG, CheckpointError
 from raygrad.runs.storage import StorageError
-from raygrad.runs.summary import result_summary
+from raygrad.runs.summary import models_line, result_summary
 
 
 def _config(path: str | None) -> RunConfig:
@@ -35,7 +35,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from raygrad.optim.evaluate import evaluate
     from raygrad.runs.assemble import build_workflow, check_models, load_split
 
-    run_dir = Path(args.config) if args.config and Path(args.config).is_dir() else None
+    run_dir = Path(args.config) if args.config and (Path(args.config) / CONFIG).is_file() else None
     config = _config(str(run_dir / CONFIG) if run_dir else args.config)
     skipped: list[str] = []
     split = load_split(config.data, args.split, skipped)  # bad data fails here, before any call
@@ -110,6 +110,7 @@ def _optimize_one(config: RunConfig, args: argparse.Namespace, run_dir: Path) ->
     from raygrad.api import optimize_config
     from raygrad.runs.progress import ProgressView
 
+    print(models_line(config))
     view = ProgressView([config.name], sys.stdout, interval_s=args.interval)
 
     def on_progress(events: list[dict], usage: dict | None) -> None:

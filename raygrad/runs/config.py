@@ -153,8 +153,10 @@ class RunConfig(Strict):
         "differs from this config's: refuse (the default), restart the run, or resume it anyway; never saved")
 
     def model_for(self, role: str) -> ModelConfig:
-        """The endpoint of a role; roles left out use the embedded local model."""
-        return self.models.get(role) or ModelConfig()  # type: ignore[call-overload]
+        """The endpoint of a role. A role left out uses the task model (a hosted task model never silently
+        hands the backward engine or the optimizer to the embedded 135M model); with no task model either,
+        the embedded local model."""
+        return self.models.get(role) or self.models.get("task") or ModelConfig()  # type: ignore[call-overload]
 
     def role_models(self) -> dict[str, ModelConfig]:
         """Every role's endpoint (the embedded local model for roles left out), and every named model."""

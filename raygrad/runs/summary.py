@@ -6,8 +6,21 @@ import difflib
 from pathlib import Path
 
 from raygrad.optim.evaluate import raised_text
+from raygrad.llm.models import ROLES
+from raygrad.runs.config import RunConfig
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import PROMPTS, SKIPPED_ROWS
+
+
+def models_line(config: RunConfig) -> str:
+    """The model of every role, said before a run starts (a role left out uses the task model)."""
+    def shown(role: str) -> str:
+        model = config.model_for(role).model or "the embedded SmolLM2-135M"
+        return f"{role} {model}" + (" (left out: the task model's)" if role not in config.models and role != "task"
+                                    and "task" in config.models else "")
+    named = [name for name in config.models if name not in ROLES]
+    return f"{config.name}: models: " + ", ".join([shown(role) for role in ROLES] +
+                                                  [f"{name} {config.models[name].model}" for name in named])
 
 
 def prompt_diff(name: str, before: str, after: str) -> list[str]:

@@ -16,7 +16,7 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_a_good_config_loads_with_local_defaults(tmp_path):
+def test_a_good_config_loads_and_roles_left_out_use_the_task_model(tmp_path):
     config = load_config(write(tmp_path, """
 name: oc
 workflow: {name: object_count}
@@ -25,7 +25,8 @@ models:
   task: {model: openai/gpt-4o-mini, api_key_env: OPENAI_API_KEY, rpm: 500, temperature: 0}
 """))
     assert config.model_for("task").model == "openai/gpt-4o-mini"
-    assert config.model_for("backward").is_local and config.model_for("optimizer").is_local
+    assert config.model_for("backward") is config.model_for("optimizer") is config.models["task"]
+    assert RunConfig(name="x").model_for("backward").is_local  # no task model either: the embedded one
     assert config.data.path == str(tmp_path / "data.jsonl")  # relative to the config file
 
 

