@@ -79,8 +79,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
     passed to `forward` as keyword arguments). `metric`: a built-in's name ("exact", "number",
     "contains", "f1"), an import path, or a function of (prediction, example) returning a score in
     [0, 1] or (score, feedback); default: the workflow's `default_eval`. `models`: per role (task,
-    backward, optimizer) and per model an LLMCall names; roles left out use the embedded local model.
-    `if_changed`: when `output_dir/name` holds a run whose start values, data or models differ, refuse
+    backward, optimizer) and per model an LLMCall names; roles left out use the task model (with no task
+    model either, the embedded local model). `if_changed`: when `output_dir/name` holds a run whose start values, data or models differ, refuse
     (a ConfigError saying what changed), restart it, or resume it anyway.
     """
     config = RunConfig(name=name, output_dir=str(output_dir), storage=storage,
