@@ -30,6 +30,7 @@ from raygrad.optim.metrics import EVALS, Metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import load_split
 from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig, load_config
+from raygrad.runs.progress import ProgressEvent
 from raygrad.runs.serving import ServedWorkflow
 from raygrad.tasks import MultiHopQA, ObjectCount, QuestionClassification, ReActAgent, SingleCall
 from raygrad.tasks.object_count import generate_object_counting
@@ -56,6 +57,7 @@ __all__ = [
     "OptimizeResult",
     "OutputInvalid",
     "Parameter",
+    "ProgressEvent",
     "QuestionClassification",
     "ReActAgent",
     "RunConfig",

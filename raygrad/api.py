@@ -6,6 +6,7 @@ journal, result files and resume, in this process (`runtime="local"`, no Ray) or
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -25,9 +26,11 @@ from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import build_metric, build_workflow, check_inputs, check_models
 from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig
 from raygrad.runs.lifecycle import OnProgress, Splits, load_splits, local_runner, run_lifecycle
+from raygrad.runs.progress import ProgressEvent, progress_callback, progress_printer
 from raygrad.runs.results import RunResult
 from raygrad.runs.serving import ServedWorkflow
 from raygrad.runs.serving import load as load_run
+from raygrad.runs.summary import models_line, result_summary
 
 Runtime = Literal["local", "ray"]
 ModelLike = ModelConfig | Mapping[str, Any] | str  # a ModelConfig, its fields, or a litellm model string
@@ -72,7 +75,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
              trainer: TrainerConfig | Mapping[str, Any] | None = None, runtime: Runtime = "local",
              address: str | None = None, name: str = "run", output_dir: str | Path = "runs",
              storage: str | None = None, workers: int | None = None,
-             if_changed: Literal["refuse", "restart", "resume"] = "refuse") -> OptimizeResult:
+             if_changed: Literal["refuse", "restart", "resume"] = "refuse",
+             progress: bool | Callable[[ProgressEvent], None] = True) -> OptimizeResult:
     """Optimize a workflow's parameters; resumes from `output_dir/name` when that run was started before.
 
     Examples are `raygrad.Example`s or mappings with a `target` (an `input`, or several named inputs
@@ -80,8 +84,11 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
     "contains", "f1"), an import path, or a function of (prediction, example) returning a score in
     [0, 1] or (score, feedback); default: the workflow's `default_eval`. `models`: per role (task,
     backward, optimizer) and per model an LLMCall names; roles left out use the task model (with no task
-    model either, the embedded local model). `if_changed`: when `output_dir/name` holds a run whose start values, data or models differ, refuse
-    (a ConfigError saying what changed), restart it, or resume it anyway.
+    model either, the embedded local model). `if_changed`: when `output_dir/name` holds a run whose
+    start values, data or models differ, refuse (a ConfigError saying what changed), restart it, or
+    resume it anyway. `progress`: shown as the CLI shows it (a live bar on a terminal, a line per phase
+    and step elsewhere, a notebook included), then the summary; False for silence; a function to
+    receive each ProgressEvent instead.
     """
     config = RunConfig(name=name, output_dir=str(output_dir), storage=storage,
                        models={key: _model(value) for key, value in (models or {}).items()},
@@ -95,7 +102,16 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
                     test=_examples(test, "test") if test is not None else None)
     first = splits.train[0]
     check_inputs(workflow, DataConfig(input_fields=list(first.inputs)) if first.keywords else DataConfig())
-    result = run_optimization(config, workflow, _metric(metric, workflow), splits, runtime, address)
+    if callable(progress):
+        on_progress: OnProgress | None = progress_callback(name, progress)
+    elif progress:
+        print(models_line(config))
+        on_progress = progress_printer(name, sys.stdout)
+    else:
+        on_progress = None
+    result = run_optimization(config, workflow, _metric(metric, workflow), splits, runtime, address, on_progress)
+    if progress is True:
+        print("\n".join(result_summary(result, config.run_dir)))
     workflow.load_state(result.values)
     return OptimizeResult(workflow=workflow, result=result, run_dir=config.run_dir)
 

@@ -108,15 +108,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def _optimize_one(config: RunConfig, args: argparse.Namespace, run_dir: Path) -> RunResult:
     """One run with a progress display while it works; its summary (and report, with --report) at the end."""
     from raygrad.api import optimize_config
-    from raygrad.runs.progress import ProgressView
+    from raygrad.runs.progress import progress_printer
 
     print(models_line(config))
-    view = ProgressView([config.name], sys.stdout, interval_s=args.interval)
-
-    def on_progress(events: list[dict], usage: dict | None) -> None:
-        view.update(config.name, events, usage, each=True)
-        view.render()
-
+    on_progress = progress_printer(config.name, sys.stdout, args.interval)
     result = optimize_config(config, "local" if args.local else "ray", args.address, on_progress)
     print("\n".join(result_summary(result, run_dir)))
     if args.report:

@@ -98,3 +98,38 @@ def test_a_bad_row_in_a_sharded_file_is_named_by_file_and_row_from_a_worker(ray_
         assert len(listed) == 1 and listed[0].startswith(f"{project / 'sharded.jsonl'}: row 27: not valid JSON")
         result = json.loads((project / "runs" / name / "result.json").read_text())
         assert result["val_size"] == 20 and result["skipped_rows"] == 1 and result["best_val"] == 1.0
+
+
+def test_optimize_from_python_shows_progress_as_the_cli_does_or_hands_typed_events_or_keeps_quiet(
+        counting_project, tmp_path, capsys, monkeypatch):
+    project, config, server = counting_project
+    monkeypatch.syspath_prepend(str(project))
+    from counting.metrics import count_with_feedback
+    from counting.workflow import CountThenAnswer
+
+    rows = [json.loads(line) for line in (project / "questions.jsonl").read_text().splitlines()]
+    data = [{"question": row["question"], "target": row["answer"]} for row in rows]
+    model = {"model": "openai/simulated", "api_base": server.url}
+
+    def run(name: str, progress) -> None:
+        capsys.readouterr()
+        raygrad.optimize(CountThenAnswer(), data[:8], data[8:16], metric=count_with_feedback, models={"task": model},
+                         trainer={"steps": 2, "batch_size": 4}, name=name, output_dir=tmp_path, progress=progress)
+
+    run("shown", True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("shown: models: task openai/simulated")
+    assert any(line.startswith("shown: training step 0/2") for line in out)
+    assert any(line.startswith("optimized counting.workflow:CountThenAnswer for ") for line in out)
+    run("quiet", False)
+    assert capsys.readouterr().out == ""
+    events: list[raygrad.ProgressEvent] = []
+    run("called", events.append)
+    assert capsys.readouterr().out == ""
+    assert [e.kind for e in events if e.kind != "phase"][:1] == ["started"]
+    steps = [e for e in events if e.kind == "step"]
+    result = json.loads((tmp_path / "called" / "result.json").read_text())
+    assert [e.step for e in steps] == list(range(1, result["steps"] + 1))
+    assert all(e.run == "called" and e.usage["task"].calls > 0 for e in steps)
+    assert steps[-1].best_val == result["best_val"]
+    assert {e.status for e in events if e.kind == "phase"} >= {"training"}

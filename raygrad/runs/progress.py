@@ -6,6 +6,7 @@ compact status line per run at a steady interval, and a line whenever a run ends
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from pydantic import BaseModel
@@ -14,6 +15,28 @@ from raygrad.llm.client import Usage
 from raygrad.optim.evaluate import Raised, add_raised, raised_text
 
 ENDED = ("finished", "stopped", "failed", "skipped")
+
+
+class ProgressEvent(BaseModel):
+    """What a run reports while it works: a phase (`status`), the start of training, a step's end or an
+    accepted candidate (`kind`), with the figures each carries; `usage` is the run's spending so far."""
+
+    run: str
+    kind: str = "phase"  # phase, started, step, accepted
+    status: str | None = None
+    step: int | None = None
+    steps: int | None = None
+    initial_val: float | None = None
+    best_val: float | None = None
+    accepted: list[str] | None = None
+    parameter: str | None = None
+    raised: dict[str, Raised] = {}
+    usage: dict[str, Usage] | None = None
+
+    @classmethod
+    def of(cls, run: str, event: dict, usage: dict[str, Usage] | None) -> ProgressEvent:
+        fields = {key: value for key, value in event.items() if key in cls.model_fields and key != "usage"}
+        return cls(run=run, **fields, usage=event.get("usage") or usage)
 
 
 class RunProgress(BaseModel):
@@ -113,3 +136,23 @@ class ProgressView:
         val = f"{run.best_val:.3f}" if run.best_val is not None else "  -  "
         return (f"{run.name[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {run.step:>3}/{run.steps:<3} "
                 f"{run.status:<9} val {val}  calls {run.calls:>7}  ${run.cost:.4f}")
+
+
+def progress_printer(name: str, out: TextIO, interval_s: float = 30.0
+                     ) -> Callable[[list[dict], dict[str, Usage] | None], None]:
+    """A run's progress as `raygrad optimize` shows it: a live bar on a terminal, else a line per phase and step."""
+    view = ProgressView([name], out, interval_s=interval_s)
+
+    def on_progress(events: list[dict], usage: dict[str, Usage] | None) -> None:
+        view.update(name, events, usage, each=True)
+        view.render()
+    return on_progress
+
+
+def progress_callback(name: str, receive: Callable[[ProgressEvent], None]
+                      ) -> Callable[[list[dict], dict[str, Usage] | None], None]:
+    """A run's progress handed to a function as ProgressEvents."""
+    def on_progress(events: list[dict], usage: dict[str, Usage] | None) -> None:
+        for event in events:
+            receive(ProgressEvent.of(name, event, usage))
+    return on_progress
