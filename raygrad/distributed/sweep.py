@@ -34,6 +34,7 @@ from raygrad.runs.progress import ProgressView
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import CHECKPOINT, ERROR, RESULT, resume_command, run_status, save_atomically
 from raygrad.runs.sweep_plan import PlannedRun, SweepConfig, write_run_config
+from raygrad.runs.tracking import start_sweep_tracking
 
 
 class RunOutcome(BaseModel):
@@ -58,6 +59,8 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
             check_models(built[run.name][0], run.config.role_models())
         except ConfigError as err:
             raise ConfigError(f"{run.origin} ({run.name}), {err}") from None
+    parent = start_sweep_tracking(sweep.directory, sweep.name, sweep.model_dump(mode="json"),
+                                  [run.config for run in planned])
     connect(address)
     view = ProgressView([r.name for r in planned], out, interval_s, live)
     with ExitStack() as stack:
@@ -66,7 +69,10 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
         budget = RateBudget.options(num_cpus=0, **on_driver_node()).remote(_shared_limits(planned, local))
         stack.callback(ray.kill, budget)  # now, not whenever its last handle is collected
         runner = _SweepRunner(sweep, view, budget, local, built)
-        return runner.run_all(planned)
+        outcomes = runner.run_all(planned)
+    if parent is not None:
+        parent.end("FINISHED" if all(o.status in ("finished", "skipped") for o in outcomes) else "FAILED")
+    return outcomes
 
 
 class _SweepRunner:

@@ -19,6 +19,7 @@ from raygrad.optim.metrics import EVALS
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.rundir import CONFIG, JOURNAL, save_atomically
 from raygrad.runs.storage import check_uri
+from raygrad.runs.tracking import TrackingConfig
 
 BUILTIN_METRICS = tuple(EVALS)
 
@@ -148,6 +149,8 @@ class RunConfig(Strict):
                                                   "output_dir; default <output_dir>/<name>/journal.sqlite")
     samples_table: bool = Field(True, description="write every evaluated sample to <run dir>/samples/ (Parquet)")
     reply_text: bool = Field(False, description="include reply text in calls.parquet")
+    tracking: TrackingConfig | None = Field(None, description="log the run to an experiment tracker: "
+                                            "{mlflow: {uri: ..., experiment: ...}}")
     if_changed: Literal["refuse", "restart", "resume"] = Field(
         "refuse", exclude=True, description="a run directory whose setup (start values, workflow, data, models) "
         "differs from this config's: refuse (the default), restart the run, or resume it anyway; never saved")

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,9 +29,11 @@ from raygrad.optim.trainer import Trainer, select_trainable
 from raygrad.runs.assemble import check_models, load_split
 from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
 from raygrad.runs.config import RunConfig, write_config
-from raygrad.runs.results import RunResult, SampleTables, no_gradient, run_raised, write_tables
+from raygrad.runs.report import write_report
+from raygrad.runs.results import RunResult, SampleTables, candidate_rows, no_gradient, run_raised, write_tables
 from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
 from raygrad.runs.storage import Storage
+from raygrad.runs.tracking import start_tracking
 
 # Receives the trainer's events since the last call (steps, acceptances) and the usage so far (None: unchanged).
 OnProgress = Callable[[list[dict], dict[str, Usage] | None], None]
@@ -103,8 +105,12 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
         resumed_from = f"{config.storage}/{CHECKPOINT}"
         if not config.journal_path.exists():
             storage.get(JOURNAL, config.journal_path)  # calls made before are replayed, not paid again
+    tracker = start_tracking(config.tracking, run_dir, config.name,
+                             json.loads(config.model_dump_json(exclude_defaults=True, by_alias=True)))
+    if tracker is not None:
+        on_progress = _both(on_progress, tracker.observe)
     started = time.monotonic()
-    with start(checkpoint.resolve()) as run:
+    with tracker.ended_on_error() if tracker else nullcontext(), start(checkpoint.resolve()) as run:
         before = None
         if splits.test is not None:
             phase("testing the start values")
@@ -141,7 +147,17 @@ def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: 
         save_atomically(run_dir / RESULT, result.model_dump_json(indent=2))
     if storage:
         storage.put_run(run_dir, config.journal_path)
+    if tracker is not None:
+        tracker.finish(result, candidate_rows(state), write_report(run_dir).parent)
     return result
+
+
+def _both(first: OnProgress | None, second: OnProgress) -> OnProgress:
+    def both(events: list[dict], usage: dict[str, Usage] | None) -> None:
+        if first is not None:
+            first(events, usage)
+        second(events, usage)
+    return both
 
 
 def _steps_done(checkpoint: Path) -> int:
