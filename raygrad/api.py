@@ -31,6 +31,7 @@ from raygrad.runs.results import RunResult
 from raygrad.runs.serving import ServedWorkflow
 from raygrad.runs.serving import load as load_run
 from raygrad.runs.summary import models_line, result_summary
+from raygrad.runs.tracking import TrackingConfig
 
 Runtime = Literal["local", "ray"]
 ModelLike = ModelConfig | Mapping[str, Any] | str  # a ModelConfig, its fields, or a litellm model string
@@ -76,7 +77,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
              address: str | None = None, name: str = "run", output_dir: str | Path = "runs",
              storage: str | None = None, workers: int | None = None,
              if_changed: Literal["refuse", "restart", "resume"] = "refuse",
-             progress: bool | Callable[[ProgressEvent], None] = True) -> OptimizeResult:
+             progress: bool | Callable[[ProgressEvent], None] = True,
+             tracking: TrackingConfig | Mapping[str, Any] | None = None) -> OptimizeResult:
     """Optimize a workflow's parameters; resumes from `output_dir/name` when that run was started before.
 
     Examples are `raygrad.Example`s or mappings with a `target` (an `input`, or several named inputs
@@ -88,7 +90,7 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
     start values, data or models differ, refuse (a ConfigError saying what changed), restart it, or
     resume it anyway. `progress`: shown as the CLI shows it (a live bar on a terminal, a line per phase
     and step elsewhere, a notebook included), then the summary; False for silence; a function to
-    receive each ProgressEvent instead.
+    receive each ProgressEvent instead. `tracking`: as a config's, e.g. {"mlflow": {"uri": ..., "experiment": ...}}.
     """
     config = RunConfig(name=name, output_dir=str(output_dir), storage=storage,
                        models={key: _model(value) for key, value in (models or {}).items()},
@@ -96,6 +98,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
                        else trainer,
                        workflow=WorkflowConfig.model_construct(class_=_class_path(type(workflow))))
     config.if_changed = if_changed
+    if tracking is not None:
+        config.tracking = TrackingConfig.model_validate(tracking)
     if workers is not None:
         config.runtime.workers = workers
     splits = Splits(train=_examples(train, "train"), val=_examples(val, "val"),

@@ -117,3 +117,23 @@ runs:
         run = client.get_run(json.loads((project / "sweeps" / "tracked" / name / "tracking.json").read_text())["run_id"])
         assert run.data.tags["mlflow.parentRunId"] == parent and run.info.status == "FINISHED"
     assert client.get_run(parent).info.status == "FINISHED" and client.get_run(parent).info.run_name == "tracked"
+
+
+def test_the_python_api_logs_to_mlflow_too(mlflow_server, counting_project, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    import raygrad
+
+    project, _, server = counting_project
+    monkeypatch.syspath_prepend(str(project))
+    from counting.workflow import CountThenAnswer
+
+    rows = [json.loads(line) for line in (project / "questions.jsonl").read_text().splitlines()]
+    data = [{"question": row["question"], "target": row["answer"]} for row in rows]
+    raygrad.optimize(CountThenAnswer(), data[:8], data[8:16], metric="counting.metrics:count_with_feedback",
+                     models={"task": {"model": "openai/simulated", "api_base": server.url}},
+                     trainer={"steps": 1, "batch_size": 4}, name="api", output_dir=tmp_path, progress=False,
+                     tracking={"mlflow": {"uri": mlflow_server, "experiment": "api"}})
+    run_id = json.loads((tmp_path / "api" / "tracking.json").read_text())["run_id"]
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["workflow.class"].endswith("workflow:CountThenAnswer")
