@@ -176,14 +176,14 @@ def installed_in_a_job_env(cluster_env: dict[str, str]) -> list[Path]:
         if p.stat().st_mtime >= since)
 
 
-def job_config(tmp_path: Path, server, name: str) -> Path:
+def job_config(tmp_path: Path, server, name: str, task: str = "object_count") -> Path:
     model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
     config = tmp_path / f"{name}.yaml"
     config.write_text(f"""
 name: {name}
 output_dir: {tmp_path / 'node-disk'}
-workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
-data: {{generator: {{size: 60, seed: 4}}, splits: {{train: "0:20", val: "20:60"}}}}
+workflow: {{name: {task}, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{name: {task}, size: 60, seed: 4}}, splits: {{train: "0:20", val: "20:60"}}}}
 models: {{task: {model}, backward: {model}, optimizer: {model}}}
 trainer: {{steps: 1, batch_size: 4, proposals: 1, seed: 1}}
 runtime: {{workers: 1, cpus_per_worker: 0.25}}
@@ -211,7 +211,8 @@ def test_the_rayjob_entrypoint_and_runtime_env_run_as_written(head_cluster, sim_
 
 @pytest.mark.timeout(900)
 def test_cluster_submit_sh_runs_a_config_as_written(head_cluster, sim_server, tmp_path):
-    config = job_config(tmp_path, sim_server(responder="object_count_trainer"), "submitted")
+    """TREC: its 60 questions are package data, which the job's pip-installed raygrad must hold."""
+    config = job_config(tmp_path, sim_server(responder="trec_trainer"), "submitted", task="trec")
     done = subprocess.run(["bash", str(ROOT / "cluster" / "submit.sh"), str(config), "--submission-id",
                            "raygrad-submit-sh"], env=head_cluster, cwd=tmp_path, capture_output=True, text=True,
                           timeout=800)
