@@ -26,7 +26,7 @@ from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import build_metric, build_workflow, check_inputs, check_models
 from raygrad.runs.config import DataConfig, RunConfig, WorkflowConfig
 from raygrad.runs.lifecycle import OnProgress, Splits, load_splits, local_runner, run_lifecycle
-from raygrad.runs.progress import ProgressEvent, progress_callback, progress_printer
+from raygrad.runs.progress import ProgressEvent, ProgressPrinter, progress_callback
 from raygrad.runs.results import RunResult
 from raygrad.runs.serving import ServedWorkflow
 from raygrad.runs.serving import load as load_run
@@ -106,15 +106,16 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
                     test=_examples(test, "test") if test is not None else None)
     first = splits.train[0]
     check_inputs(workflow, DataConfig(input_fields=list(first.inputs)) if first.keywords else DataConfig())
-    if callable(progress):
-        on_progress: OnProgress | None = progress_callback(name, progress)
-    elif progress:
+    printer = ProgressPrinter(name, sys.stdout) if progress is True else None
+    on_progress = progress_callback(name, progress) if callable(progress) else printer
+    if printer is not None:
         print(models_line(config))
-        on_progress = progress_printer(name, sys.stdout)
-    else:
-        on_progress = None
-    result = run_optimization(config, workflow, _metric(metric, workflow), splits, runtime, address, on_progress)
-    if progress is True:
+    try:
+        result = run_optimization(config, workflow, _metric(metric, workflow), splits, runtime, address, on_progress)
+    finally:
+        if printer is not None:
+            printer.close()
+    if printer is not None:
         print("\n".join(result_summary(result, config.run_dir)))
     workflow.load_state(result.values)
     return OptimizeResult(workflow=workflow, result=result, run_dir=config.run_dir)

@@ -108,11 +108,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def _optimize_one(config: RunConfig, args: argparse.Namespace, run_dir: Path) -> RunResult:
     """One run with a progress display while it works; its summary (and report, with --report) at the end."""
     from raygrad.api import optimize_config
-    from raygrad.runs.progress import progress_printer
+    from raygrad.runs.progress import ProgressPrinter
 
     print(models_line(config))
-    on_progress = progress_printer(config.name, sys.stdout, args.interval)
-    result = optimize_config(config, "local" if args.local else "ray", args.address, on_progress)
+    on_progress = ProgressPrinter(config.name, sys.stdout, args.interval)
+    try:
+        result = optimize_config(config, "local" if args.local else "ray", args.address, on_progress)
+    finally:
+        on_progress.close()
     print("\n".join(result_summary(result, run_dir)))
     if args.report:
         from raygrad.runs.report import write_report

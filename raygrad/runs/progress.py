@@ -5,6 +5,7 @@ compact status line per run at a steady interval, and a line whenever a run ends
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -76,10 +77,14 @@ class RunProgress(BaseModel):
 
 
 class ProgressView:
+    """On a terminal, a live view redrawn in place (ANSI); in a notebook, one run's bar redrawn on its
+    line (a carriage return: notebooks do not move the cursor up); elsewhere, lines."""
+
     def __init__(self, names: list[str], out: TextIO, interval_s: float = 30.0, live: bool | None = None):
         self.runs = {name: RunProgress(name=name) for name in names}
         self.out, self.interval_s = out, interval_s
         self.live = out.isatty() if live is None else live
+        self.in_place = live is None and not self.live and len(names) == 1 and "ipykernel" in sys.modules
         self._drawn, self._last_log = 0, float("-inf")
 
     def totals(self) -> RunProgress:
@@ -103,12 +108,18 @@ class ProgressView:
     def ended(self, name: str, status: str, note: str = "") -> None:
         run = self.runs[name]
         run.status, run.note = status, note
-        if not self.live:
+        if self.in_place:
+            self.out.write(f"\r{run.line()}\n")
+        elif not self.live:
             self.out.write(run.line() + "\n")
             self.out.flush()
 
     def render(self, force: bool = False) -> None:
-        if self.live:
+        if self.in_place:
+            [run] = self.runs.values()
+            self.out.write(f"\r{self._bar(run)}")
+            self.out.flush()
+        elif self.live:
             self._redraw()
         elif force or time.monotonic() - self._last_log >= self.interval_s:
             self._last_log = time.monotonic()
@@ -138,15 +149,19 @@ class ProgressView:
                 f"{run.status:<9} val {val}  calls {run.calls:>7}  ${run.cost:.4f}")
 
 
-def progress_printer(name: str, out: TextIO, interval_s: float = 30.0
-                     ) -> Callable[[list[dict], dict[str, Usage] | None], None]:
-    """A run's progress as `raygrad optimize` shows it: a live bar on a terminal, else a line per phase and step."""
-    view = ProgressView([name], out, interval_s=interval_s)
+class ProgressPrinter:
+    """A run's progress as `raygrad optimize` shows it (ProgressView); `close()` ends a bar drawn in place."""
 
-    def on_progress(events: list[dict], usage: dict[str, Usage] | None) -> None:
-        view.update(name, events, usage, each=True)
-        view.render()
-    return on_progress
+    def __init__(self, name: str, out: TextIO, interval_s: float = 30.0):
+        self.name, self.view = name, ProgressView([name], out, interval_s=interval_s)
+
+    def __call__(self, events: list[dict], usage: dict[str, Usage] | None) -> None:
+        self.view.update(self.name, events, usage, each=True)
+        self.view.render()
+
+    def close(self) -> None:
+        if self.view.in_place:
+            self.view.out.write("\n")
 
 
 def progress_callback(name: str, receive: Callable[[ProgressEvent], None]

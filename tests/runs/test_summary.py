@@ -20,3 +20,21 @@ def test_a_validation_score_estimated_by_early_acceptance_is_printed_as_an_estim
     assert "   0.400   0.812   (estimated from 96 of 400 samples)" in lines
     perfect = "\n".join(result_summary(finished(best_val=1.0, best_val_samples=96), Path("r")))
     assert "(estimated from 96 of 400 samples); no candidate can beat a perfect score (here estimated)" in perfect
+
+
+def test_in_a_notebook_one_runs_bar_is_redrawn_on_its_line(monkeypatch):
+    """Notebooks keep a carriage return's line but do not move the cursor up: no ANSI codes there."""
+    import io
+    import sys
+
+    from raygrad.runs.progress import ProgressPrinter
+
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    out = io.StringIO()
+    printer = ProgressPrinter("nb", out)
+    printer([{"kind": "started", "step": 0, "steps": 2, "initial_val": 0.2, "best_val": 0.2}], None)
+    printer([{"kind": "step", "step": 1, "steps": 2, "best_val": 0.5}], None)
+    printer.close()
+    text = out.getvalue()
+    assert "\x1b[" not in text and text.count("\r") >= 2 and text.endswith("\n")
+    assert text.rsplit("\r", 1)[-1].startswith("nb") and "  1/2" in text.rsplit("\r", 1)[-1]
