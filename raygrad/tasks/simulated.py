@@ -38,6 +38,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from raygrad.llm.client import JSON_IN_PROMPT
+
 # A reply is its text, or {"content": text or None, "tool_calls": [{"name": ..., "arguments": {...}}]}.
 Responder = Callable[[list[dict], dict[str, Any]], "str | dict[str, Any]"]
 
@@ -75,13 +77,24 @@ def last(messages: list[dict], role: str) -> str:
     return ""
 
 
-def requested_schema(body: dict[str, Any]) -> str | None:
-    """The name of the JSON schema a request asks for (OpenAI's json_schema, or json_object + schema)."""
-    response_format = body.get("response_format") or {}
-    if not isinstance(response_format, dict):
+def requested_schema(body: dict[str, Any], messages: list[dict] | None = None) -> str | None:
+    """The name of the JSON schema a request asks for: OpenAI's json_schema, json_object + schema, or (with
+    `messages`) the schema written into the prompt for a model without structured output."""
+    response_format = body.get("response_format")
+    found = None
+    if isinstance(response_format, dict):
+        named = response_format.get("json_schema") or {}
+        found = named.get("name") or (response_format.get("schema") or {}).get("title")
+    if found or not messages:
+        return found
+    marker = JSON_IN_PROMPT.split("{schema}")[0].strip()
+    text = last(messages, "user")
+    if marker not in text:
         return None
-    named = response_format.get("json_schema") or {}
-    return named.get("name") or (response_format.get("schema") or {}).get("title")
+    try:
+        return json.loads(text.rsplit(marker, 1)[1].strip()).get("title")
+    except (ValueError, AttributeError):
+        return None
 
 
 def echo(messages: list[dict], body: dict[str, Any]) -> str:
@@ -154,7 +167,7 @@ def with_optimizer_roles(task: Responder, cause_of: Callable[[str], str | None] 
     more than the question, or rules of their own).
     """
     def respond(messages: list[dict], body: dict[str, Any]) -> str:
-        schema, user = requested_schema(body), last(messages, "user")
+        schema, user = requested_schema(body, messages), last(messages, "user")
         rng = random.Random(hashlib.sha256(user.encode()).digest())
         if schema == "FeedbackReply":
             if gradient_noise:

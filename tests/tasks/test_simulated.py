@@ -75,3 +75,19 @@ def test_ablation_gradients_replaced_by_noise_learn_measurably_less():
     noise = [asyncio.run(_gain("object_count_noise_trainer", s)) for s in seeds]
     assert statistics.mean(real) > 0.3, real
     assert statistics.mean(real) - statistics.mean(noise) > 0.15, (real, noise)
+
+
+def test_the_simulator_reads_a_schema_asked_for_in_the_prompt():
+    """A model without structured output gets the schema in its prompt (gpt-3.5-turbo, the paper's task model):
+    the simulated backward engine and optimizer recognise their requests that way too."""
+    import json
+
+    from raygrad.llm.client import JSON_IN_PROMPT
+    from raygrad.tasks.simulated import requested_schema
+
+    asked = [{"role": "user", "content": "Write feedback." + JSON_IN_PROMPT.format(
+        schema=json.dumps({"title": "FeedbackReply", "type": "object"}))}]
+    assert requested_schema({}, asked) == "FeedbackReply"
+    assert requested_schema({}, [{"role": "user", "content": "How many apples?"}]) is None
+    assert requested_schema({"response_format": {"type": "json_schema", "json_schema": {"name": "Proposals"}}}) == \
+        "Proposals"
