@@ -160,6 +160,14 @@ def _both(first: OnProgress | None, second: OnProgress) -> OnProgress:
     return both
 
 
+async def cancel_the_rest() -> None:
+    """Cancel every other task of the running loop and wait for them: what asyncio.run does as it ends."""
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
 def _steps_done(checkpoint: Path) -> int:
     try:
         return int(json.loads(checkpoint.read_text(encoding="utf-8")).get("step", 0))
@@ -205,12 +213,6 @@ class LocalRun:
 
     def close(self) -> None:
         """As asyncio.run ends: cancel what still runs in the loop (litellm's logging worker), then close it."""
-        async def cancel_the_rest() -> None:
-            rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
         self._loop.run_until_complete(cancel_the_rest())
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()

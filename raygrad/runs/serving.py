@@ -26,6 +26,7 @@ from raygrad.llm.limits import EndpointLimiter
 from raygrad.llm.models import ROLES, ModelConfig
 from raygrad.runs.assemble import build_workflow, check_models
 from raygrad.runs.config import load_config
+from raygrad.runs.lifecycle import cancel_the_rest
 from raygrad.runs.rundir import CHECKPOINT, CONFIG, PROMPTS
 
 
@@ -94,11 +95,6 @@ class ServedWorkflow:
         return {name: client.usage.model_copy() for name, client in self.clients.items()}
 
     def _stop_loop(self) -> None:
-        async def cancel_the_rest() -> None:
-            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
