@@ -13,7 +13,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,16 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from raygrad.core import prompts
-from raygrad.core.messages import Image, as_text, default_user, images_in, render_parts, user_content, without_images
+from raygrad.core.messages import (
+    Image,
+    as_text,
+    default_user,
+    demo_turns,
+    images_in,
+    render_parts,
+    user_content,
+    without_images,
+)
 from raygrad.core.tools import Tool, ToolError, as_tool, assistant_message, shown_calls, tool_message
 from raygrad.core.trace import Node, Trace, Traced
 from raygrad.core.typed import OutputInvalid, output_schema, parse_output, response_format
@@ -255,24 +262,6 @@ class Function:
             run.trace.record("function", self.name, inputs, None, error=err)
             raise
         return run.trace.record("function", self.name, inputs, result)
-
-
-_DEMO = re.compile(re.escape(prompts.DEMO).replace(re.escape("{input}"), "(.*?)")
-                   .replace(re.escape("{output}"), "(.*?)"), re.S)
-
-
-def demo_turns(text: str) -> list[dict[str, str]]:
-    """Demos as the demo optimizer renders them, turned into user/assistant turns; [] for other text.
-
-    Chat models follow earlier turns far more closely than examples quoted in a system prompt: on the
-    embedded SmolLM2, the demo's three accepted demos score 0.54 on its test rows as turns and 0.00
-    quoted in the system prompt (benchmarks/results/demo_task.md).
-    """
-    pairs = _DEMO.findall(text)
-    if not pairs or _DEMO.sub("", text).replace(prompts.DEMOS_HEADER, "").strip():
-        return []  # free text (a user's own demos, say) stays in the system prompt as written
-    return [turn for given, answer in pairs
-            for turn in ({"role": "user", "content": given}, {"role": "assistant", "content": answer})]
 
 
 class _Binds(type):
