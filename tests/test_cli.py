@@ -391,3 +391,20 @@ models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
     assert main(["eval", str(config)]) == 0
     out = capsys.readouterr().out
     assert "over 19 completed samples" in out and "failed samples 0" in out
+
+
+def test_a_refused_api_key_stops_the_run_at_once_with_exit_2_naming_the_variable(tmp_path, sim_server, monkeypatch,
+                                                                                  capsys):
+    server = sim_server(responder="object_count_trainer", api_key="sk-the-right-one")
+    monkeypatch.setenv("SIMULATED_KEY", "sk-an-old-one")
+    model = f'{{model: openai/simulated, api_base: "{server.url}", api_key_env: SIMULATED_KEY}}'
+    (tmp_path / "run.yaml").write_text(f"""name: refused
+output_dir: {tmp_path / 'runs'}
+data: {{generator: {{size: 40}}, splits: {{train: "0:20", val: "20:40"}}}}
+models: {{task: {model}}}
+trainer: {{steps: 1}}
+""")
+    assert main(["optimize", str(tmp_path / "run.yaml"), "--local"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "openai/simulated refused the key in SIMULATED_KEY" in line and "sk-an-old-one" not in line
+    assert len(server.log) < 40  # the run stopped at the first refusals, not after every sample

@@ -201,11 +201,13 @@ class LLMClient:
         litellm = self._litellm
         await self._warm_up()
         cfg = self.config
-        fatal = (litellm.AuthenticationError, litellm.BadRequestError, litellm.NotFoundError,
-                 litellm.PermissionDeniedError)
+        fatal = (litellm.BadRequestError, litellm.NotFoundError)
+        refused = (litellm.AuthenticationError, litellm.PermissionDeniedError)  # the key: no call will pass
         # What a provider or the network does (429, 5xx, time-outs, broken connections or bodies: litellm
-        # raises them all as openai errors); anything else is a bug and fails at once with its traceback.
-        retryable = (self._openai.OpenAIError, asyncio.TimeoutError, ConnectionError)
+        # raises them all as openai errors; a reply with no answer); anything else is a bug and fails at
+        # once with its traceback.
+        retryable = (self._openai.OpenAIError, asyncio.TimeoutError, ConnectionError, NoAnswer)
+        no_answers = 0
         estimated_tokens = sum(len(m.get("content") or "") for m in messages) // 4 + (cfg.max_tokens or 256)
         started = time.monotonic()
         attempt = 0
@@ -218,8 +220,21 @@ class LLMClient:
                         timeout=cfg.timeout_s, num_retries=0, max_retries=0, **cfg.pricing(), **sampling)
                     latency = time.monotonic() - slot.admitted
                     self.limiter.settle(slot, latency)
+                check_answer(response)
             except (BudgetExhausted, ConfigError):  # a missing key variable will not appear by retrying
                 raise
+            except refused as err:
+                self.usage.failed_calls += 1
+                key = f"the key in {cfg.api_key_env}" if cfg.api_key_env else "its key (the provider's usual variable)"
+                raise ConfigError(f"{cfg.model} refused {key}: {type(err).__name__}: {_short(err)}") from None
+            except NoAnswer as err:  # a content filter, or tokens spent before any text: a few tries, no more
+                no_answers += 1
+                if no_answers >= NO_ANSWER_TRIES:
+                    self.usage.failed_calls += 1
+                    raise LLMCallFailed(f"{cfg.model}: {err} ({no_answers} replies in a row)") from None
+                self.usage.retries += 1
+                await asyncio.sleep(min(4.0, 0.5 * 2 ** (no_answers - 1)) * (0.5 + random.random()))
+                continue
             except fatal as err:
                 self.usage.failed_calls += 1
                 raise LLMCallFailed(f"{cfg.model}: {type(err).__name__}: {_short(err)}") from err
@@ -248,7 +263,7 @@ class LLMClient:
         headers = (getattr(response, "_hidden_params", None) or {}).get("additional_headers") or {}
         self.limiter.observe_headers(headers, slot.admitted + slot.delay)
         usage = getattr(response, "usage", None)
-        message = response.choices[0].message
+        message = response.choices[0].message  # check_answer made sure there is one
         completion = Completion(
             text=message.content or "", model=cfg.model, attempts=attempt, latency_s=latency,
             tool_calls=[{"id": call.id, "type": "function",
@@ -262,6 +277,23 @@ class LLMClient:
         self.usage.completion_tokens += completion.completion_tokens
         self.usage.cost += completion.cost or 0.0
         return completion
+
+
+NO_ANSWER_TRIES = 3  # replies with no answer in a row before the call fails: the same request gets the same filter
+
+
+class NoAnswer(RuntimeError):
+    """A 200 reply that carries no answer: no choices, or a choice with no content and no tool call."""
+
+
+def check_answer(response: Any) -> None:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise NoAnswer("the provider's reply carried no choices")
+    message, reason = choices[0].message, getattr(choices[0], "finish_reason", None)
+    if not (message.content or getattr(message, "tool_calls", None)):
+        raise NoAnswer(f"the provider's reply carried no content (content {message.content!r}, "
+                       f"finish_reason {reason!r})")
 
 
 def parse_structured(text: str, schema: type[T]) -> T:

@@ -46,6 +46,9 @@ class ServerSettings(BaseModel):
     hang_rate: float = Field(0.0, ge=0, le=1, description="fraction that hang for hang_s (client time-outs)")
     hang_s: float = 30.0
     malformed_rate: float = Field(0.0, ge=0, le=1, description="fraction answered 200 with a broken body")
+    empty_rate: float = Field(0.0, ge=0, le=1, description="fraction answered 200 with no answer: content null "
+                                                           "(a content filter) or, every other one, no choices")
+    api_key: str | None = Field(None, description="the only key accepted; others get OpenAI's 401")
     responder: str = "echo"
     seed: int = 0
 
@@ -54,7 +57,7 @@ class LogEntry(BaseModel):
     time: float
     model: str
     status: int
-    fault: str | None = Field(None, description="rate_limited, error, hang or malformed")
+    fault: str | None = Field(None, description="rate_limited, error, hang, malformed, empty or unauthorized")
     messages: list[dict]
     response_format: dict | None = None
     tools: list[dict] | None = Field(None, description="the tools a request offered")
@@ -107,6 +110,7 @@ class SimulatedServer:
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
         self._open: asyncio.Event | None = None  # cleared by hold(): replies wait until release()
+        self._empties = 0
 
     @property
     def url(self) -> str:
@@ -190,6 +194,13 @@ class SimulatedServer:
         self.log.append(entry)
         await self._open.wait()  # type: ignore[union-attr]
         s = self.settings
+        if s.api_key is not None and authorization != f"Bearer {s.api_key}":
+            entry.status, entry.fault = 401, "unauthorized"
+            shown = (authorization or "").removeprefix("Bearer ")
+            return web.json_response({"error": {
+                "message": f"Incorrect API key provided: {shown[:3]}{'*' * 8}{shown[-4:]}. You can find your API "
+                           "key at https://platform.openai.com/account/api-keys.",
+                "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}, status=401)
         budget = None
         if s.rpm:
             budget = self._budgets.setdefault(
@@ -224,6 +235,17 @@ class SimulatedServer:
             entry.fault = "malformed"
             return web.Response(text='{"id": "chatcmpl-broken", "choices": [', status=200,
                                 content_type="application/json", headers=headers)
+        fault -= s.malformed_rate
+        if fault < s.empty_rate:
+            entry.fault = "empty"
+            self._empties += 1
+            reply = _chat_completion(model, "", {"prompt_tokens": 1, "completion_tokens": 0})
+            if self._empties % 2:  # a content filter: the choice is there, its content null
+                reply["choices"][0]["message"]["content"] = None
+                reply["choices"][0]["finish_reason"] = "content_filter"
+            else:
+                reply["choices"] = []
+            return web.json_response(reply, headers=headers)
         text, tool_calls = reply_parts(self.responder(entry.messages, body), len(entry.messages))
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in entry.messages)
         entry.usage = usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}

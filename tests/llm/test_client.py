@@ -286,3 +286,33 @@ async def test_litellms_own_error_wrapped_as_a_connection_error_fails_at_once_an
     monkeypatch.setattr(client._litellm, "acompletion", flaky)
     assert (await client.complete([{"role": "user", "content": "hello"}])).text == "hello"
     assert client.usage.retries == 1
+
+
+async def test_a_reply_with_no_answer_is_retried_a_few_times_then_fails_the_call_with_the_reason(sim_server):
+    """A 200 with content null (a content filter) or no choices at all: the provider's fault, so retried; the
+    same filter meets the same request again, so after a few replies the call fails, saying why."""
+    from raygrad.llm.client import NO_ANSWER_TRIES, LLMCallFailed
+
+    server = sim_server(responder="echo", empty_rate=1.0)
+    client = LLMClient(server.model_config())
+    with pytest.raises(LLMCallFailed, match=r"no (content|choices).*\(3 replies in a row\)"):
+        await client.complete([{"role": "user", "content": "hi"}])
+    assert len(server.log) == NO_ANSWER_TRIES == 3 and client.usage.failed_calls == 1
+    some = sim_server(responder="echo", empty_rate=0.5, seed=1)
+    client = LLMClient(some.model_config())
+    assert (await client.complete([{"role": "user", "content": "hello"}])).text == "hello"
+    assert [e.fault for e in some.log] == ["empty", None] and client.usage.retries == 1
+
+
+async def test_a_refused_key_stops_at_once_naming_the_model_and_its_variable(sim_server, monkeypatch):
+    from raygrad.errors import ConfigError
+
+    server = sim_server(responder="echo", api_key="sk-right-key")
+    monkeypatch.setenv("SIMULATED_KEY", "sk-wrong-key")
+    client = LLMClient(server.model_config(api_key_env="SIMULATED_KEY"))
+    with pytest.raises(ConfigError, match="openai/simulated refused the key in SIMULATED_KEY: AuthenticationError"):
+        await client.complete([{"role": "user", "content": "hi"}])
+    assert len(server.log) == 1 and server.log[0].status == 401  # no retry: no wait cures a wrong key
+    monkeypatch.setenv("SIMULATED_KEY", "sk-right-key")
+    assert (await LLMClient(server.model_config(api_key_env="SIMULATED_KEY")).complete(
+        [{"role": "user", "content": "hi"}])).text == "hi"
