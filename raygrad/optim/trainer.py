@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from raygrad.core.backward import Gradient, aggregate
 from raygrad.core.workflow import ChatClient, Parameter, Workflow, gather_all
 from raygrad.data import Dataset
@@ -113,7 +115,7 @@ class Trainer:
             client.budget_guard = self._over_budget  # type: ignore[union-attr]
         saved = self.checkpoint.load() if self.checkpoint is not None else None
         if saved is not None:
-            state = TrainState.model_validate_json(saved)
+            state = _checkpoint_state(saved, getattr(self.checkpoint, "path", "the checkpoint"))
             self.workflow.load_state(state.values)
             self._spent_before = {role: state.usage.get(role, Usage()) for role in ROLES}
             self._elapsed_before = state.elapsed_s
@@ -338,6 +340,19 @@ class Trainer:
             return (gained + len(perfect)) / (len(weak) + len(perfect)), True
         kept = len(perfect) * await self.executor.score(values, train, perfect, label=label)
         return (gained + kept) / (len(weak) + len(perfect)), False
+
+
+def _checkpoint_state(saved: str, where: object) -> TrainState:
+    """The trainer's state from a checkpoint's text; a damaged one (cut short, empty, another file) is one
+    ConfigError naming the file and what to do, never a validation traceback."""
+    try:
+        return TrainState.model_validate_json(saved)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        found = "empty" if not saved.strip() else "not valid JSON (cut short?)" if problem["type"] == "json_invalid" \
+            else f"not a raygrad checkpoint ({'.'.join(map(str, problem['loc'])) or 'top'}: {problem['msg']})"
+        raise ConfigError(f"{where} is {found}. Move it aside to start the run over: the journal beside it keeps "
+                          "every paid call, so the steps it held are replayed, not paid again") from None
 
 
 def by_gradient_mass(names: list[str], parameters: dict[str, Parameter], gradients: list[Gradient], step: int

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from raygrad.core.backward import Gradient, aggregate
 from raygrad.optim.execution import LocalExecutor
 from raygrad.optim.metrics import number_match
@@ -511,3 +513,17 @@ async def test_batches_until_error_draws_minibatches_until_one_has_something_to_
     assert idle, "the paper's one minibatch per step leaves some steps with nothing to learn from"
     assert sum(s.errors == 0 for s in more.steps) < len(idle)  # drawn again instead of idling
     assert all(len(s.batch) == 2 for s in more.steps)  # a step records the minibatch it learned from
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("", "is empty"), ('{"step": 2, "values": {"instr', "is not valid JSON (cut short?)"),
+    ('{"name": "some other file"}', "is not a raygrad checkpoint (values: Field required)")])
+async def test_a_damaged_checkpoint_is_one_error_naming_the_file_and_what_to_do(tmp_path, text, said):
+    from raygrad.errors import ConfigError
+
+    path = tmp_path / "checkpoint.json"
+    path.write_text(text)
+    trainer = Trainer(ObjectCount(), number_match, scripted_clients(), TrainerConfig(steps=1),
+                      checkpoint=CheckpointFile(path))
+    with pytest.raises(ConfigError, match=f"{path} {re.escape(said)}. Move it aside"):
+        await trainer.fit(data(4, 1), data(4, 2))
