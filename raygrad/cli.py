@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -260,8 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`ray job stop`, Kubernetes, systemd): the command stops as Ctrl-C stops it, with its own code."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.run(args)
     except (ConfigError, DatasetError, ReportError) as err:
@@ -282,11 +294,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raygrad: stopped: {err}. Nothing was kept from those samples; run the same command again once the "
               "provider answers (completed calls are replayed from the journal).", file=sys.stderr)
         return 5
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         command = " ".join(argv or sys.argv[1:])
-        print(f"raygrad: interrupted; completed calls are in the journal: run `raygrad {command}` again to resume",
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"raygrad: {how}; completed calls are in the journal: run `raygrad {command}` again to resume",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

@@ -408,3 +408,38 @@ trainer: {{steps: 1}}
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "openai/simulated refused the key in SIMULATED_KEY" in line and "sk-an-old-one" not in line
     assert len(server.log) < 40  # the run stopped at the first refusals, not after every sample
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_with_its_own_exit_code_and_no_partial_file(sim_server, tmp_path):
+    """What `ray job stop` and Kubernetes send: one line, exit 143, no half-written table, every paid call
+    journaled (the same command then resumes without paying for them again)."""
+    import signal
+    import time
+
+    server = sim_server(responder="object_count_trainer", latency_s=0.3)
+    model = f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4}}'
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""name: termed
+output_dir: {tmp_path / 'runs'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:120"}}}}
+models: {{task: {model}}}
+trainer: {{steps: 2, batch_size: 4}}
+""")
+    command = [sys.executable, "-m", "raygrad", "optimize", str(config), "--local"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(server.log) < 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines() == [f"raygrad: terminated (SIGTERM); completed calls are in the journal: run "
+                                        f"`raygrad optimize {config} --local` again to resume"]
+    assert not list((tmp_path / "runs").rglob("*.partial")) and not list((tmp_path / "runs").rglob("*.tmp"))
+    paid = len(server.answered())
+    answered = {tuple(map(str, e.messages)) for e in server.answered()}
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    asked_again = [e for e in server.answered()[paid:] if tuple(map(str, e.messages)) in answered]
+    assert len(asked_again) <= 4  # at most the calls that were in flight when it stopped
