@@ -443,3 +443,38 @@ trainer: {{steps: 2, batch_size: 4}}
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     asked_again = [e for e in server.answered()[paid:] if tuple(map(str, e.messages)) in answered]
     assert len(asked_again) <= 4  # at most the calls that were in flight when it stopped
+
+
+def test_a_second_process_on_a_run_directory_stops_at_once_naming_the_owner_and_a_dead_owner_is_taken_over(
+        sim_server, tmp_path):
+    import signal
+    import socket
+    import time
+
+    server = sim_server(responder="object_count_trainer", latency_s=0.3)
+    model = f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4}}'
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""name: owned
+output_dir: {tmp_path / 'runs'}
+data: {{generator: {{size: 80, seed: 4}}, splits: {{train: "0:20", val: "20:80"}}}}
+models: {{task: {model}}}
+trainer: {{steps: 1, batch_size: 4}}
+""")
+    command = [sys.executable, "-m", "raygrad", "optimize", str(config), "--local"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(server.log) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.hold()  # the first stands still (its calls in flight wait): whatever reaches the server now is the second's
+    time.sleep(0.5)
+    paid = len(server.log)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr
+    [line] = second.stderr.strip().splitlines()
+    assert f"is in use by raygrad process {first.pid} on {socket.gethostname()}" in line
+    assert len(server.log) == paid  # the second stopped before any call
+    server.release()
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    taken_over = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert taken_over.returncode == 0, taken_over.stderr[-2000:]

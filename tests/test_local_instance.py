@@ -63,3 +63,38 @@ trainer: {{steps: 1, batch_size: 4, proposals: 1}}
         shutil.rmtree(short, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ray: cluster " in result.stdout and "127.0.0.1:9" not in result.stdout
+
+
+@pytest.mark.ray
+def test_a_second_sweep_on_a_sweep_directory_stops_before_ray_starts_naming_the_owner(sim_server, tmp_path):
+    """A sweep resubmitted while its first driver still runs (a retried job, say) must not run beside it."""
+    import time
+
+    server = sim_server(responder="object_count_trainer", latency_s=0.2)
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"""name: twice
+output_dir: {tmp_path / 'sweeps'}
+base:
+  data: {{generator: {{size: 60, seed: 4}}, splits: {{train: "0:20", val: "20:60"}}}}
+  models: {{task: {model}}}
+  trainer: {{steps: 1, batch_size: 4}}
+  runtime: {{workers: 1}}
+runs:
+  - {{name: a}}
+""")
+    command = [sys.executable, "-m", "raygrad", "sweep", str(sweep)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not server.log and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server.hold()
+    time.sleep(0.5)
+    paid = len(server.log)
+    started = time.monotonic()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"is in use by raygrad process {first.pid}" in second.stderr, second.stderr
+    assert len(server.log) == paid and time.monotonic() - started < 30  # stopped before Ray or any call
+    server.release()
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]

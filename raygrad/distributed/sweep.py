@@ -30,6 +30,7 @@ from raygrad.llm.local import LocalModelServer
 from raygrad.optim.metrics import Metric
 from raygrad.optim.state import TrainState
 from raygrad.runs.assemble import build_workflow, check_models
+from raygrad.runs.owner import owned
 from raygrad.runs.progress import ProgressView
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import CHECKPOINT, ERROR, RESULT, resume_command, run_status, save_atomically
@@ -59,6 +60,12 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
             check_models(built[run.name][0], run.config.role_models())
         except ConfigError as err:
             raise ConfigError(f"{run.origin} ({run.name}), {err}") from None
+    with owned(sweep.directory):  # one driver per sweep: a resubmitted sweep stops while the first still runs
+        return _run_sweep(sweep, planned, out, address, interval_s, live, built)
+
+
+def _run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, address: str | None, interval_s: float,
+               live: bool | None, built: dict[str, tuple[Workflow, Metric]]) -> list[RunOutcome]:
     parent = start_sweep_tracking(sweep.directory, sweep.name, sweep.model_dump(mode="json"),
                                   [run.config for run in planned])
     connect(address)

@@ -29,6 +29,7 @@ from raygrad.optim.trainer import Trainer, select_trainable
 from raygrad.runs.assemble import check_models, load_split
 from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
 from raygrad.runs.config import RunConfig, write_config
+from raygrad.runs.owner import owned
 from raygrad.runs.report import write_report
 from raygrad.runs.results import RunResult, SampleTables, candidate_rows, no_gradient, run_raised, write_tables
 from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
@@ -74,7 +75,14 @@ def load_splits(config: RunConfig) -> Splits:
 
 def run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: StartRunner,
                   on_progress: OnProgress | None = None) -> RunResult:
-    """Optimize one run, resuming from its checkpoint (local, else storage's); write its results."""
+    """Optimize one run, resuming from its checkpoint (local, else storage's); write its results. The run
+    directory is this process's while it works (a second process on it stops at once)."""
+    with owned(config.run_dir):
+        return _run_lifecycle(config, workflow, splits, start, on_progress)
+
+
+def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start: StartRunner,
+                   on_progress: OnProgress | None) -> RunResult:
     def phase(status: str) -> None:
         if on_progress is not None:
             on_progress([{"status": status, "steps": config.trainer.steps}], None)

@@ -62,7 +62,7 @@ class Storage:
         """Copy a run's directory: every result file, and the journal as a consistent snapshot."""
         for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
             name = path.relative_to(run_dir).as_posix()
-            if name.startswith(JOURNAL) or path.name.startswith("_") or path.suffix in (".tmp", ".partial"):
+            if name.startswith(JOURNAL) or path.name.startswith(("_", ".")) or path.suffix in (".tmp", ".partial"):
                 continue
             self.put(path, name)
         self.put_journal(journal or run_dir / JOURNAL)
