@@ -35,8 +35,7 @@ from raygrad.optim.execution import (
     rows_of,
     score_samples,
 )
-from raygrad.runs.results import SampleTables
-from raygrad.runs.rundir import CheckpointFile
+from raygrad.runs.results import SampleTables, run_checkpoint
 from raygrad.runs.storage import Storage
 
 
@@ -172,8 +171,7 @@ class OptimizerActor:
         self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them
         self.trainer = Trainer(self.workflow, spec.metric, {"optimizer": _LazyClient(self.clients, "optimizer")},
                                spec.config.trainer, executor=self.executor,
-                               checkpoint=CheckpointFile(checkpoint, after_save=storage.after_checkpoint(
-                                   Path(spec.journal_path)) if storage else None),
+                               checkpoint=run_checkpoint(Path(checkpoint), storage, Path(spec.journal_path)),
                                on_event=self.events.append)
 
     async def fit(self, train: Dataset, val: Dataset) -> Any:

@@ -31,8 +31,16 @@ from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
 from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.owner import owned
 from raygrad.runs.report import write_report
-from raygrad.runs.results import RunResult, SampleTables, candidate_rows, no_gradient, run_raised, write_tables
-from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, CheckpointFile, save_atomically
+from raygrad.runs.results import (
+    RunResult,
+    SampleTables,
+    candidate_rows,
+    no_gradient,
+    run_checkpoint,
+    run_raised,
+    write_tables,
+)
+from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, save_atomically
 from raygrad.runs.storage import Storage
 from raygrad.runs.tracking import start_tracking
 
@@ -194,8 +202,7 @@ class LocalRun:
         self.executor = LocalExecutor(workflow, metric, clients, error_threshold=config.trainer.error_threshold,
                                       sample_sink=self.samples.write if self.samples else None)
         self.trainer = Trainer(workflow, metric, clients, config.trainer, executor=self.executor,
-                               checkpoint=CheckpointFile(checkpoint, after_save=storage.after_checkpoint(
-                                   config.journal_path) if storage else None))
+                               checkpoint=run_checkpoint(checkpoint, storage, config.journal_path))
         self._loop = asyncio.new_event_loop()  # the clients' limits and locks live in one loop
 
     def _run(self, work: Any) -> Any:

@@ -23,7 +23,7 @@ from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.evaluate import SAMPLE_COLUMNS, Raised, SampleResult, add_raised, raised_text
 from raygrad.optim.state import TrainState, shown
-from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError
+from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError, CheckpointFile
 
 
 class RunResult(BaseModel):
@@ -82,13 +82,31 @@ def no_gradient(state: TrainState, trained: list[str]) -> list[str]:
 
 
 def write_tables(run_dir: Path, state: TrainState, journal: Path | None = None, reply_text: bool = False) -> None:
+    write_step_tables(run_dir, state)
+    journal = journal or run_dir / JOURNAL
+    if journal.exists():
+        _write(run_dir / CALLS, call_rows(journal, reply_text))
+
+
+def write_step_tables(run_dir: Path, state: TrainState) -> None:
+    """steps.parquet and candidates.parquet as of this state: rewritten after every checkpoint, so a killed
+    run's tables hold every step it finished."""
     _write(run_dir / STEPS, step_rows(state))
     _write(run_dir / CANDIDATES, candidate_rows(state), schema=pa.schema([
         ("step", pa.int64()), ("parameter", pa.string()), ("value", pa.string()), ("parent", pa.string()),
         ("stage1", pa.float64()), ("stage2", pa.float64()), ("accepted", pa.bool_()), ("reason", pa.string())]))
-    journal = journal or run_dir / JOURNAL
-    if journal.exists():
-        _write(run_dir / CALLS, call_rows(journal, reply_text))
+
+
+def run_checkpoint(checkpoint: Path, storage: Any, journal: Path) -> CheckpointFile:
+    """A run's checkpoint file: after each save, the step tables beside it and, with storage, the journal
+    and the checkpoint copied there."""
+    copy = storage.after_checkpoint(journal) if storage is not None else None
+
+    def after_save(path: Path) -> None:
+        write_step_tables(path.parent, TrainState.model_validate_json(path.read_text(encoding="utf-8")))
+        if copy is not None:
+            copy(path)
+    return CheckpointFile(checkpoint, after_save=after_save)
 
 
 def step_rows(state: TrainState) -> list[dict]:
