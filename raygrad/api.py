@@ -21,6 +21,7 @@ from raygrad.llm.endpoints import role_clients
 from raygrad.llm.models import ModelConfig
 from raygrad.optim.evaluate import EvalReport
 from raygrad.optim.evaluate import evaluate as evaluate_examples
+from raygrad.optim.execution import SamplesFailed
 from raygrad.optim.metrics import Metric, as_metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.assemble import build_metric, build_workflow, check_inputs, check_models
@@ -123,10 +124,12 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
 
 def evaluate(workflow: Workflow, examples: Iterable[Example | Mapping[str, Any]], *,
              metric: Metric | Callable[..., Any] | str | None = None, model: ModelLike | None = None,
-             models: Mapping[str, ModelLike] | None = None, journal: str | Path | None = None) -> EvalReport:
+             models: Mapping[str, ModelLike] | None = None, journal: str | Path | None = None,
+             strict: bool = False) -> EvalReport:
     """Score a workflow on examples with its current values: `model` (or `models["task"]`) for the task
     (default: the embedded local model), `models` for the models its LLMCalls name; completed calls go to
-    `journal` if given."""
+    `journal` if given. The report's score is None when no sample completed; with `strict`, a sample that
+    failed (its calls never succeeded) raises SamplesFailed instead of being reported."""
     named = {key: _model(value) for key, value in (models or {}).items()}
     if model is not None and "task" in named:
         raise ValueError("give the task model once: model=... or models={'task': ...}")
@@ -135,7 +138,11 @@ def evaluate(workflow: Workflow, examples: Iterable[Example | Mapping[str, Any]]
     chosen = _examples(examples, "examples")
     with tempfile.TemporaryDirectory() as scratch:
         with role_clients({**named, **task}, journal or Path(scratch) / "journal.sqlite") as clients:
-            return asyncio.run(evaluate_examples(workflow, chosen, clients, _metric(metric, workflow)))
+            report = asyncio.run(evaluate_examples(workflow, chosen, clients, _metric(metric, workflow)))
+    if strict and report.failed:
+        first = next(s.error for s in report.samples if s.failed)
+        raise SamplesFailed(f"{report.failed} of {len(report.samples)} samples failed (the first: {first})")
+    return report
 
 
 def load(run_dir: str | Path, *, workflow: Workflow | None = None, models: Mapping[str, ModelLike] | None = None,

@@ -58,7 +58,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     used = ", ".join(f"{name} {models[name].model or 'embedded'}" for name in spent)
     print(f"workflow {config.workflow.label} on split {args.split!r} ({len(examples)} samples, models: {used})")
     print(f"  values         {scored}")
-    print(f"  score          {report.score:.3f} over {report.completed} completed samples")
+    print(f"  score          {'none' if report.score is None else f'{report.score:.3f}'} over {report.completed} "
+          "completed samples")
     if skipped:
         print(f"  skipped rows   {len(skipped)} (data.skip_bad_rows), the first: {skipped[0]}")
     first_error = next((s.error for s in report.samples if s.error), None)

@@ -77,7 +77,7 @@ def raised_text(raised: dict[str, Raised]) -> str:
 
 class EvalReport(BaseModel):
     split: str = ""
-    score: float  # mean over completed samples
+    score: float | None  # mean over completed samples; None when none completed (not 0: nothing was scored)
     completed: int
     failed: int
     wall_time_s: float
@@ -139,6 +139,6 @@ async def evaluate(workflow: Workflow, examples: list[Example], clients: Clients
     results = await gather_all(*(run_sample(workflow, ex, clients, metric, values) for ex in examples))
     samples = [result for result, _ in results]
     scores = [s.score for s in samples if s.score is not None]
-    return EvalReport(split=split, score=sum(scores) / len(scores) if scores else 0.0, completed=len(scores),
+    return EvalReport(split=split, score=sum(scores) / len(scores) if scores else None, completed=len(scores),
                       failed=sum(s.failed for s in samples), wall_time_s=time.monotonic() - started,
                       samples=samples)

@@ -155,7 +155,7 @@ async def test_a_call_that_keeps_failing_is_a_failed_sample_not_a_wrong_one(sim_
     server = sim_server(responder="object_count", error_rate=1.0)
     client = LLMClient(server.model_config(retry_deadline_s=1.0))
     report = await evaluate(ObjectCount(), examples(3), client, number_match)
-    assert report.failed == 3 and report.completed == 0
+    assert report.failed == 3 and report.completed == 0 and report.score is None  # nothing scored: no 0.0
     assert all(s.score is None and "gave up" in s.error for s in report.samples)
 
 

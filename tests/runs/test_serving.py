@@ -174,3 +174,15 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(counting_pro
     assert main(["optimize", str(config), "--local"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'raygrad[local]'" in err and not server.log
+
+
+def test_evaluate_says_none_when_no_sample_completed_and_raises_when_asked(sim_server):
+    from raygrad.optim.execution import SamplesFailed
+
+    server = sim_server(responder="object_count", error_rate=1.0)
+    model = {"model": "openai/simulated", "api_base": server.url, "retry_deadline_s": 1.0}
+    rows = [{"input": row["input"], "target": row["target"]} for row in generate_object_counting(2, seed=1)]
+    report = raygrad.evaluate(raygrad.ObjectCount(), rows, metric="number", model=model)
+    assert report.score is None and report.completed == 0 and report.failed == 2
+    with pytest.raises(SamplesFailed, match="2 of 2 samples failed"):
+        raygrad.evaluate(raygrad.ObjectCount(), rows, metric="number", model=model, strict=True)
