@@ -102,6 +102,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     config = _config(args.config)
     config.if_changed = "restart" if args.restart else "resume" if args.resume_changed else "refuse"
     result = _optimize_one(config, args, config.run_dir)
+    if result.candidates == 0 and (result.unparsed_gradients or result.unparsed_proposals):
+        example = (result.unparsed_example or "")[:160]
+        print(f"raygrad: no candidate could be formed: {result.unparsed_gradients} backward-engine and "
+              f"{result.unparsed_proposals} optimizer replies did not parse (e.g. {example}); give those roles a "
+              "model that follows JSON instructions, or set structured_output on their models entries", file=sys.stderr)
+        return 6
     if result.stopped:
         print(f"  to continue from step {result.steps}: raise the budget in the trainer section of the config and run "
               f"`raygrad optimize {args.config or ''}` again (calls already made are replayed from the journal)")

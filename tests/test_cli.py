@@ -478,3 +478,29 @@ trainer: {{steps: 1, batch_size: 4}}
     first.wait(30)
     taken_over = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert taken_over.returncode == 0, taken_over.stderr[-2000:]
+
+
+def test_replies_that_never_parse_are_counted_shown_and_end_in_exit_6_when_no_candidate_was_formed(
+        sim_server, tmp_path, capsys):
+    """Backward engine and optimizer models that answer in plain text: the run says so, with an example, and does
+    not end as if it had nothing to learn (it used to exit 0: '0 of 0 candidates accepted, unchanged')."""
+    from raygrad.testing import RESPONDERS
+
+    task = RESPONDERS["object_count"]
+    server = sim_server(responder_fn=lambda messages, body: "Looks fine to me." if body.get("response_format")
+                        else task(messages, body))
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    (tmp_path / "run.yaml").write_text(f"""name: prose
+output_dir: {tmp_path / 'runs'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{generator: {{size: 40, seed: 4}}, splits: {{train: "0:20", val: "20:40"}}}}
+models: {{task: {model}}}
+trainer: {{steps: 2, batch_size: 4, proposals: 2, parameters: [instruction, output_format]}}
+""")
+    assert main(["optimize", str(tmp_path / "run.yaml"), "--local"]) == 6
+    captured = capsys.readouterr()
+    assert "replies did not parse (nothing learned from them)" in captured.out
+    assert "e.g. " in captured.out and "Looks fine to me." in captured.out
+    assert " unparsed replies " in captured.out  # in the progress lines too
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("raygrad: no candidate could be formed: ") and "replies did not parse" in line

@@ -62,7 +62,7 @@ async def _ask(engine: ChatClient, user: str, unparsed: list[str], failed: list[
             [{"role": "system", "content": prompts.BACKWARD_SYSTEM}, {"role": "user", "content": user}],
             FeedbackReply)
     except InvalidReply as err:
-        unparsed.append(str(err))  # counted in the step's record
+        unparsed.append(f"{err}; the reply: {err.text[:200]!r}")  # counted (one shown) in the step's record
         return None  # no gradient from this call; the step goes on with the others
     except LLMCallFailed as err:
         failed.append(str(err))  # counted and shown too: a backward engine that never answers is no quiet zero

@@ -29,6 +29,7 @@ from raygrad.optim.execution import (
     BatchOutcome,
     ScoreSum,
     Stage2Result,
+    BackwardCounts,
     backward_errors,
     demo_parameters,
     forward_samples,
@@ -135,18 +136,18 @@ class GradientAggregator:
     def add(self, step: int, errors: list[tuple[SampleResult, Trace]]) -> None:
         self.pending.setdefault(step, []).extend(errors)
 
-    async def backward(self, step: int) -> tuple[list, int, int, dict[str, Usage]]:
+    async def backward(self, step: int) -> tuple[list, BackwardCounts, dict[str, Usage]]:
         """Gradients for the error samples of a step (and only those), in sample order."""
         # One entry per sample (a shard redone after a worker died may have sent it twice), in id order.
         by_sample = {r.id: (r, t) for r, t in self.pending.pop(step, [])}
         for stale in [s for s in self.pending if s < step]:  # steps rolled back at a budget
             del self.pending[stale]
         errors = [by_sample[i] for i in sorted(by_sample, key=lambda i: (len(i), i))]
-        gradients, unparsed, failed = [], 0, 0
+        gradients, counts = [], BackwardCounts()
         if errors:  # each trace holds the parameter values its calls used: no copy of the workflow needed
-            gradients, unparsed, failed = await backward_errors(self.workflow, errors, self.clients["backward"],
-                                                                self.spec.metric.name)
-        return gradients, unparsed, failed, self.clients.usage_delta()
+            gradients, counts = await backward_errors(self.workflow, errors, self.clients["backward"],
+                                                      self.spec.metric.name)
+        return gradients, counts, self.clients.usage_delta()
 
 
 @ray.remote(num_cpus=0)

@@ -166,12 +166,11 @@ class RayExecutor:
         check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
         demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])]
                                   for name in self.demo_parameters}
-        gradients, unparsed, failed, usage = await self.aggregator.backward.remote(step)
+        gradients, counts, usage = await self.aggregator.backward.remote(step)
         self._count(usage)
         results = [r for o in outcomes for r in o.results]
         self._sink(label, results)
-        return BatchOutcome(results=results, demos=demos, gradients=gradients, unparsed_gradients=unparsed,
-                            failed_gradients=failed)
+        return BatchOutcome(results=results, demos=demos, gradients=gradients, backward=counts)
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         keep = self._keeps(label)

@@ -24,14 +24,22 @@ from raygrad.optim.evaluate import Clients, Raised, SampleResult, add_raised, co
 from raygrad.optim.metrics import Metric, as_metric
 
 
+class BackwardCounts(BaseModel):
+    """What went wrong with a minibatch's backward-engine calls: replies that did not parse (one shown), calls
+    that failed."""
+
+    unparsed: int = 0
+    failed: int = 0
+    example: str | None = None  # one reply that did not parse, and why
+
+
 class BatchOutcome(BaseModel):
     """A training minibatch, run: per-sample results, demos from correct samples, gradients of errors."""
 
     results: list[SampleResult]
     demos: dict[str, list[Demo]] = Field(default_factory=dict)
     gradients: list[Gradient] = Field(default_factory=list)
-    unparsed_gradients: int = 0  # backward-engine replies that did not parse
-    failed_gradients: int = 0  # backward-engine calls that failed (after retries)
+    backward: BackwardCounts = Field(default_factory=BackwardCounts)
 
 
 class SamplesFailed(RuntimeError):
@@ -236,15 +244,16 @@ async def forward_samples(workflow: Workflow, values: dict[str, str], examples: 
 
 
 async def backward_errors(workflow: Workflow, errors: list[tuple[SampleResult, Trace]], engine: ChatClient,
-                          eval_name: str) -> tuple[list[Gradient], int, int]:
-    """Textual gradients of error samples only (a correct sample never reaches this function), and how
-    many backward-engine replies did not parse and how many calls failed."""
+                          eval_name: str) -> tuple[list[Gradient], BackwardCounts]:
+    """Textual gradients of error samples only (a correct sample never reaches this function), and what
+    went wrong with the backward engine's calls."""
     parameters, unparsed, failed = workflow.parameters(), [], []
     grads = await gather_all(*(backward(
         trace, r.id, r.score or 0.0, textual_loss(r.prediction or "", r.target, r.score or 0.0, eval_name, r.feedback,
                                                   raised=r.raised),
         parameters, engine, unparsed, failed) for r, trace in errors))
-    return [g for sample in grads for g in sample], len(unparsed), len(failed)
+    counts = BackwardCounts(unparsed=len(unparsed), failed=len(failed), example=unparsed[0] if unparsed else None)
+    return [g for sample in grads for g in sample], counts
 
 
 async def score_samples(workflow: Workflow, values: dict[str, str], examples: list[Example], clients: Clients,
@@ -307,11 +316,9 @@ class LocalExecutor:
         results, demos, errors = await forward_samples(self.workflow, values, take(train, positions), self.clients,
                                                        self.metric, self.error_threshold,
                                                        demo_parameters(self.workflow))
-        gradients, unparsed, failed = await backward_errors(self.workflow, errors, self.clients["backward"],
-                                                            self.eval_name)
+        gradients, counts = await backward_errors(self.workflow, errors, self.clients["backward"], self.eval_name)
         self._sink(label, results)
-        return BatchOutcome(results=results, demos=demos, gradients=gradients, unparsed_gradients=unparsed,
-                            failed_gradients=failed)
+        return BatchOutcome(results=results, demos=demos, gradients=gradients, backward=counts)
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         scored = await score_samples(self.workflow, values, take(train, positions), self.clients, self.metric,

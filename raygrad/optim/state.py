@@ -40,6 +40,7 @@ class StepRecord(BaseModel):
     unparsed_gradients: int = 0  # backward-engine replies that did not parse (no gradient from them)
     unparsed_proposals: int = 0  # optimizer replies that did not parse (no candidate from them)
     failed_gradients: int = 0  # backward-engine calls that failed (no gradient from them)
+    unparsed_example: str | None = None  # one backward or optimizer reply of this step that did not parse
     raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised: minibatch and stage 2
     gradient_samples: dict[str, int] = Field(default_factory=dict)  # per parameter: error samples that gave it one
 

@@ -163,7 +163,8 @@ class Trainer:
             self.on_event({"kind": "step", "step": state.step, "steps": self.config.steps,
                            "best_val": state.best_val, "accepted": state.steps[-1].accepted,
                            "usage": state.steps[-1].usage,
-                           "raised": {kind: r.model_dump() for kind, r in state.steps[-1].raised.items()}})
+                           "raised": {kind: r.model_dump() for kind, r in state.steps[-1].raised.items()},
+                           "unparsed": state.steps[-1].unparsed_gradients + state.steps[-1].unparsed_proposals})
         self._save(state)
         return state
 
@@ -181,8 +182,9 @@ class Trainer:
         batch_score = sum(scores) / len(counted) if counted else 0.0  # failed count as 0, as in stage 1
         errors = [r for r in outcome.results if r.score is not None and r.score < cfg.error_threshold]
         record = StepRecord(step=state.step, batch=[r.id for r in outcome.results], batch_score=batch_score,
-                            errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.unparsed_gradients,
-                            failed_gradients=outcome.failed_gradients, raised=count_raised(outcome.results),
+                            errors=len(errors), best_val=state.best_val, unparsed_gradients=outcome.backward.unparsed,
+                            unparsed_example=outcome.backward.example, failed_gradients=outcome.backward.failed,
+                            raised=count_raised(outcome.results),
                             gradient_samples={name: len({g.sample_id for g in outcome.gradients if g.parameter == name})
                                               for name in {g.parameter for g in outcome.gradients}})
         state.steps.append(record)
@@ -221,7 +223,9 @@ class Trainer:
                     failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
                     rng=rng, demo_pool=state.demo_pool.get(name, []))
                 candidates, rejected = await optimizer.propose(context)
-                record.unparsed_proposals += sum(r.startswith(UNPARSED) for r in rejected)
+                unparsed = [r for r in rejected if r.startswith(UNPARSED)]
+                record.unparsed_proposals += len(unparsed)
+                record.unparsed_example = record.unparsed_example or next(iter(unparsed), None)
                 state.failed.setdefault(name, []).extend(rejected)
                 if candidates:
                     proposed[name] = candidates

@@ -51,12 +51,14 @@ class RunProgress(BaseModel):
     tokens: int = 0
     cost: float = 0.0
     raised: dict[str, Raised] = {}  # samples whose workflow raised over the steps so far, per exception type
+    unparsed: int = 0  # backward and optimizer replies that did not parse, over the steps so far
     note: str = ""
 
     def apply(self, event: dict) -> None:
         for key in ("status", "step", "steps", "initial_val", "best_val"):
             if key in event:
                 setattr(self, key, event[key])
+        self.unparsed += event.get("unparsed", 0)
         if event.get("raised"):
             self.raised = add_raised(self.raised, {kind: Raised(**r) for kind, r in event["raised"].items()})
         if event.get("usage"):  # a step's event carries the usage at its end
@@ -72,6 +74,7 @@ class RunProgress(BaseModel):
         step = f" step {self.step}/{self.steps}" if self.steps else ""
         raised = f" raised {sum(r.count for r in self.raised.values())}: {raised_text(self.raised)[:160]}" \
             if self.raised else ""
+        raised += f" unparsed replies {self.unparsed}" if self.unparsed else ""
         return (f"{self.name}: {self.status}{step}{val} calls {self.calls} "
                 f"tokens {self.tokens} ${self.cost:.4f}{raised}" + (f" ({self.note})" if self.note else ""))
 

@@ -52,6 +52,9 @@ class RunResult(BaseModel):
     ray: dict[str, Any] = Field(default_factory=dict)
     raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised, over the whole run
     failed_gradients: int = 0  # backward-engine calls that failed
+    unparsed_gradients: int = 0  # backward-engine replies that did not parse
+    unparsed_proposals: int = 0  # optimizer replies that did not parse
+    unparsed_example: str | None = None  # one of them
     no_gradient: list[str] = Field(default_factory=list)  # trained parameters no error sample's gradient reached
 
     @property

@@ -73,6 +73,12 @@ def result_summary(result: RunResult, run_dir: Path) -> list[str]:
                      f"({raised_text(result.raised)})")
     if result.failed_gradients:
         lines.append(f"  backward: {result.failed_gradients} calls failed (no gradient from them)")
+    for role, unparsed in (("backward", result.unparsed_gradients), ("optimizer", result.unparsed_proposals)):
+        if unparsed:
+            asked = result.usage[role].calls + result.usage[role].cached_calls if role in result.usage else "?"
+            lines.append(f"  {role}: {unparsed} of {asked} replies did not parse (nothing learned from them)")
+    if result.unparsed_example:
+        lines.append(f"    e.g. {result.unparsed_example[:240]}")
     for role, u in result.usage.items():
         lines.append(f"  {role:<10} {u.calls:>5} calls  {u.cached_calls:>5} from journal  "
                      f"{u.prompt_tokens + u.completion_tokens:>8} tokens")

@@ -96,7 +96,7 @@ async def test_failed_backward_calls_are_counted():
 
     executor = LocalExecutor(StrictCount(), number_match, {"task": task, "backward": Down()})
     outcome = await executor.train_batch({}, object_count_examples(3, 4), [0, 1, 2])
-    assert outcome.failed_gradients == 3 and outcome.gradients == []
+    assert outcome.backward.failed == 3 and outcome.gradients == []
 
 
 async def test_the_samples_table_shows_which_parameters_each_samples_loss_reached(tmp_path):
