@@ -133,3 +133,32 @@ def test_optimize_from_python_shows_progress_as_the_cli_does_or_hands_typed_even
     assert all(e.run == "called" and e.usage["task"].calls > 0 for e in steps)
     assert steps[-1].best_val == result["best_val"]
     assert {e.status for e in events if e.kind == "phase"} >= {"training"}
+
+
+def test_a_parameter_no_gradient_reached_is_listed_apart_from_those_whose_candidates_lost(sim_server, tmp_path,
+                                                                                          capsys):
+    """A call whose output the prediction never uses: its instruction cannot get a gradient, and the summary says
+    so instead of folding it into 'unchanged'."""
+    from raygrad.runs.summary import result_summary
+
+    class WithAnAside(raygrad.Workflow):
+        def __init__(self):
+            self.aside_instruction = raygrad.Parameter("Say something about the question.")
+            self.instruction = raygrad.Parameter("Answer.")
+            self.aside = raygrad.LLMCall(system=[self.aside_instruction])
+            self.answer = raygrad.LLMCall(system=[self.instruction])
+
+        async def forward(self, question: str) -> str:
+            await self.aside(question=question)  # its reply goes nowhere
+            return await self.answer(question=question)
+
+    server = sim_server(responder="object_count_trainer")
+    rows = [{"question": row["input"], "target": row["target"]}
+            for row in raygrad.generate_object_counting(30, seed=3)]
+    optimized = raygrad.optimize(WithAnAside(), rows[:10], rows[10:30], metric="number", progress=False,
+                                 models={"task": {"model": "openai/simulated", "api_base": server.url}},
+                                 trainer={"steps": 2, "batch_size": 4}, name="aside", output_dir=tmp_path)
+    assert optimized.result.no_gradient == ["aside_instruction"]
+    lines = result_summary(optimized.result, optimized.run_dir)
+    assert any(line.startswith("  no gradient reached: aside_instruction") for line in lines)
+    assert not any(line.startswith("  unchanged:") and "aside_instruction" in line for line in lines)
