@@ -50,6 +50,42 @@ def sim_server():
         server.stop()
 
 
+def _simulated_run_config(folder: Path, server: SimulatedServer, name: str, *, data: str, trainer: str,
+                          workflow: str = "", model: str = "") -> Path:
+    """A run config (`folder/<name>.yaml`) whose task model (every role) is the simulated server; `data`,
+    `trainer`, `workflow` and `model` (extra model fields) are YAML flow text."""
+    config = folder / f"{name}.yaml"
+    config.write_text(f"""name: {name}
+output_dir: {folder / 'runs'}
+{f'workflow: {workflow}' if workflow else ''}
+data: {data}
+models: {{task: {{model: openai/simulated, api_base: "{server.url}"{', ' + model if model else ''}}}}}
+trainer: {trainer}
+""")
+    return config
+
+
+def _wait_for_requests(server: SimulatedServer, count: int, timeout_s: float = 60.0) -> None:
+    """Until the server has seen `count` requests (a process under test is at work), or the time is up."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while len(server.log) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def simulated_run_config():
+    """simulated_run_config(folder, server, name, data=..., trainer=...): a run config on the simulated server."""
+    return _simulated_run_config
+
+
+@pytest.fixture
+def wait_for_requests():
+    """wait_for_requests(server, count): until a process under test has sent `count` requests."""
+    return _wait_for_requests
+
+
 @pytest.fixture
 def s3_storage(monkeypatch):
     """An S3 API on loopback (moto's server mode); gives `storage:` URIs under a bucket it creates."""

@@ -394,43 +394,33 @@ models: {{task: {{model: openai/simulated, api_base: "{server.url}"}}}}
 
 
 def test_a_refused_api_key_stops_the_run_at_once_with_exit_2_naming_the_variable(tmp_path, sim_server, monkeypatch,
-                                                                                  capsys):
+                                                                                  capsys, simulated_run_config):
     server = sim_server(responder="object_count_trainer", api_key="sk-the-right-one")
     monkeypatch.setenv("SIMULATED_KEY", "sk-an-old-one")
-    model = f'{{model: openai/simulated, api_base: "{server.url}", api_key_env: SIMULATED_KEY}}'
-    (tmp_path / "run.yaml").write_text(f"""name: refused
-output_dir: {tmp_path / 'runs'}
-data: {{generator: {{size: 40}}, splits: {{train: "0:20", val: "20:40"}}}}
-models: {{task: {model}}}
-trainer: {{steps: 1}}
-""")
-    assert main(["optimize", str(tmp_path / "run.yaml"), "--local"]) == 2
+    config = simulated_run_config(tmp_path, server, "refused", model="api_key_env: SIMULATED_KEY",
+                                  data='{generator: {size: 40}, splits: {train: "0:20", val: "20:40"}}',
+                                  trainer="{steps: 1}")
+    assert main(["optimize", str(config), "--local"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "openai/simulated refused the key in SIMULATED_KEY" in line and "sk-an-old-one" not in line
     assert len(server.log) < 40  # the run stopped at the first refusals, not after every sample
 
 
-def test_sigterm_stops_a_run_like_ctrl_c_with_its_own_exit_code_and_no_partial_file(sim_server, tmp_path):
+def test_sigterm_stops_a_run_like_ctrl_c_with_its_own_exit_code_and_no_partial_file(sim_server, tmp_path,
+                                                                                     simulated_run_config,
+                                                                                     wait_for_requests):
     """What `ray job stop` and Kubernetes send: one line, exit 143, no half-written table, every paid call
     journaled (the same command then resumes without paying for them again)."""
     import signal
-    import time
 
     server = sim_server(responder="object_count_trainer", latency_s=0.3)
-    model = f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4}}'
-    config = tmp_path / "run.yaml"
-    config.write_text(f"""name: termed
-output_dir: {tmp_path / 'runs'}
-workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
-data: {{generator: {{size: 120, seed: 4}}, splits: {{train: "0:20", val: "20:120"}}}}
-models: {{task: {model}}}
-trainer: {{steps: 2, batch_size: 4}}
-""")
+    config = simulated_run_config(tmp_path, server, "termed", model="max_in_flight: 4",
+                                  workflow='{name: object_count, instruction: "Answer.", output_format: "Reply."}',
+                                  data='{generator: {size: 120, seed: 4}, splits: {train: "0:20", val: "20:120"}}',
+                                  trainer="{steps: 2, batch_size: 4}")
     command = [sys.executable, "-m", "raygrad", "optimize", str(config), "--local"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(server.log) < 12 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_requests(server, 12)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143 and "Traceback" not in err, err
@@ -446,25 +436,18 @@ trainer: {{steps: 2, batch_size: 4}}
 
 
 def test_a_second_process_on_a_run_directory_stops_at_once_naming_the_owner_and_a_dead_owner_is_taken_over(
-        sim_server, tmp_path):
+        sim_server, tmp_path, simulated_run_config, wait_for_requests):
     import signal
     import socket
     import time
 
     server = sim_server(responder="object_count_trainer", latency_s=0.3)
-    model = f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4}}'
-    config = tmp_path / "run.yaml"
-    config.write_text(f"""name: owned
-output_dir: {tmp_path / 'runs'}
-data: {{generator: {{size: 80, seed: 4}}, splits: {{train: "0:20", val: "20:80"}}}}
-models: {{task: {model}}}
-trainer: {{steps: 1, batch_size: 4}}
-""")
+    config = simulated_run_config(tmp_path, server, "owned", model="max_in_flight: 4",
+                                  data='{generator: {size: 80, seed: 4}, splits: {train: "0:20", val: "20:80"}}',
+                                  trainer="{steps: 1, batch_size: 4}")
     command = [sys.executable, "-m", "raygrad", "optimize", str(config), "--local"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(server.log) < 4 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_requests(server, 4)
     server.hold()  # the first stands still (its calls in flight wait): whatever reaches the server now is the second's
     time.sleep(0.5)
     paid = len(server.log)
@@ -481,7 +464,7 @@ trainer: {{steps: 1, batch_size: 4}}
 
 
 def test_replies_that_never_parse_are_counted_shown_and_end_in_exit_6_when_no_candidate_was_formed(
-        sim_server, tmp_path, capsys):
+        sim_server, tmp_path, capsys, simulated_run_config):
     """Backward engine and optimizer models that answer in plain text: the run says so, with an example, and does
     not end as if it had nothing to learn (it used to exit 0: '0 of 0 candidates accepted, unchanged')."""
     from raygrad.testing import RESPONDERS
@@ -489,15 +472,12 @@ def test_replies_that_never_parse_are_counted_shown_and_end_in_exit_6_when_no_ca
     task = RESPONDERS["object_count"]
     server = sim_server(responder_fn=lambda messages, body: "Looks fine to me." if body.get("response_format")
                         else task(messages, body))
-    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
-    (tmp_path / "run.yaml").write_text(f"""name: prose
-output_dir: {tmp_path / 'runs'}
-workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
-data: {{generator: {{size: 40, seed: 4}}, splits: {{train: "0:20", val: "20:40"}}}}
-models: {{task: {model}}}
-trainer: {{steps: 2, batch_size: 4, proposals: 2, parameters: [instruction, output_format]}}
-""")
-    assert main(["optimize", str(tmp_path / "run.yaml"), "--local"]) == 6
+    config = simulated_run_config(tmp_path, server, "prose",
+                                  workflow='{name: object_count, instruction: "Answer.", output_format: "Reply."}',
+                                  data='{generator: {size: 40, seed: 4}, splits: {train: "0:20", val: "20:40"}}',
+                                  trainer="{steps: 2, batch_size: 4, proposals: 2, parameters: [instruction, "
+                                          "output_format]}")
+    assert main(["optimize", str(config), "--local"]) == 6
     captured = capsys.readouterr()
     assert "replies did not parse (nothing learned from them)" in captured.out
     assert "e.g. " in captured.out and "Looks fine to me." in captured.out

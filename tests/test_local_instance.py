@@ -66,7 +66,8 @@ trainer: {{steps: 1, batch_size: 4, proposals: 1}}
 
 
 @pytest.mark.ray
-def test_a_second_sweep_on_a_sweep_directory_stops_before_ray_starts_naming_the_owner(sim_server, tmp_path):
+def test_a_second_sweep_on_a_sweep_directory_stops_before_ray_starts_naming_the_owner(sim_server, tmp_path,
+                                                                                      wait_for_requests):
     """A sweep resubmitted while its first driver still runs (a retried job, say) must not run beside it."""
     import time
 
@@ -85,9 +86,7 @@ runs:
 """)
     command = [sys.executable, "-m", "raygrad", "sweep", str(sweep)]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not server.log and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for_requests(server, 1, timeout_s=120)
     server.hold()
     time.sleep(0.5)
     paid = len(server.log)

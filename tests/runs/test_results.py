@@ -40,7 +40,7 @@ def test_a_candidates_parent_is_what_it_replaces_for_one_parameter_or_several_at
         {"a": "a0", "b": "b0"}, "a1", {"a": "a2", "b": "b1"}]
 
 
-def test_a_killed_runs_tables_hold_every_step_it_finished(sim_server, tmp_path):
+def test_a_killed_runs_tables_hold_every_step_it_finished(sim_server, tmp_path, simulated_run_config):
     """The step tables are rewritten with every checkpoint: kill -9 after a step, and they hold it."""
     import json
     import signal
@@ -51,15 +51,10 @@ def test_a_killed_runs_tables_hold_every_step_it_finished(sim_server, tmp_path):
     import pyarrow.parquet as pq
 
     server = sim_server(responder="object_count_trainer", latency_s=0.05)
-    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
-    config = tmp_path / "run.yaml"
-    config.write_text(f"""name: killed
-output_dir: {tmp_path / 'runs'}
-workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
-data: {{generator: {{size: 60, seed: 4}}, splits: {{train: "0:20", val: "20:60"}}}}
-models: {{task: {model}}}
-trainer: {{steps: 50, batch_size: 4, proposals: 2}}
-""")
+    config = simulated_run_config(tmp_path, server, "killed",
+                                  workflow='{name: object_count, instruction: "Answer.", output_format: "Reply."}',
+                                  data='{generator: {size: 60, seed: 4}, splits: {train: "0:20", val: "20:60"}}',
+                                  trainer="{steps: 50, batch_size: 4, proposals: 2}")
     process = subprocess.Popen([sys.executable, "-m", "raygrad", "optimize", str(config), "--local"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "runs" / "killed"
