@@ -73,7 +73,11 @@ def test_the_local_configs_run_on_the_embedded_model(task, ray_cluster, tmp_path
     raw.update(output_dir=str(tmp_path / "runs"), runtime={"workers": 1})
     path = tmp_path / f"{task}.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert main(["optimize", str(path)]) == 0
+    code = main(["optimize", str(path)])
     result = json.loads((tmp_path / "runs" / raw["name"] / "result.json").read_text())
+    # SmolLM2-135M often writes gradients and proposals that do not parse: with no candidate formed the run
+    # ends with exit 6 and says so (its results are written all the same).
+    assert code == 0 or (code == 6 and result["candidates"] == 0
+                         and result["unparsed_gradients"] + result["unparsed_proposals"] > 0), result
     assert result["failed_samples"] == 0 and result["usage"]["task"]["calls"] >= 6  # val, test twice, batch
     assert 0.0 <= result["test_after"] <= 1.0
