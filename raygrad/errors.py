@@ -14,6 +14,11 @@ class MissingExtra(ConfigError):
     """An optional dependency a run needs is not installed; the message names the extra to install."""
 
 
+class DamagedFile(ConfigError):
+    """A file a run reads back (checkpoint, journal, config, results) is damaged; the message names it and
+    what to do."""
+
+
 class WorkflowError(ConfigError):
     """The workflow raised on every sample of a validation: a bug in it, not a prompt to improve."""
 

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from raygrad.errors import DamagedFile
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     key        TEXT PRIMARY KEY,
@@ -26,6 +28,11 @@ CREATE TABLE IF NOT EXISTS calls (
 
 class JournalError(OSError):
     """The call journal cannot be written (disk full, read-only); what it holds is intact."""
+
+
+def _damaged(path: Path, err: sqlite3.DatabaseError) -> DamagedFile:
+    return DamagedFile(f"{path} is not a readable call journal ({err}). Move it aside to go on without it: the "
+                       "checkpoint keeps every finished step, and only the calls of the step in progress are paid again")
 
 
 def call_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any],
@@ -61,12 +68,20 @@ class Journal:
                 if "locked" not in str(err) or attempt == 99:
                     raise
                 time.sleep(0.05)
+            except sqlite3.DatabaseError as err:  # another file, or one cut short: not a retry's to fix
+                self._conn.close()
+                raise _damaged(self.path, err) from None
         # NORMAL is durable against process crashes (kill -9); only power loss may drop the last commits.
         self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def get(self, key: str) -> dict | None:
         with self._lock:
-            row = self._conn.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
+            try:
+                row = self._conn.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as err:  # a damaged page ("database disk image is malformed")
+                raise _damaged(self.path, err) from None
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, model: str, response: dict) -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from raygrad.core.backward import Gradient, aggregate
 from raygrad.core.workflow import ChatClient, Parameter, Workflow, gather_all
 from raygrad.data import Dataset
-from raygrad.errors import ConfigError, WorkflowError
+from raygrad.errors import ConfigError, DamagedFile, WorkflowError
 from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.demos import BootstrapDemos, add_to_pool
@@ -348,14 +348,14 @@ class Trainer:
 
 def _checkpoint_state(saved: str, where: object) -> TrainState:
     """The trainer's state from a checkpoint's text; a damaged one (cut short, empty, another file) is one
-    ConfigError naming the file and what to do, never a validation traceback."""
+    DamagedFile naming the file and what to do, never a validation traceback."""
     try:
         return TrainState.model_validate_json(saved)
     except ValidationError as err:
         problem = err.errors()[0]
         found = "empty" if not saved.strip() else "not valid JSON (cut short?)" if problem["type"] == "json_invalid" \
             else f"not a raygrad checkpoint ({'.'.join(map(str, problem['loc'])) or 'top'}: {problem['msg']})"
-        raise ConfigError(f"{where} is {found}. Move it aside to start the run over: the journal beside it keeps "
+        raise DamagedFile(f"{where} is {found}. Move it aside to start the run over: the journal beside it keeps "
                           "every paid call, so the steps it held are replayed, not paid again") from None
 
 

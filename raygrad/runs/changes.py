@@ -12,10 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from raygrad.errors import ConfigError
-from raygrad.runs.config import RunConfig
+from raygrad.errors import ConfigError, DamagedFile
+from raygrad.runs.config import RunConfig, read_yaml_mapping
 from raygrad.runs.rundir import CHECKPOINT, CONFIG
 
 MODEL_FIELDS = ("model", "api_base", "temperature", "max_tokens", "top_p", "seed", "extra", "structured_output")
@@ -42,7 +40,11 @@ def changes_since_checkpoint(config: RunConfig, run_dir: Path, start_values: dic
         return []
     found: list[str] = []
     if saved.exists():
-        before = _essence(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+        try:
+            before = _essence(read_yaml_mapping(saved, "config"))
+        except ConfigError as err:
+            raise DamagedFile(f"{err}. Delete it: this run writes it again from its own config, and the "
+                              "checkpoint and journal beside it are intact") from None
         after = _essence(json.loads(config.model_dump_json(exclude_defaults=True, by_alias=True)))
         found += _differences(before, after, "")
     try:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raygrad.errors import DamagedFile
 from raygrad.llm.models import ROLES
-from raygrad.runs.rundir import CANDIDATES, CHECKPOINT, CONFIG, ERROR, RESULT, STEPS, run_status
+from raygrad.runs.rundir import CANDIDATES, CHECKPOINT, CONFIG, ERROR, RESULT, STEPS, read_json, run_status
 
 
 class ReportError(ValueError):
@@ -24,8 +25,8 @@ class ReportError(ValueError):
 
 
 def run_directories(directory: Path) -> list[Path]:
-    if (directory / STEPS).exists() or (directory / CHECKPOINT).exists():
-        return [directory]
+    if any((directory / name).exists() for name in (STEPS, CHECKPOINT, CONFIG, ERROR)):
+        return [directory]  # one run's, whatever it got to (a run that failed before its first step has error.json)
     runs = sorted(p for p in directory.iterdir() if p.is_dir() and (p / CONFIG).exists()) \
         if directory.is_dir() else []
     if not runs:
@@ -36,18 +37,31 @@ def run_directories(directory: Path) -> list[Path]:
 def _run_row(run_dir: Path) -> dict:
     row = {"name": run_dir.name, "status": run_status(run_dir), "steps": [], "error": ""}
     if (run_dir / RESULT).exists():
-        row["result"] = json.loads((run_dir / RESULT).read_text(encoding="utf-8"))
+        row["result"] = read_json(run_dir / RESULT, _REWRITE.format(run_dir=run_dir))
     if (run_dir / ERROR).exists():
-        row["error"] = json.loads((run_dir / ERROR).read_text(encoding="utf-8"))["error"].splitlines()[0]
-    if (run_dir / STEPS).exists():
-        row["steps"] = pq.read_table(run_dir / STEPS).to_pylist()
-    row["accepted"] = [c for c in pq.read_table(run_dir / CANDIDATES).to_pylist() if c["accepted"]] \
-        if (run_dir / CANDIDATES).exists() else []
+        row["error"] = str(read_json(run_dir / ERROR, "delete it (it only records the failure)").get("error", "")
+                           ).splitlines()[0]
+    row["steps"] = _table_rows(run_dir / STEPS)
+    row["accepted"] = [c for c in _table_rows(run_dir / CANDIDATES) if c["accepted"]]
     if "result" not in row and (run_dir / CHECKPOINT).exists():  # unfinished: what it has so far
-        state = json.loads((run_dir / CHECKPOINT).read_text(encoding="utf-8"))
+        state = read_json(run_dir / CHECKPOINT, "move it aside and resume the run: its journal replays every paid call")
         row["result"] = {key: state.get(key) for key in ("initial_val", "best_val", "usage", "stopped")}
         row["result"]["wall_s"] = state.get("elapsed_s")
     return row
+
+
+# The results tables and result.json are written from the checkpoint: a resume rewrites them, paying nothing.
+_REWRITE = "delete it and run `raygrad resume {run_dir}`: the checkpoint and journal rewrite it without a new call"
+
+
+def _table_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as err:
+        raise DamagedFile(f"{path} is not a readable Parquet table ({' '.join(str(err).split())[:200]}); "
+                          + _REWRITE.format(run_dir=path.parent)) from None
 
 
 def _figure_png(draw) -> bytes:

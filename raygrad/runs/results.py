@@ -17,13 +17,25 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from raygrad.errors import DamagedFile
 from raygrad.llm.client import Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.evaluate import SAMPLE_COLUMNS, Raised, SampleResult, add_raised, raised_text
 from raygrad.optim.state import TrainState, shown
-from raygrad.runs.rundir import CALLS, CANDIDATES, JOURNAL, SAMPLES, STEPS, CheckpointError, CheckpointFile
+from raygrad.runs.rundir import (
+    CALLS,
+    CANDIDATES,
+    JOURNAL,
+    RESULT,
+    SAMPLES,
+    STEPS,
+    CheckpointError,
+    CheckpointFile,
+    read_json,
+    resume_command,
+)
 
 
 class RunResult(BaseModel):
@@ -68,6 +80,17 @@ class RunResult(BaseModel):
 
 SAMPLES_SCHEMA = pa.schema([("evaluation", pa.string())] + [(c, pa.float64() if c == "score" else pa.string())
                                                              for c in SAMPLE_COLUMNS])
+
+
+def read_result(run_dir: Path) -> RunResult:
+    """A finished run's result.json; DamagedFile naming it and what to do when it cannot be read."""
+    path = run_dir / RESULT
+    remedy = f"delete it and run `{resume_command(run_dir)}`: the checkpoint and journal rewrite it without a new call"
+    saved = read_json(path, remedy)
+    try:
+        return RunResult.model_validate(saved)
+    except ValidationError as err:
+        raise DamagedFile(f"{path} is not a raygrad result ({err.errors()[0]['msg']}); {remedy}") from None
 
 
 def run_raised(state: TrainState, *evaluations: Any) -> dict[str, Raised]:

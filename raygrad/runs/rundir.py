@@ -8,13 +8,18 @@
     skipped_rows.json   bad rows left out (data.skip_bad_rows)
     steps.parquet, candidates.parquet, calls.parquet, samples/   the results tables
 
-The bottom of runs/: imports nothing else from raygrad.
+The bottom of runs/: imports nothing else from raygrad but its errors.
 """
 from __future__ import annotations
 
+import json
 import os
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from raygrad.errors import DamagedFile
 
 CONFIG, JOURNAL, CHECKPOINT, PROMPTS = "config.yaml", "journal.sqlite", "checkpoint.json", "prompts.json"
 RESULT, ERROR, SKIPPED_ROWS = "result.json", "error.json", "skipped_rows.json"
@@ -58,6 +63,28 @@ class CheckpointFile:
         save_atomically(self.path, text)
         if self.after_save is not None:
             self.after_save(self.path)
+
+
+def read_json(path: Path, remedy: str) -> Any:
+    """A JSON file of the run; DamagedFile naming it and `remedy` (what to do) when it is cut short or not JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text)
+    except UnicodeDecodeError as err:
+        found = f"not UTF-8 text (byte {err.start})"
+    except ValueError as err:
+        found = "empty" if not text.strip() else f"not valid JSON (cut short?): {err}"
+    raise DamagedFile(f"{path} is {found}; {remedy}")
+
+
+def record_failure(directory: Path, err: BaseException) -> str:
+    """error.json for a run that failed (its status becomes `failed`); returns the error's first line."""
+    err = getattr(err, "cause", None) or err  # raised in a Ray actor: its own error, not Ray's wrapper
+    message = f"{type(err).__name__}: {err}".strip()
+    if directory.is_dir():
+        save_atomically(directory / ERROR, json.dumps({"error": message, "traceback": traceback.format_exception(err),
+                                                       "resume": resume_command(directory)}, indent=2))
+    return message.splitlines()[0][:300]
 
 
 def run_status(directory: Path) -> str:

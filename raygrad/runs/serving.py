@@ -27,7 +27,7 @@ from raygrad.llm.models import ROLES, ModelConfig
 from raygrad.runs.assemble import build_workflow, check_models
 from raygrad.runs.config import load_config
 from raygrad.runs.lifecycle import cancel_the_rest
-from raygrad.runs.rundir import CHECKPOINT, CONFIG, PROMPTS
+from raygrad.runs.rundir import CHECKPOINT, CONFIG, PROMPTS, read_json
 
 
 class ServedWorkflow:
@@ -138,7 +138,9 @@ def best_values(run_dir: Path) -> dict[str, str]:
     if (run_dir / PROMPTS).exists():
         return read_values(run_dir / PROMPTS)
     if (run_dir / CHECKPOINT).exists():
-        return dict(json.loads((run_dir / CHECKPOINT).read_text())["values"])
+        saved = read_json(run_dir / CHECKPOINT, "the run's values are unreadable until it is resumed from its journal "
+                          "(move the file aside, then `raygrad resume` replays every paid call)")
+        return dict(saved["values"])
     raise ConfigError(f"{run_dir}: no {PROMPTS} and no {CHECKPOINT}: the run has not finished a step")
 
 
