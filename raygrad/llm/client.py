@@ -62,9 +62,19 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    last_retry: str = ""  # why the latest retry was needed: progress shows it while calls are being retried
 
     def add(self, other: "Usage") -> "Usage":
-        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in _COUNTERS},
+                     last_retry=other.last_retry or self.last_retry)
+
+    def since(self, before: "Usage") -> "Usage":
+        """What was spent after `before` (this client's earlier copy)."""
+        return Usage(**{name: getattr(self, name) - getattr(before, name) for name in _COUNTERS},
+                     last_retry=self.last_retry if self.retries > before.retries else "")
+
+
+_COUNTERS = [name for name, field in Usage.model_fields.items() if field.annotation in (int, float)]
 
 
 def check_budget(guard: Callable[[], str | None] | None) -> None:
@@ -197,6 +207,10 @@ class LLMClient:
             self._warm_up_task = asyncio.ensure_future(mock())
         await asyncio.shield(self._warm_up_task)
 
+    def _retrying(self, why: str) -> None:
+        self.usage.retries += 1
+        self.usage.last_retry = f"{self.config.model}: {why}"
+
     async def _call_with_retries(self, messages: list[dict], sampling: dict, schema: dict | None) -> Completion:
         litellm = self._litellm
         await self._warm_up()
@@ -232,7 +246,7 @@ class LLMClient:
                 if no_answers >= NO_ANSWER_TRIES:
                     self.usage.failed_calls += 1
                     raise LLMCallFailed(f"{cfg.model}: {err} ({no_answers} replies in a row)") from None
-                self.usage.retries += 1
+                self._retrying(f"no answer: {err}")
                 await asyncio.sleep(min(4.0, 0.5 * 2 ** (no_answers - 1)) * (0.5 + random.random()))
                 continue
             except fatal as err:
@@ -256,7 +270,7 @@ class LLMClient:
                     raise LLMCallFailed(f"{cfg.model}: gave up after {attempt} attempts in "
                                         f"{time.monotonic() - started:.1f}s: {type(err).__name__}: {_short(err)}"
                                         ) from err
-                self.usage.retries += 1
+                self._retrying(f"{type(err).__name__}: {_short(err, 80)}")
                 await asyncio.sleep(wait)
                 continue
             break

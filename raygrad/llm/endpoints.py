@@ -78,7 +78,7 @@ class RoleClients(Mapping[str, LLMClient]):
         delta = {}
         for role, client in self._clients.items():
             before = self._reported.get(role, Usage())
-            delta[role] = Usage(**{k: getattr(client.usage, k) - getattr(before, k) for k in Usage.model_fields})
+            delta[role] = client.usage.since(before)
             self._reported[role] = client.usage.model_copy()
         return delta
 

@@ -52,6 +52,8 @@ class RunProgress(BaseModel):
     cost: float = 0.0
     raised: dict[str, Raised] = {}  # samples whose workflow raised over the steps so far, per exception type
     unparsed: int = 0  # backward and optimizer replies that did not parse, over the steps so far
+    retries: int = 0  # calls retried (the provider refused, failed or gave no answer), and the latest reason
+    last_retry: str = ""
     note: str = ""
 
     def apply(self, event: dict) -> None:
@@ -68,6 +70,10 @@ class RunProgress(BaseModel):
         self.calls = sum(u.calls for u in usage.values())
         self.tokens = sum(u.prompt_tokens + u.completion_tokens for u in usage.values())
         self.cost = sum(u.cost for u in usage.values())
+        retries = sum(u.retries for u in usage.values())
+        if retries > self.retries:
+            self.last_retry = next((u.last_retry for u in usage.values() if u.last_retry), self.last_retry)
+        self.retries = retries
 
     def line(self) -> str:
         val = "" if self.best_val is None else f" val {self.initial_val or 0:.3f}->{self.best_val:.3f}"
@@ -75,6 +81,7 @@ class RunProgress(BaseModel):
         raised = f" raised {sum(r.count for r in self.raised.values())}: {raised_text(self.raised)[:160]}" \
             if self.raised else ""
         raised += f" unparsed replies {self.unparsed}" if self.unparsed else ""
+        raised += f" retries {self.retries} (latest: {self.last_retry[:120]})" if self.retries else ""
         return (f"{self.name}: {self.status}{step}{val} calls {self.calls} "
                 f"tokens {self.tokens} ${self.cost:.4f}{raised}" + (f" ({self.note})" if self.note else ""))
 
