@@ -6,6 +6,7 @@ journal, result files and resume, in this process (`runtime="local"`, no Ray) or
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -79,7 +80,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
              storage: str | None = None, workers: int | None = None,
              if_changed: Literal["refuse", "restart", "resume"] = "refuse",
              progress: bool | Callable[[ProgressEvent], None] = True,
-             tracking: TrackingConfig | Mapping[str, Any] | None = None) -> OptimizeResult:
+             tracking: TrackingConfig | Mapping[str, Any] | None = None,
+             allow_overlap: bool = False) -> OptimizeResult:
     """Optimize a workflow's parameters; resumes from `output_dir/name` when that run was started before.
 
     Examples are `raygrad.Example`s or mappings with a `target` (an `input`, or several named inputs
@@ -92,6 +94,7 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
     resume it anyway. `progress`: shown as the CLI shows it (a live bar on a terminal, a line per phase
     and step elsewhere, a notebook included), then the summary; False for silence; a function to
     receive each ProgressEvent instead. `tracking`: as a config's, e.g. {"mlflow": {"uri": ..., "experiment": ...}}.
+    `allow_overlap`: let val (or test) hold examples of train; refused by default, as a config's splits are.
     """
     config = RunConfig(name=name, output_dir=str(output_dir), storage=storage,
                        models={key: _model(value) for key, value in (models or {}).items()},
@@ -105,6 +108,8 @@ def optimize(workflow: Workflow, train: Iterable[Example | Mapping[str, Any]],
         config.runtime.workers = workers
     splits = Splits(train=_examples(train, "train"), val=_examples(val, "val"),
                     test=_examples(test, "test") if test is not None else None)
+    if not allow_overlap:
+        _check_disjoint(splits)
     first = splits.train[0]
     check_inputs(workflow, DataConfig(input_fields=list(first.inputs)) if first.keywords else DataConfig())
     printer = ProgressPrinter(name, sys.stdout) if progress is True else None
@@ -191,6 +196,20 @@ def _metric(metric: Metric | Callable[..., Any] | str | None, workflow: Workflow
 
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _check_disjoint(splits: Splits) -> None:
+    """No example of train is in val or test (same inputs and target): a score on seen examples says nothing."""
+    def key(example: Example) -> str:
+        return json.dumps([example.inputs, example.target], sort_keys=True, default=str)
+
+    seen = {key(e): number for number, e in enumerate(splits.train)}
+    for split in ("val", "test"):
+        shared = [(number, seen[key(e)]) for number, e in enumerate(getattr(splits, split) or []) if key(e) in seen]
+        if shared:
+            (mine, theirs), count = shared[0], len(shared)
+            raise ValueError(f"{split} shares {count} example{'s' * (count > 1)} with train ({split}[{mine}] is "
+                             f"train[{theirs}]); pass allow_overlap=True if that is meant")
 
 
 def _examples(rows: Iterable[Example | Mapping[str, Any]], split: str) -> list[Example]:

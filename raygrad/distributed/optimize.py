@@ -9,9 +9,10 @@ from typing import Any
 
 from raygrad.core.workflow import Workflow
 from raygrad.distributed.runtime import DistributedRun, distributed_run
+from raygrad.errors import ConfigError
 from raygrad.llm.local import LocalModelServer
 from raygrad.optim.metrics import Metric
-from raygrad.runs.assemble import build_workflow
+from raygrad.runs.assemble import build_workflow, first_unpicklable
 from raygrad.runs.config import RunConfig
 from raygrad.runs.lifecycle import OnProgress, Runner, Splits, StartRunner, load_splits, run_lifecycle
 from raygrad.runs.results import RunResult
@@ -30,6 +31,18 @@ def ray_runner(config: RunConfig, workflow: Workflow, metric: Metric, address: s
     return start
 
 
+def check_travels(workflow: Workflow, metric: Metric) -> None:
+    """The workflow and metric can be sent to Ray's actors; else a ConfigError naming the attribute that cannot,
+    before Ray starts (Ray's own error names no attribute, and comes once the actors are being made)."""
+    from ray import cloudpickle  # Ray's serializer, without starting Ray
+
+    for value, name in ((workflow, "workflow"), (metric, "metric")):
+        where = first_unpicklable(value, cloudpickle.dumps, name)
+        if where is not None:
+            raise ConfigError(f"{name}: {where} cannot be sent to Ray's workers; create it on first use inside "
+                              "forward (or leave it out in __getstate__), or run with --local (runtime='local')")
+
+
 def optimize_run(config: RunConfig, address: str | None = None, budget: Any = None,
                  local: LocalModelServer | None = None, on_started: Callable[[DistributedRun], None] | None = None,
                  workflow: Workflow | None = None, metric: Metric | None = None,
@@ -42,5 +55,6 @@ def optimize_run(config: RunConfig, address: str | None = None, budget: Any = No
     splits = splits or load_splits(config)
     if workflow is None or metric is None:
         workflow, metric = build_workflow(config.workflow, config.data)
+    check_travels(workflow, metric)
     return run_lifecycle(config, workflow, splits,
                          ray_runner(config, workflow, metric, address, budget, local, on_started), on_progress)

@@ -1,8 +1,11 @@
 """What a run config builds before any call: its workflow and metric, and its data splits."""
 from __future__ import annotations
 
+import ast
 import inspect
-from collections.abc import Iterable, Mapping
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from raygrad.core.workflow import LLMCall, Workflow
 from raygrad.data import Dataset, Example, RowSource, load_examples, parse_range
@@ -63,6 +66,46 @@ def check_inputs(workflow: Workflow, data: DataConfig) -> None:
             raise ConfigError(f"data.input_field: {data.input_field!r} is passed as forward's one argument, and "
                               f"{shown} takes {'none' if not positional else ', '.join(required)}; for several "
                               "inputs, list them in data.input_fields")
+
+
+def check_workflow(workflow: Workflow, trained: list[str] | None = None) -> None:
+    """What would only show once calls are paid: nothing to train (trainer.parameters, or no trainable
+    Parameter at all), and a `forward` with no `return <value>` (every prediction None, every sample 0)."""
+    trainable = [name for name, p in workflow.parameters().items() if p.trainable and (trained is None or name in trained)]
+    if not trainable:
+        raise ConfigError(f"workflow.class: {type(workflow).__name__} has no trainable Parameter"
+                          + (f" among trainer.parameters {trained}" if trained is not None else "")
+                          + ": nothing to optimize (a Parameter(..., trainable=False) is kept as it is)")
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(workflow.forward)))
+    except (OSError, TypeError, SyntaxError):
+        return  # no source to read (built at run time, a C callable): the samples will tell
+    function = tree.body[0]
+    own = [node for node in ast.walk(function) if isinstance(node, ast.Return) and node.value is not None
+           and not (isinstance(node.value, ast.Constant) and node.value.value is None)]
+    if not own and isinstance(function, ast.AsyncFunctionDef):
+        raise ConfigError(f"workflow.class: {type(workflow).__name__}.forward returns no value, so every prediction "
+                          "would be None; end it with `return <prediction>`")
+
+
+def first_unpicklable(value: Any, dumps: Callable[[Any], bytes], path: str = "workflow", depth: int = 0) -> str | None:
+    """The deepest attribute of `value` that `dumps` cannot serialize, as `workflow.a.b (Type: why)`; None
+    if all of it can. Ray sends the workflow to its actors: what cannot travel is named before Ray starts."""
+    try:
+        dumps(value)
+        return None
+    except Exception as err:  # pickling raises TypeError, PicklingError, AttributeError...
+        why = f"{path} ({type(value).__name__}: {' '.join(str(err).split())[:160]})"
+    if depth < 8:
+        children = (vars(value).items() if hasattr(value, "__dict__") and not isinstance(value, type)
+                    else value.items() if isinstance(value, dict)
+                    else enumerate(value) if isinstance(value, (list, tuple, set, frozenset)) else ())
+        for key, child in list(children):
+            found = first_unpicklable(child, dumps, f"{path}.{key}" if not isinstance(key, int) else f"{path}[{key}]",
+                                      depth + 1)
+            if found is not None:
+                return found
+    return why
 
 
 def build_metric(spec: str, search: Iterable[str] = ()) -> Metric:

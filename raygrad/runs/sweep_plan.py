@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,12 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[PlannedRun]]:
 def expand(sweep: SweepConfig, source: Path) -> list[PlannedRun]:
     """Every run x every grid combination, each validated as a RunConfig before anything runs."""
     keys = list(sweep.grid)
+    if not sweep.runs:
+        raise ConfigError(f"{source}: runs: an empty list plans no run; list a run ({{name: ...}}), or leave runs "
+                          "out for one run of the base")
+    for key in keys:
+        if not sweep.grid[key]:
+            raise ConfigError(f"{source}: grid.{key}: an empty list plans no run; give it at least one value")
     combinations = list(itertools.product(*(sweep.grid[k] for k in keys))) or [()]
     planned: list[PlannedRun] = []
     for index, overrides in enumerate(sweep.runs):
@@ -102,12 +109,37 @@ def expand(sweep: SweepConfig, source: Path) -> list[PlannedRun]:
                 problems = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())
                 raise ConfigError(f"{source}: {origin}: {problems}") from None
             resolve_data_path(config, source)
+            _check_name_fits(config, origin, source)
             planned.append(PlannedRun(name=config.name, config=config, origin=origin))
-    names = [p.name for p in planned]
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigError(f"{source}: two runs are named {twice[0]!r}: give each run in `runs` its own name")
+    seen: dict[str, PlannedRun] = {}
+    for run in planned:
+        if run.name in seen:
+            first = seen[run.name]
+            fix = ("give those grid values names that differ in letters, digits or . _ = - (other characters "
+                   "become _)") if first.origin.split(" ")[0] == run.origin.split(" ")[0] \
+                else "give each run in `runs` its own name"
+            raise ConfigError(f"{source}: {first.origin} and {run.origin} are both named {run.name!r}: {fix}")
+        seen[run.name] = run
     return planned
+
+
+def _check_name_fits(config: RunConfig, origin: str, source: Path) -> None:
+    """A run's name is a directory's: one the file system cannot create fails only once Ray has started."""
+    limit = _name_max(Path(config.output_dir))
+    if len(config.name.encode()) > limit:
+        raise ConfigError(f"{source}: {origin}: its run name is {len(config.name.encode())} bytes and the file system "
+                          f"takes {limit} ({config.name[:60]}...); give the run a shorter name, or shorter grid values")
+
+
+def _name_max(directory: Path) -> int:
+    """The longest file name the file system under `directory` takes (its nearest existing parent's)."""
+    for folder in [directory, *directory.parents]:
+        if folder.exists():
+            try:
+                return os.pathconf(folder, "PC_NAME_MAX")
+            except (OSError, ValueError, AttributeError):
+                break
+    return 255
 
 
 def _merge(base: dict, override: dict) -> dict:
