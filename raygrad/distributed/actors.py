@@ -26,10 +26,10 @@ from raygrad.llm.ledger import Lease, RateLedger
 from raygrad.llm.limits import LeasedWindow
 from raygrad.optim.evaluate import SampleResult
 from raygrad.optim.execution import (
+    BackwardCounts,
     BatchOutcome,
     ScoreSum,
     Stage2Result,
-    BackwardCounts,
     backward_errors,
     demo_parameters,
     forward_samples,

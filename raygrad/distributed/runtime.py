@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,7 @@ from raygrad.runs.assemble import build_workflow
 from raygrad.runs.config import RunConfig
 from raygrad.runs.imports import code_to_ship
 from raygrad.runs.lifecycle import OnProgress
-from raygrad.runs.rundir import CHECKPOINT
+from raygrad.runs.rundir import CHECKPOINT, SAMPLES
 
 
 def connect(address: str | None = None) -> None:
@@ -34,11 +36,15 @@ def connect(address: str | None = None) -> None:
     """
     if ray.is_initialized():
         return
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    if callable(on_sigterm):  # Ray's core replaces it with a handler that aborts the driver (exit -6, no cleanup)
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def upload_code(paths: list[str]) -> list[str]:
@@ -68,6 +74,7 @@ class DistributedRun:
     def __init__(self, spec: RuntimeSpec, checkpoint: Path, budget: Any = None):
         runtime = spec.config.runtime
         self.own_budget = budget is None  # a sweep's runs share the sweep's budget
+        self.checkpoint = checkpoint
         self.budget = RateBudget.options(**on_driver_node()).remote(rate_limits(spec)) if budget is None else budget
         self.vault = KeyVault.options(**on_driver_node()).remote()
         ray.get(self.vault.put.remote({name: os.environ[name] for name in spec.key_names() if os.environ.get(name)}))
@@ -105,6 +112,9 @@ class DistributedRun:
         own = [self.vault, *([self.budget] if self.own_budget else [])]
         for actor in [*workers, self.optimizer, self.aggregator, *own]:
             ray.kill(actor)
+        # An evaluation cut short leaves its samples table half-written; a resume replays it from the journal.
+        for partial in (self.checkpoint.parent / SAMPLES).glob("_*.parquet.partial"):
+            partial.unlink(missing_ok=True)
 
 
 def rate_limits(spec: RuntimeSpec) -> dict[str, tuple[float | None, float | None]]:

@@ -8,10 +8,8 @@ checkpoint, so the same command later continues it).
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from typing import Any, TextIO
@@ -21,7 +19,7 @@ from pydantic import BaseModel
 
 from raygrad.core.workflow import Workflow
 from raygrad.distributed.actors import RateBudget
-from raygrad.distributed.optimize import optimize_run
+from raygrad.distributed.optimize import check_travels, optimize_run
 from raygrad.distributed.runtime import DistributedRun, connect, on_driver_node
 from raygrad.errors import ConfigError
 from raygrad.llm.client import BudgetExhausted, Usage
@@ -29,11 +27,11 @@ from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
 from raygrad.optim.metrics import Metric
 from raygrad.optim.state import TrainState
-from raygrad.runs.assemble import build_workflow, check_models
+from raygrad.runs.assemble import build_workflow, check_models, check_workflow
 from raygrad.runs.owner import owned
 from raygrad.runs.progress import ProgressView
-from raygrad.runs.results import RunResult
-from raygrad.runs.rundir import CHECKPOINT, ERROR, RESULT, resume_command, run_status, save_atomically
+from raygrad.runs.results import RunResult, read_result
+from raygrad.runs.rundir import CHECKPOINT, ERROR, record_failure, resume_command, run_status
 from raygrad.runs.sweep_plan import PlannedRun, SweepConfig, write_run_config
 from raygrad.runs.tracking import start_sweep_tracking
 
@@ -56,8 +54,10 @@ def run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addres
             except ConfigError as err:
                 raise ConfigError(f"{run.origin} ({run.name}), models.{name}: {err}") from None
         try:
-            built[run.name] = build_workflow(run.config.workflow, run.config.data)
-            check_models(built[run.name][0], run.config.role_models())
+            built[run.name] = workflow, metric = build_workflow(run.config.workflow, run.config.data)
+            check_models(workflow, run.config.role_models())
+            check_workflow(workflow, run.config.trainer.parameters)
+            check_travels(workflow, metric)
         except ConfigError as err:
             raise ConfigError(f"{run.origin} ({run.name}), {err}") from None
     with owned(sweep.directory):  # one driver per sweep: a resubmitted sweep stops while the first still runs
@@ -98,7 +98,7 @@ class _SweepRunner:
         for run in planned:
             write_run_config(run)
             if run_status(run.directory) == "finished":
-                result = RunResult.model_validate_json((run.directory / RESULT).read_text(encoding="utf-8"))
+                result = read_result(run.directory)
                 outcomes[run.name] = RunOutcome(name=run.name, status="skipped", result=result)
                 self.view.runs[run.name].spend(result.usage)
                 self.view.runs[run.name].apply({"step": result.steps, "steps": result.steps,
@@ -109,16 +109,20 @@ class _SweepRunner:
                 todo.append(run)
         with ThreadPoolExecutor(max_workers=self.sweep.concurrency, thread_name_prefix="run") as pool:
             pending: dict[Future, PlannedRun] = {pool.submit(self._run_one, run): run for run in todo}
-            while pending:
-                done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    run = pending.pop(future)
-                    outcomes[run.name] = future.result()
-                    outcome = outcomes[run.name]
-                    self.view.ended(run.name, outcome.status, outcome.error or "")
-                self._poll()
-                self._enforce_limits()
-                self.view.render()
+            try:
+                while pending:
+                    done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        run = pending.pop(future)
+                        outcomes[run.name] = future.result()
+                        outcome = outcomes[run.name]
+                        self.view.ended(run.name, outcome.status, outcome.error or "")
+                    self._poll()
+                    self._enforce_limits()
+                    self.view.render()
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every run stops now; their paid calls are journaled
+                self._abandon()
+                raise
         self.view.render(force=True)
         return [outcomes[run.name] for run in planned]
 
@@ -133,6 +137,9 @@ class _SweepRunner:
                 result = optimize_run(run.config, budget=self.budget, local=self.local, workflow=workflow,
                                       metric=metric, on_started=lambda started: self._register(run.name, started))
             except ray.exceptions.RayActorError as err:
+                if self.stop_reason:  # its actors were killed to stop it (the sweep was interrupted): not failed
+                    (run.directory / ERROR).unlink(missing_ok=True)
+                    return RunOutcome(name=run.name, status="stopped", error=self.stop_reason)
                 if attempt < self.sweep.retries:  # its node was lost: resume from the checkpoint at once
                     self.view.runs[run.name].note = f"actors lost, resuming (attempt {attempt + 2})"
                     continue
@@ -157,12 +164,8 @@ class _SweepRunner:
                 run.optimizer.stop.remote(self.stop_reason)
 
     def _failed(self, run: PlannedRun, err: BaseException) -> RunOutcome:
-        err = getattr(err, "cause", None) or err  # raised in a Ray actor: its own error, not Ray's wrapper
-        message = f"{type(err).__name__}: {err}".strip()
-        save_atomically(run.directory / ERROR, json.dumps({
-            "error": message, "traceback": traceback.format_exception(err), "resume": resume_command(run.directory)},
-            indent=2))
-        return RunOutcome(name=run.name, status="failed", error=f"{message.splitlines()[0][:300]}; to resume: "
+        first_line = record_failure(run.directory, err)
+        return RunOutcome(name=run.name, status="failed", error=f"{first_line}; to resume: "
                                                                  f"{resume_command(run.directory)}")
 
     # -- the driver's loop ------------------------------------------------------------------------
@@ -176,6 +179,15 @@ class _SweepRunner:
             except (ray.exceptions.RayError, TimeoutError):
                 continue  # a lost actor: its run's thread sees the error and resumes or fails it
             self.view.update(name, events, usage)
+
+    def _abandon(self) -> None:
+        """Stop every run at once (the pool would otherwise wait for each to finish): no new one starts, and
+        the running ones' actors are killed, which ends their threads."""
+        with self.lock:
+            self.stop_reason = self.stop_reason or "interrupted"
+            active = list(self.active.values())
+        for run in active:
+            run.shutdown()
 
     def _enforce_limits(self) -> None:
         if self.stop_reason:

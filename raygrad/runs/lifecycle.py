@@ -10,23 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
-from raygrad.llm.client import Usage
+from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.endpoints import role_clients
 from raygrad.llm.local import LocalModelServer
 from raygrad.optim.execution import LocalExecutor, Stage2Result
 from raygrad.optim.metrics import Metric
 from raygrad.optim.state import TrainState
 from raygrad.optim.trainer import Trainer, select_trainable
-from raygrad.runs.assemble import check_models, load_split
+from raygrad.runs.assemble import check_models, check_workflow, load_split
 from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
 from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.owner import owned
@@ -40,10 +40,20 @@ from raygrad.runs.results import (
     run_raised,
     write_tables,
 )
-from raygrad.runs.rundir import CHECKPOINT, JOURNAL, PROMPTS, RESULT, SKIPPED_ROWS, save_atomically
+from raygrad.runs.rundir import (
+    CHECKPOINT,
+    ERROR,
+    JOURNAL,
+    PROMPTS,
+    RESULT,
+    SKIPPED_ROWS,
+    record_failure,
+    save_atomically,
+)
 from raygrad.runs.storage import Storage
 from raygrad.runs.tracking import start_tracking
 
+T = TypeVar("T")
 # Receives the trainer's events since the last call (steps, acceptances) and the usage so far (None: unchanged).
 OnProgress = Callable[[list[dict], dict[str, Usage] | None], None]
 
@@ -97,6 +107,7 @@ def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start:
 
     check_models(workflow, config.role_models())
     select_trainable(workflow, config.trainer.parameters)  # before any actor gets a copy of the workflow
+    check_workflow(workflow, config.trainer.parameters)
     start_values = workflow.state()
     run_dir = config.run_dir
     checkpoint = run_dir / CHECKPOINT
@@ -126,7 +137,8 @@ def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start:
     if tracker is not None:
         on_progress = _both(on_progress, tracker.observe)
     started = time.monotonic()
-    with tracker.ended_on_error() if tracker else nullcontext(), start(checkpoint.resolve()) as run:
+    with _failure_recorded(run_dir), tracker.ended_on_error() if tracker else nullcontext(), \
+            start(checkpoint.resolve()) as run:
         before = None
         if splits.test is not None:
             phase("testing the start values")
@@ -171,6 +183,20 @@ def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start:
     return result
 
 
+@contextmanager
+def _failure_recorded(run_dir: Path) -> Iterator[None]:
+    """A run that fails leaves error.json (`raygrad report` shows it failed, with its error); one that then
+    finishes has it removed. A budget reached is a stop, not a failure."""
+    try:
+        yield
+    except BudgetExhausted:
+        raise
+    except Exception as err:
+        record_failure(run_dir, err)
+        raise
+    (run_dir / ERROR).unlink(missing_ok=True)
+
+
 def _both(first: OnProgress | None, second: OnProgress) -> OnProgress:
     def both(events: list[dict], usage: dict[str, Usage] | None) -> None:
         if first is not None:
@@ -185,6 +211,16 @@ async def cancel_the_rest() -> None:
     for task in rest:
         task.cancel()
     await asyncio.gather(*rest, return_exceptions=True)
+
+
+async def _ticking(work: Awaitable[T], tick: Callable[[], None], every_s: float = 2.0) -> T:
+    """Await `work`, calling `tick` every `every_s` until it is done."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await asyncio.wait({task}, timeout=every_s)
+        if not task.done():
+            tick()
+    return task.result()
 
 
 def _steps_done(checkpoint: Path) -> int:
@@ -216,9 +252,11 @@ class LocalRun:
                 self.samples.close()
 
     def fit(self, train: Dataset, val: Dataset, on_progress: OnProgress | None = None) -> TrainState:
-        if on_progress is not None:
-            self.trainer.on_event = lambda event: on_progress([event], self.trainer.usage())
-        return self._run(self.trainer.fit(train, val))
+        if on_progress is None:
+            return self._run(self.trainer.fit(train, val))
+        self.trainer.on_event = lambda event: on_progress([event], self.trainer.usage())
+        # Between events too (as a Ray run's driver polls): calls being retried for minutes show why.
+        return self._run(_ticking(self.trainer.fit(train, val), lambda: on_progress([], self.trainer.usage())))
 
     def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:
         return self._run(self.executor.validate(values, data, chunk=self.chunk, label=label))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from raygrad.optim.evaluate import raised_text
 from raygrad.llm.models import ROLES
+from raygrad.optim.evaluate import raised_text
 from raygrad.runs.config import RunConfig
 from raygrad.runs.results import RunResult
 from raygrad.runs.rundir import PROMPTS, SKIPPED_ROWS
