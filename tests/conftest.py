@@ -74,6 +74,21 @@ def _wait_for_requests(server: SimulatedServer, count: int, timeout_s: float = 6
         time.sleep(0.05)
 
 
+def _hold_until_still(server: SimulatedServer, quiet_s: float = 2.0, timeout_s: float = 60.0) -> int:
+    """Hold the server's replies, then wait until no request has arrived for `quiet_s` (every call the process
+    under test had in flight is now waiting): returns the count of requests seen, which then stands still."""
+    import time
+
+    server.hold()
+    deadline = time.monotonic() + timeout_s
+    seen, since = len(server.log), time.monotonic()
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if len(server.log) != seen:
+            seen, since = len(server.log), time.monotonic()
+    return seen
+
+
 @pytest.fixture
 def simulated_run_config():
     """simulated_run_config(folder, server, name, data=..., trainer=...): a run config on the simulated server."""
@@ -84,6 +99,13 @@ def simulated_run_config():
 def wait_for_requests():
     """wait_for_requests(server, count): until a process under test has sent `count` requests."""
     return _wait_for_requests
+
+
+@pytest.fixture
+def hold_until_still():
+    """hold_until_still(server) -> count: the server's replies wait, and the process under test has stopped
+    sending (a fixed sleep was too short on a loaded machine: calls still in flight arrived after it)."""
+    return _hold_until_still
 
 
 @pytest.fixture

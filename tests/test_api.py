@@ -162,3 +162,25 @@ def test_a_parameter_no_gradient_reached_is_listed_apart_from_those_whose_candid
     lines = result_summary(optimized.result, optimized.run_dir)
     assert any(line.startswith("  no gradient reached: aside_instruction") for line in lines)
     assert not any(line.startswith("  unchanged:") and "aside_instruction" in line for line in lines)
+
+
+def test_the_api_refuses_a_val_that_repeats_train_and_a_workflow_that_cannot_travel_to_ray(sim_server, tmp_path):
+    """As the CLI refuses overlapping splits; and what cannot be pickled is named before Ray starts, not
+    as Ray's serialization error once actors are being made."""
+    import threading
+
+    from raygrad.tasks import ObjectCount
+
+    server = sim_server(responder="object_count_trainer")
+    models = {"task": {"model": "openai/simulated", "api_base": server.url}}
+    data = [{"input": f"I have {n} apples.", "target": str(n)} for n in range(1, 9)]
+    with pytest.raises(ValueError, match=r"val shares 4 examples with train \(val\[0\] is train\[4\]\); pass "
+                                         r"allow_overlap=True"):
+        raygrad.optimize(ObjectCount(), data, data[4:], models=models, output_dir=tmp_path, progress=False)
+    workflow = ObjectCount()
+    workflow.guard = threading.Lock()
+    with pytest.raises(raygrad.ConfigError, match=r"workflow: workflow.guard \(lock: cannot pickle .*\) cannot be "
+                                                  r"sent to Ray's workers"):
+        raygrad.optimize(workflow, data[:4], data[4:], models=models, output_dir=tmp_path, runtime="ray",
+                         address="127.0.0.1:1", progress=False)
+    assert server.log == [] and not (tmp_path / "run").exists()

@@ -436,10 +436,9 @@ def test_sigterm_stops_a_run_like_ctrl_c_with_its_own_exit_code_and_no_partial_f
 
 
 def test_a_second_process_on_a_run_directory_stops_at_once_naming_the_owner_and_a_dead_owner_is_taken_over(
-        sim_server, tmp_path, simulated_run_config, wait_for_requests):
+        sim_server, tmp_path, simulated_run_config, wait_for_requests, hold_until_still):
     import signal
     import socket
-    import time
 
     server = sim_server(responder="object_count_trainer", latency_s=0.3)
     config = simulated_run_config(tmp_path, server, "owned", model="max_in_flight: 4",
@@ -448,15 +447,15 @@ def test_a_second_process_on_a_run_directory_stops_at_once_naming_the_owner_and_
     command = [sys.executable, "-m", "raygrad", "optimize", str(config), "--local"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_requests(server, 4)
-    server.hold()  # the first stands still (its calls in flight wait): whatever reaches the server now is the second's
-    time.sleep(0.5)
-    paid = len(server.log)
-    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    paid = hold_until_still(server)  # the first stands still: whatever reaches the server now is the second's
+    try:
+        second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        server.release()
     assert second.returncode == 2, second.stderr
     [line] = second.stderr.strip().splitlines()
     assert f"is in use by raygrad process {first.pid} on {socket.gethostname()}" in line
     assert len(server.log) == paid  # the second stopped before any call
-    server.release()
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     taken_over = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -484,3 +483,63 @@ def test_replies_that_never_parse_are_counted_shown_and_end_in_exit_6_when_no_ca
     assert " unparsed replies " in captured.out  # in the progress lines too
     [line] = captured.err.strip().splitlines()
     assert line.startswith("raygrad: no candidate could be formed: ") and "replies did not parse" in line
+
+
+def test_each_damaged_file_a_run_reads_is_one_line_naming_it_and_what_to_do(sim_server, tmp_path, capsys,
+                                                                            simulated_run_config):
+    """The journal, the run directory's config.yaml, a results table, result.json: exit 2 and one line, never a
+    traceback; with the file put back, the run goes on as before."""
+    server = sim_server(responder="object_count_trainer")
+    config = simulated_run_config(tmp_path, server, "damaged", data='{generator: {size: 40}, splits: {train: "0:20", '
+                                  'val: "20:40"}}', trainer="{steps: 1, batch_size: 4}")
+    assert main(["optimize", str(config), "--local"]) == 0
+    run_dir = tmp_path / "runs" / "damaged"
+
+    def one_line(argv: list[str], named: str, remedy: str) -> None:
+        capsys.readouterr()
+        assert main(argv) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert named in line and remedy in line, line
+
+    for name, garbage, argv, remedy in [
+        ("journal.sqlite", b"not a database at all" * 100, ["optimize", str(config), "--local"], "Move it aside"),
+        ("config.yaml", b"name: [unclosed\n", ["optimize", str(config), "--local"], "Delete it: this run writes it"),
+        ("config.yaml", b"name: [unclosed\n", ["resume", str(run_dir), "--local"], "not valid YAML (line 2"),
+        ("steps.parquet", b"PAR1 cut", ["report", str(run_dir)], "delete it and run `raygrad resume"),
+        ("result.json", b'{"name": "damaged", "ste', ["report", str(run_dir)], "is not valid JSON (cut short?)"),
+    ]:
+        kept = (run_dir / name).read_bytes()
+        (run_dir / name).write_bytes(garbage)
+        one_line(argv, str(run_dir / name), remedy)
+        (run_dir / name).write_bytes(kept)
+    paid = len(server.log)
+    assert main(["optimize", str(config), "--local"]) == 0 and len(server.log) == paid  # as before: all replayed
+
+
+def test_report_shows_a_run_that_failed_before_its_first_step_as_failed_with_its_error(sim_server, tmp_path, capsys,
+                                                                                      simulated_run_config):
+    server = sim_server(responder="object_count_trainer", error_rate=1.0)
+    config = simulated_run_config(tmp_path, server, "unlucky", model="retry_deadline_s: 1",
+                                  data='{generator: {size: 40}, splits: {train: "0:20", val: "20:40"}}',
+                                  trainer="{steps: 1}")
+    assert main(["optimize", str(config), "--local"]) == 5
+    run_dir = tmp_path / "runs" / "unlucky"
+    error = json.loads((run_dir / "error.json").read_text())["error"]
+    assert error.startswith("SamplesFailed: 20 of 20 samples of the initial validation failed")
+    for directory in (run_dir, run_dir.parent):  # the run's own report, and its folder's
+        assert main(["report", str(directory)]) == 0
+        page = (directory / "report" / "report.html").read_text()
+        assert "<td>unlucky</td><td>failed</td>" in page and "SamplesFailed: 20 of 20 samples" in page
+
+
+def test_progress_says_calls_are_being_retried_and_why(sim_server, tmp_path, simulated_run_config):
+    """A provider that answers 200 with a broken body: the run used to sit at 'step 0/2 calls 0' for minutes."""
+    server = sim_server(responder="object_count_trainer", malformed_rate=1.0, latency_s=0.05)
+    config = simulated_run_config(tmp_path, server, "broken", model="retry_deadline_s: 6",
+                                  data='{generator: {size: 24}, splits: {train: "0:12", val: "12:24"}}',
+                                  trainer="{steps: 1}")
+    done = subprocess.run([sys.executable, "-m", "raygrad", "optimize", str(config), "--local", "--interval", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 5, done.stderr
+    retrying = [line for line in done.stdout.splitlines() if " retries " in line]
+    assert retrying and "(latest: openai/simulated: " in retrying[-1], done.stdout

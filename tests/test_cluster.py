@@ -1,6 +1,7 @@
 """`ray job submit` end to end against a `ray start --head` cluster on this machine."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import secrets
@@ -219,3 +220,39 @@ def test_cluster_submit_sh_runs_a_config_as_written(head_cluster, sim_server, tm
     assert done.returncode == 0 and "succeeded" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     assert installed_in_a_job_env(head_cluster)
     assert json.loads((tmp_path / "store" / "submitted" / "result.json").read_text())["steps"] == 1
+
+
+@pytest.mark.timeout(900)
+def test_ray_job_stop_ends_a_run_like_ctrl_c_and_a_resubmitted_job_pays_nothing_twice(head_cluster, sim_server,
+                                                                                    tmp_path):
+    """`ray job stop` sends the job's driver SIGTERM (then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S, 3 s by default):
+    the run stops at once with its one line, leaves no half-written table, and its paid calls are replayed."""
+    server = sim_server(responder="object_count_trainer", latency_s=0.3)
+    config = job_config(tmp_path, server, "stopped")
+    submit = [RAY, "job", "submit", "--no-wait", "--submission-id", "raygrad-stop", "--working-dir", str(ROOT), "--",
+              "python", "-m", "raygrad", "optimize", str(config)]
+    for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
+        submitted = subprocess.run(submit, env=head_cluster, capture_output=True, text=True, timeout=120)
+        if "No available agent" not in submitted.stderr:
+            break
+        time.sleep(2)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    deadline = time.monotonic() + 300
+    while len(server.log) < 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stopped = subprocess.run([RAY, "job", "stop", "raygrad-stop"], env=head_cluster, capture_output=True, text=True,
+                             timeout=120)
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    logs = subprocess.run([RAY, "job", "logs", "raygrad-stop"], env=head_cluster, capture_output=True, text=True,
+                          timeout=60).stdout
+    assert "raygrad: terminated (SIGTERM); completed calls are in the journal" in logs, logs[-3000:]
+    assert "Traceback" not in logs
+    run_dir = tmp_path / "node-disk" / "stopped"
+    assert not list(run_dir.rglob("*.partial")) and not (run_dir / "result.json").exists()
+    paid = len(server.log)
+    status, logs = submit_and_wait(head_cluster, [*submit[:5], "raygrad-stop-again", *submit[6:]],
+                                   "raygrad-stop-again")
+    assert "succeeded" in status, status + logs[-3000:]
+    repeated = collections.Counter(json.dumps(e.messages) for e in server.log[paid:])
+    first = collections.Counter(json.dumps(e.messages) for e in server.log[:paid])
+    assert sum(min(n, first[m]) for m, n in repeated.items()) <= 32  # at most those in flight (max_in_flight)

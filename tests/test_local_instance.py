@@ -67,7 +67,8 @@ trainer: {{steps: 1, batch_size: 4, proposals: 1}}
 
 @pytest.mark.ray
 def test_a_second_sweep_on_a_sweep_directory_stops_before_ray_starts_naming_the_owner(sim_server, tmp_path,
-                                                                                      wait_for_requests):
+                                                                                      wait_for_requests,
+                                                                                      hold_until_still):
     """A sweep resubmitted while its first driver still runs (a retried job, say) must not run beside it."""
     import time
 
@@ -87,13 +88,54 @@ runs:
     command = [sys.executable, "-m", "raygrad", "sweep", str(sweep)]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_requests(server, 1, timeout_s=120)
-    server.hold()
-    time.sleep(0.5)
-    paid = len(server.log)
+    paid = hold_until_still(server)
     started = time.monotonic()
-    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    try:
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        took_s = time.monotonic() - started
+    finally:
+        server.release()
     assert second.returncode == 2 and f"is in use by raygrad process {first.pid}" in second.stderr, second.stderr
-    assert len(server.log) == paid and time.monotonic() - started < 30  # stopped before Ray or any call
-    server.release()
+    assert len(server.log) == paid and took_s < 30  # stopped before Ray or any call
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
+
+
+@pytest.mark.ray
+def test_sigterm_stops_a_sweep_like_ctrl_c_and_the_same_command_resumes_it(sim_server, tmp_path, wait_for_requests):
+    """What `ray job stop` sends a sweep's driver: every run stops at once (it used to wait for the running ones
+    to finish), one line, exit 143, no half-written table; the same command then finishes the sweep."""
+    import signal
+    import time
+
+    server = sim_server(responder="object_count_trainer", latency_s=0.3)
+    model = f'{{model: openai/simulated, api_base: "{server.url}", max_in_flight: 4}}'
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"""name: termed
+output_dir: {tmp_path / 'sweeps'}
+concurrency: 2
+base:
+  workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+  data: {{generator: {{size: 160, seed: 4}}, splits: {{train: "0:20", val: "20:160"}}}}
+  models: {{task: {model}}}
+  trainer: {{steps: 2, batch_size: 4}}
+  runtime: {{workers: 1}}
+runs: [{{name: a}}, {{name: b, trainer: {{seed: 1}}}}]
+""")
+    command = [sys.executable, "-m", "raygrad", "sweep", str(sweep)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_requests(server, 40, timeout_s=180)
+    process.send_signal(signal.SIGTERM)
+    termed = time.monotonic()
+    _, err = process.communicate(timeout=120)
+    took_s = time.monotonic() - termed
+    assert process.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (f"raygrad: terminated (SIGTERM); completed calls are in the journal: run "
+                                            f"`raygrad sweep {sweep}` again to resume")
+    runs = tmp_path / "sweeps" / "termed"
+    assert not list(runs.rglob("result.json")) and took_s < 60, took_s  # the runs were stopped, not waited for
+    assert not list(runs.rglob("*.partial")) and not list(runs.rglob("*.tmp"))
+    assert not list(runs.rglob("error.json"))  # stopped, not failed
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert all((runs / name / "result.json").exists() for name in ("a", "b"))

@@ -56,7 +56,7 @@ def test_grid_expands_and_errors_name_the_run_and_field(tmp_path):
     with pytest.raises(ConfigError, match=r"runs\[0\]: workflow\.name"):
         load_sweep(path)
     path.write_text("runs: [{name: a}, {name: a}]\n")
-    with pytest.raises(ConfigError, match="two runs are named 'a'"):
+    with pytest.raises(ConfigError, match=r"runs\[0\] and runs\[1\] are both named 'a': give each run in `runs`"):
         load_sweep(path)
     path.write_text("name: x\nconcurency: 2\n")
     with pytest.raises(ConfigError, match="concurency: Extra inputs"):

@@ -10,8 +10,8 @@ import pytest
 import raygrad
 from raygrad.cli import main
 from raygrad.errors import ConfigError
-from raygrad.tasks.simulated import requested_schema
 from raygrad.tasks.object_count import generate_object_counting
+from raygrad.tasks.simulated import requested_schema
 
 
 def max_in_window(times: list[float], window: float) -> int:
