@@ -273,14 +273,16 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (`ray job stop`, Kubernetes, systemd): the command stops as Ctrl-C stops it, with its own code."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    terminated: list[int] = []  # noted apart: raised inside Ray's calls, Terminated reaches us as a plain KeyboardInterrupt
+
+    def terminate(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
     try:
         return args.run(args)
     except (ConfigError, DatasetError, ReportError) as err:
@@ -303,10 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         return 5
     except KeyboardInterrupt as err:
         command = " ".join(argv or sys.argv[1:])
-        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        by_sigterm = isinstance(err, Terminated) or bool(terminated)
+        how = "terminated (SIGTERM)" if by_sigterm else "interrupted"
         print(f"raygrad: {how}; completed calls are in the journal: run `raygrad {command}` again to resume",
               file=sys.stderr)
-        return 143 if isinstance(err, Terminated) else 130
+        return 143 if by_sigterm else 130
     finally:
         if before is not None:
             signal.signal(signal.SIGTERM, before)
