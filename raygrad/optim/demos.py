@@ -19,7 +19,7 @@ from raygrad.core.messages import as_text, message_text
 from raygrad.core.workflow import Parameter, Trace
 from raygrad.data import Example
 from raygrad.optim.metrics import render
-from raygrad.optim.optimizer import ProposalContext
+from raygrad.optim.optimizer import ProposalContext, Proposed
 
 
 class Demo(BaseModel):
@@ -104,6 +104,6 @@ class BootstrapDemos:
     def handles(self, parameter: Parameter) -> bool:
         return parameter.role == "demos"
 
-    async def propose(self, context: ProposalContext) -> tuple[list[str], list[str]]:
-        return propose_demos(context.demo_pool, context.parameter.value, context.k, self.per_candidate, context.rng,
-                             context.batch), []
+    async def propose(self, context: ProposalContext) -> Proposed:
+        return Proposed(candidates=propose_demos(context.demo_pool, context.parameter.value, context.k,
+                                                 self.per_candidate, context.rng, context.batch))

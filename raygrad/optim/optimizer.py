@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -26,7 +26,7 @@ class ProposalContext:
     peers: list[Parameter]
     gradients: str  # the minibatch's aggregated feedback for this parameter; "" when it got none
     history: list[ScoredValue]  # best past values first
-    failed: list[str]  # recent proposals that did not pass validation
+    failed: list[str]  # recent values that did not pass validation (values only: no error text)
     k: int  # candidates wanted
     step: int
     batch: set[str]  # sample ids of the minibatch the candidates will be tested on
@@ -34,11 +34,28 @@ class ProposalContext:
     demo_pool: list[Demo] = field(default_factory=list)  # correct calls that used this parameter
 
 
+class ProposalError(BaseModel):
+    """No candidate came of an optimizer's call: it failed, or its reply did not parse. Counted and shown to the
+    user; never shown to the optimizer as a failed proposal (it is not a value that was tried)."""
+
+    kind: Literal["unparsed", "call_failed"]
+    text: str
+
+
+class Proposed(BaseModel):
+    """What an optimizer returns for one parameter: new values to validate, values it proposed that cannot be
+    used (empty, leaked prompt text, the current value again) with why, and errors."""
+
+    candidates: list[str] = []
+    unusable: list[str] = []
+    errors: list[ProposalError] = []
+
+
 class Optimizer(Protocol):
     """Proposes candidate values for the parameters it handles; the trainer validates them."""
 
     def handles(self, parameter: Parameter) -> bool: ...
 
-    async def propose(self, context: ProposalContext) -> tuple[list[str], list[str]]:
-        """(candidates, rejected replies with why); both empty when it has nothing to go on."""
+    async def propose(self, context: ProposalContext) -> Proposed:
+        """Nothing proposed when it has nothing to go on."""
         ...

@@ -40,6 +40,7 @@ class StepRecord(BaseModel):
     unparsed_gradients: int = 0  # backward-engine replies that did not parse (no gradient from them)
     unparsed_proposals: int = 0  # optimizer replies that did not parse (no candidate from them)
     failed_gradients: int = 0  # backward-engine calls that failed (no gradient from them)
+    failed_proposals: int = 0  # optimizer calls that failed (no candidate from them)
     unparsed_example: str | None = None  # one backward or optimizer reply of this step that did not parse
     raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised: minibatch and stage 2
     gradient_samples: dict[str, int] = Field(default_factory=dict)  # per parameter: error samples that gave it one
@@ -62,7 +63,7 @@ class TrainState(BaseModel):
     initial_val: float
     best_val: float
     history: dict[str, list[ScoredValue]]
-    failed: dict[str, list[str]] = Field(default_factory=dict)
+    failed: dict[str, list[str]] = Field(default_factory=dict)  # per parameter: values validation rejected
     demo_pool: dict[str, list[Demo]] = Field(default_factory=dict)
     order: list[int] = Field(default_factory=list)
     cursor: int = 0

@@ -6,10 +6,7 @@ from pydantic import BaseModel, Field
 from raygrad.core import prompts
 from raygrad.core.workflow import ChatClient, Parameter
 from raygrad.llm.client import InvalidReply, LLMCallFailed
-from raygrad.optim.optimizer import ProposalContext, ScoredValue
-
-UNPARSED = "unparseable reply"  # how a reply that did not parse is recorded among rejected proposals
-
+from raygrad.optim.optimizer import ProposalContext, ProposalError, Proposed, ScoredValue
 
 class Proposals(BaseModel):
     proposals: list[str] = Field(min_length=1)
@@ -25,9 +22,9 @@ class TextualGradientDescent:
     def handles(self, parameter: Parameter) -> bool:
         return parameter.role != "demos"
 
-    async def propose(self, context: ProposalContext) -> tuple[list[str], list[str]]:
+    async def propose(self, context: ProposalContext) -> Proposed:
         if not context.gradients:
-            return [], []
+            return Proposed()
         return await propose(context.parameter, context.peers, context.gradients, context.history, context.failed[-5:],
                              context.k, self.engine, journal_tag=f"step{context.step}/{context.parameter.name}")
 
@@ -43,12 +40,8 @@ def leaked(candidate: str, meta_prompt: str) -> bool:
 
 
 async def propose(parameter: Parameter, peers: list[Parameter], gradients: str, history: list[ScoredValue],
-                  failed: list[str], k: int, engine: ChatClient, journal_tag: str | None = None
-                  ) -> tuple[list[str], list[str]]:
-    """Ask for k new values. Returns (valid proposals, rejected replies with the reason).
-
-    A reply that does not validate is a failed proposal, never a new prompt.
-    """
+                  failed: list[str], k: int, engine: ChatClient, journal_tag: str | None = None) -> Proposed:
+    """Ask for k new values. A reply that does not validate is an error, never a new prompt."""
     user = prompts.OPTIMIZER_USER.format(
         attributes=prompts.attributes(parameter), name=parameter.name, value=parameter.value,
         peers=prompts.peers_block([(p, p.value) for p in peers]),
@@ -59,17 +52,17 @@ async def propose(parameter: Parameter, peers: list[Parameter], gradients: str, 
     try:
         reply = await engine.complete_structured(messages, Proposals, journal_tag=journal_tag)
     except InvalidReply as err:
-        return [], [f"{UNPARSED}: {err.text[:200]}"]
+        return Proposed(errors=[ProposalError(kind="unparsed", text=err.text[:200])])
     except LLMCallFailed as err:
-        return [], [f"optimizer call failed: {err}"]
-    good, rejected = [], []
+        return Proposed(errors=[ProposalError(kind="call_failed", text=str(err))])
+    good, unusable = [], []
     for candidate in (c.strip() for c in reply.proposals[:k]):
         if not candidate:
-            rejected.append("empty proposal")
+            unusable.append("empty proposal")
         elif leaked(candidate, user):
-            rejected.append(f"leaked meta-prompt text: {candidate[:200]}")
+            unusable.append(f"leaked meta-prompt text: {candidate[:200]}")
         elif candidate == parameter.value or candidate in good:
-            rejected.append(f"repeats a value: {candidate[:200]}")
+            unusable.append(f"repeats a value: {candidate[:200]}")
         else:
             good.append(candidate)
-    return good, rejected
+    return Proposed(candidates=good, unusable=unusable)

@@ -30,7 +30,7 @@ from raygrad.optim.state import (
     shown,
     values_digest,
 )
-from raygrad.optim.tgd import UNPARSED, TextualGradientDescent
+from raygrad.optim.tgd import TextualGradientDescent
 
 
 def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
@@ -222,11 +222,12 @@ class Trainer:
                     history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
                     failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
                     rng=rng, demo_pool=state.demo_pool.get(name, []))
-                candidates, rejected = await optimizer.propose(context)
-                unparsed = [r for r in rejected if r.startswith(UNPARSED)]
+                outcome = await optimizer.propose(context)
+                candidates = outcome.candidates
+                unparsed = [f"unparseable reply: {e.text}" for e in outcome.errors if e.kind == "unparsed"]
                 record.unparsed_proposals += len(unparsed)
+                record.failed_proposals += len(outcome.errors) - len(unparsed)
                 record.unparsed_example = record.unparsed_example or next(iter(unparsed), None)
-                state.failed.setdefault(name, []).extend(rejected)
                 if candidates:
                     proposed[name] = candidates
                     if len(group) > 1:  # the next parameters' optimizers see this proposal as their peer's value
@@ -280,7 +281,7 @@ class Trainer:
             def reject(reason: str) -> None:
                 candidate_record.reason = reason
                 for parameter, value in change.items():
-                    state.failed[parameter].append(value)
+                    state.failed.setdefault(parameter, []).append(value)
 
             known = state.validated.get(values_digest(values))
             if known is not None and known <= state.best_val + TIE:  # proposed again: its score is known

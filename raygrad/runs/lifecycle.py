@@ -161,6 +161,7 @@ def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start:
         start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
         resumed_from=resumed_from, ray=stats, raised=run_raised(state, before, after),
         failed_gradients=sum(step.failed_gradients for step in state.steps),
+        failed_proposals=sum(step.failed_proposals for step in state.steps),
         unparsed_gradients=sum(step.unparsed_gradients for step in state.steps),
         unparsed_proposals=sum(step.unparsed_proposals for step in state.steps),
         unparsed_example=next((step.unparsed_example for step in state.steps if step.unparsed_example), None),

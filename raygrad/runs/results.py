@@ -64,6 +64,7 @@ class RunResult(BaseModel):
     ray: dict[str, Any] = Field(default_factory=dict)
     raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised, over the whole run
     failed_gradients: int = 0  # backward-engine calls that failed
+    failed_proposals: int = 0  # optimizer calls that failed
     unparsed_gradients: int = 0  # backward-engine replies that did not parse
     unparsed_proposals: int = 0  # optimizer replies that did not parse
     unparsed_example: str | None = None  # one of them
@@ -141,6 +142,7 @@ def step_rows(state: TrainState) -> list[dict]:
         row = {"step": step.step, "batch_score": step.batch_score, "errors": step.errors, "best_val": step.best_val,
                "accepted": ",".join(step.accepted), "unparsed_gradients": step.unparsed_gradients,
                "unparsed_proposals": step.unparsed_proposals, "failed_gradients": step.failed_gradients,
+               "failed_proposals": step.failed_proposals,
                "raised": sum(r.count for r in step.raised.values()), "raised_types": raised_text(step.raised)}
         for role in ROLES:  # spent during this step: the running totals' difference
             now, then = step.usage.get(role), before.get(role)

@@ -73,6 +73,8 @@ def result_summary(result: RunResult, run_dir: Path) -> list[str]:
                      f"({raised_text(result.raised)})")
     if result.failed_gradients:
         lines.append(f"  backward: {result.failed_gradients} calls failed (no gradient from them)")
+    if result.failed_proposals:
+        lines.append(f"  optimizer: {result.failed_proposals} calls failed (no candidate from them)")
     for role, unparsed in (("backward", result.unparsed_gradients), ("optimizer", result.unparsed_proposals)):
         if unparsed:
             asked = result.usage[role].calls + result.usage[role].cached_calls if role in result.usage else "?"

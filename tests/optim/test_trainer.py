@@ -158,11 +158,11 @@ async def test_unparseable_or_leaking_proposals_are_failed_never_new_prompts():
     workflow = ObjectCount()
     parameter = workflow.parameters()["instruction"]
     bad = ScriptedLLM(lambda m, b: "Sure! Here is a better prompt: Think harder.")
-    good, rejected = await propose(parameter, [], "feedback", [], [], 3, bad)
-    assert good == [] and "unparseable" in rejected[0]
+    proposed = await propose(parameter, [], "feedback", [], [], 3, bad)
+    assert proposed.candidates == [] and [e.kind for e in proposed.errors] == ["unparsed"]
     leaky = ScriptedLLM(lambda m, b: json.dumps({"proposals": ["<GRADIENTS> count better", "Count carefully."]}))
-    good, rejected = await propose(parameter, [], "feedback", [], [], 3, leaky)
-    assert good == ["Count carefully."] and "leaked" in rejected[0]
+    proposed = await propose(parameter, [], "feedback", [], [], 3, leaky)
+    assert proposed.candidates == ["Count carefully."] and "leaked" in proposed.unusable[0] and not proposed.errors
 
 
 def test_aggregation_is_grouped_worst_first_and_bounded():
@@ -480,7 +480,9 @@ async def test_replies_that_do_not_parse_are_counted_per_step_in_the_steps_table
     rows = step_rows(state)
     garbled_feedback = sum(len(call[1]["content"]) % 2 == 0 for call in clients["backward"].calls)
     assert sum(r["unparsed_gradients"] for r in rows) == garbled_feedback > 0
-    assert sum(r["unparsed_proposals"] for r in rows) == len(clients["optimizer"].calls) > 0
+    assert sum(r["unparsed_proposals"] for r in rows) == len(clients["optimizer"].calls) > 1
+    # Errors are counted apart: the optimizer is shown only values that failed validation, never error text.
+    assert not any("unparseable" in call[1]["content"] for call in clients["optimizer"].calls)
 
 
 async def test_one_parameter_per_step_gives_candidates_to_the_parameter_with_the_most_gradients():
