@@ -8,6 +8,7 @@ from raygrad.core.workflow import ChatClient, Parameter
 from raygrad.llm.client import InvalidReply, LLMCallFailed
 from raygrad.optim.optimizer import ProposalContext, ProposalError, Proposed, ScoredValue
 
+
 class Proposals(BaseModel):
     proposals: list[str] = Field(min_length=1)
 
