@@ -9,6 +9,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
+from raygrad.data.remote import count_lines, is_uri, local_copy, open_remote, suffix, text_lines
 from raygrad.errors import DatasetError
 
 InputFields = Union[str, list[str]]  # one field: passed to forward() positionally; a list: as keyword arguments
@@ -94,7 +95,7 @@ def utf8_error(path: Path) -> str:
     return "it decodes as a whole"
 
 
-def _text(value: Any, path: Path, row: int, field: str) -> str:
+def _text(value: Any, path: str | Path, row: int, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise DatasetError(f"{path}: row {row}: field {field!r} must be text or a number, "
                            f"not {type(value).__name__}")
@@ -114,7 +115,6 @@ def make_example(row: Any, number: int, path: str | Path, input_fields: InputFie
     One input field must be text or a number (it is an LLM's input); several may hold any JSON
     value, as may the target.
     """
-    path = Path(path)
     if not isinstance(row, dict):
         raise DatasetError(f"{path}: row {number}: expected an object with fields, got {type(row).__name__}")
     names = [input_fields] if isinstance(input_fields, str) else list(input_fields)
@@ -130,11 +130,14 @@ def make_example(row: Any, number: int, path: str | Path, input_fields: InputFie
 
 def load_examples(path: str | Path, input_field: InputFields = "input", target_field: str = "target",
                   fmt: str | None = None, skipped: list[str] | None = None) -> list[Example]:
-    """Read every row of a dataset file; the first bad row raises DatasetError naming file and row.
+    """Read every row of a dataset file (a path, or a filesystem URI: see raygrad.data.remote); the first bad
+    row raises DatasetError naming file and row.
 
     With `skipped` (a list), a bad row is left out and its error appended there instead; a file
     that cannot be read at all (not UTF-8, not JSON) still raises.
     """
+    if is_uri(path):
+        return _load_remote(str(path), input_field, target_field, fmt, skipped)
     path = Path(path)
     fmt = fmt or _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -150,6 +153,20 @@ def load_examples(path: str | Path, input_field: InputFields = "input", target_f
                 raise
             skipped.append(str(err))
     return examples
+
+
+def _load_remote(uri: str, input_field: InputFields, target_field: str, fmt: str | None,
+                 skipped: list[str] | None) -> list[Example]:
+    """Read from a local copy; every message names the URI, not the copy."""
+    with local_copy(uri) as local:
+        mine: list[str] | None = [] if skipped is not None else None
+        try:
+            examples = load_examples(local, input_field, target_field, fmt or _FORMATS.get(suffix(uri)), mine)
+        except DatasetError as err:
+            raise DatasetError(str(err).replace(str(local), uri)) from None
+        if skipped is not None:
+            skipped.extend(message.replace(str(local), uri) for message in mine or [])
+        return examples
 
 
 def _checked(row: Any, row_number: int, path: Path, input_field: InputFields, target_field: str) -> Example:
@@ -201,18 +218,18 @@ class RowSource(BaseModel):
     @classmethod
     def open(cls, path: str | Path, input_field: InputFields = "input", target_field: str = "target",
              rows: str = ":", skip_bad_rows: bool = False) -> "RowSource":
-        path = Path(path)
-        fmt = _FORMATS.get(path.suffix.lower())
+        path = path if is_uri(path) else Path(path)
+        fmt = _FORMATS.get(suffix(path))
         if fmt not in ("parquet", "jsonl"):
             raise DatasetError(f"{path}: only Parquet and JSONL files are read in shards")
-        if not path.is_file():
+        if not is_uri(path) and not path.is_file():
             raise DatasetError(f"{path}: no such dataset file")
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             try:
-                meta = pq.ParquetFile(path)
+                meta = pq.ParquetFile(open_remote(path) if is_uri(path) else path)
             except (pa.ArrowException, OSError) as err:
                 raise DatasetError(f"{path}: not a readable Parquet file ({err})") from None
             names = set(meta.schema_arrow.names)
@@ -222,8 +239,7 @@ class RowSource(BaseModel):
                     raise DatasetError(f"{path}: no column {field!r} (have: {', '.join(sorted(names))})")
             total = meta.metadata.num_rows
         else:
-            with path.open("rb") as handle:
-                total = sum(1 for _ in handle)
+            total = count_lines(path)
         chosen = parse_range(rows, total)
         start, stop = chosen.start or 0, min(chosen.stop if chosen.stop is not None else total, total)
         return cls(path=str(path), format=fmt, input_field=input_field, target_field=target_field,
@@ -239,7 +255,7 @@ class RowSource(BaseModel):
             return self._parquet_rows(first, last)
         import itertools
 
-        with open(self.path, encoding="utf-8") as handle:
+        with text_lines(self.path) as handle:
             lines = itertools.islice(handle, first, last)
             return [self._example(line, first + i) for i, line in enumerate(lines)]
 
@@ -249,7 +265,7 @@ class RowSource(BaseModel):
     def _parquet_rows(self, first: int, last: int) -> list[Example]:
         import pyarrow.parquet as pq
 
-        parquet = pq.ParquetFile(self.path)
+        parquet = pq.ParquetFile(open_remote(self.path) if is_uri(self.path) else self.path)
         examples, offset = [], 0
         for group in range(parquet.num_row_groups):
             size = parquet.metadata.row_group(group).num_rows

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from raygrad.data.remote import check_uri, is_uri
 from raygrad.errors import ConfigError
 from raygrad.llm.models import ROLES, ModelConfig, Strict
 from raygrad.optim.metrics import EVALS
 from raygrad.optim.settings import TrainerConfig
 from raygrad.runs.rundir import CONFIG, JOURNAL, save_atomically
-from raygrad.runs.storage import check_uri
 from raygrad.runs.tracking import TrackingConfig
 
 BUILTIN_METRICS = tuple(EVALS)
@@ -70,6 +70,13 @@ class DataConfig(Strict):
     def inputs(self) -> str | list[str]:
         """What Example readers take: one field (positional) or a list (keyword arguments)."""
         return self.input_fields if self.input_fields is not None else self.input_field
+
+    @field_validator("path")
+    @classmethod
+    def _no_credentials(cls, path: str | None) -> str | None:
+        if path is not None and is_uri(path):
+            check_uri(path, "data.path")
+        return path
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -168,7 +175,7 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _model_names(self) -> "RunConfig":
         if self.storage is not None:
-            check_uri(self.storage)
+            check_uri(self.storage, "storage")
         if self.name in (".", ".."):
             raise ValueError(f"name: {self.name!r} is not a folder of output_dir of its own")
         if self.journal is not None:
@@ -248,7 +255,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 def resolve_data_path(config: RunConfig, source: Path) -> RunConfig:
     """Data, corpus and code paths are relative to the config file, so a config travels with its data and code."""
     def beside_source(path: str | None) -> str | None:
-        return path if path is None or Path(path).is_absolute() else str((source.parent / path).resolve())
+        if path is None or is_uri(path) or Path(path).is_absolute():
+            return path  # a URI is read where it lives
+        return str((source.parent / path).resolve())
 
     config.data.path = beside_source(config.data.path)
     config.workflow.corpus = beside_source(config.workflow.corpus)

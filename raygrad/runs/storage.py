@@ -16,8 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
+from raygrad.data.remote import check_uri
 from raygrad.runs.rundir import JOURNAL
 
 
@@ -25,22 +25,11 @@ class StorageError(OSError):
     """The storage path cannot be written or read; the message names it. Local files are intact."""
 
 
-SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token")
-
-
-def check_uri(uri: str) -> None:
-    """A storage URI holds no credentials (they would reach logs and config.yaml)."""
-    found = sorted(set(parse_qs(urlsplit(uri).query)) & set(SECRET_QUERY_KEYS))
-    if found:
-        raise ValueError(f"storage: the URI carries {', '.join(found)}; give credentials in the environment "
-                         "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead")
-
-
 class Storage:
     def __init__(self, uri: str):
         from pyarrow import fs
 
-        check_uri(uri)
+        check_uri(uri, "storage")
         self.uri = uri
         try:
             self._fs, self._base = fs.FileSystem.from_uri(uri)
