@@ -19,7 +19,7 @@ import ray
 
 from raygrad.core.workflow import Trace
 from raygrad.data import Dataset, take
-from raygrad.distributed.dispatch import RuntimeSpec
+from raygrad.distributed.dispatch import RowCache, RuntimeSpec, SharedRows
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import RoleClients
 from raygrad.llm.ledger import Lease, RateLedger
@@ -101,6 +101,7 @@ class ForwardWorker:
         self.spec, self.worker_id, self.aggregator = spec, worker_id, aggregator
         self.workflow, self.metric = spec.workflow, spec.metric
         self.clients = actor_clients(spec, worker_id, budget)
+        self.splits = RowCache()  # each split fetched once, not sent with every shard
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
@@ -108,20 +109,20 @@ class ForwardWorker:
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()
 
-    async def train_shard(self, values: dict[str, str], train: Dataset, positions: list[int], step: int,
+    async def train_shard(self, values: dict[str, str], train: Dataset | SharedRows, positions: list[int], step: int,
                           demo_parameters: list[str]) -> tuple[BatchOutcome, dict[str, Usage]]:
         """Forward a shard of the minibatch; error traces go straight to the aggregator, not back."""
         results, demos, errors = await forward_samples(
-            self.workflow, values, take(train, positions), self.clients, self.metric,
+            self.workflow, values, take(self.splits.get(train), positions), self.clients, self.metric,
             self.spec.config.trainer.error_threshold, demo_parameters)
         if errors:
             await self.aggregator.add.remote(step, errors)
         return BatchOutcome(results=results, demos=demos), self.clients.usage_delta()
 
-    async def score_shard(self, values: dict[str, str], data: Dataset, rows: range | list[int],
+    async def score_shard(self, values: dict[str, str], data: Dataset | SharedRows, rows: range | list[int],
                           keep_samples: bool = False) -> tuple[ScoreSum, dict[str, Usage]]:
-        scored = await score_samples(self.workflow, values, rows_of(data, rows), self.clients, self.metric,
-                                     keep_samples, positions=rows)
+        scored = await score_samples(self.workflow, values, rows_of(self.splits.get(data), rows), self.clients,
+                                     self.metric, keep_samples, positions=rows)
         return scored, self.clients.usage_delta()
 
 

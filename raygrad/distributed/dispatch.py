@@ -1,6 +1,9 @@
 """RayExecutor: the trainer's samples dispatched in shards to ForwardWorker actors (same interface as LocalExecutor).
 
-Shards, not samples or calls, cross actor boundaries. A worker that dies mid-shard is replaced and
+Shards, not samples or calls, cross actor boundaries, and a split crosses once: a shard call carries the
+split's object-store reference and its row positions (SharedRows), and each worker keeps the rows it
+fetched (RowCache). Actors get the settings they read (ActorSettings), not the run's whole config.
+A worker that dies mid-shard is replaced and
 its shard redone on another (calls it had journaled are replayed, not paid again); its unused rate
 lease goes back to the budget. Stage 2 stops dispatching, and cancels shards in flight, as soon as
 the candidate can no longer beat the incumbent.
@@ -8,6 +11,8 @@ the candidate can no longer beat the incumbent.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import itertools
 import os
 from collections import deque
@@ -25,15 +30,32 @@ from raygrad.llm.models import ROLES, ModelConfig, role_of
 from raygrad.optim.evaluate import SampleResult
 from raygrad.optim.execution import BatchOutcome, ScoreSum, Stage2Result, Stage2Tally
 from raygrad.optim.metrics import Metric
-from raygrad.runs.config import RunConfig
+from raygrad.optim.settings import TrainerConfig
+from raygrad.runs.config import RunConfig, RuntimeConfig
+
+
+class ActorSettings(BaseModel):
+    """The parts of a run's config its actors read; its data, workflow, models and tracking sections stay on the
+    driver (the spec is every actor's constructor argument, pickled into each)."""
+
+    name: str
+    trainer: TrainerConfig
+    runtime: RuntimeConfig
+    storage: str | None = None
+    samples_table: bool = True
+
+    @classmethod
+    def of(cls, config: RunConfig) -> ActorSettings:
+        return cls(name=config.name, trainer=config.trainer, runtime=config.runtime, storage=config.storage,
+                   samples_table=config.samples_table)
 
 
 class RuntimeSpec(BaseModel):
-    """What every actor of a run needs: the config, the workflow and metric (built once, on the driver),
+    """What every actor of a run needs: its settings, the workflow and metric (built once, on the driver),
     resolved endpoints, the journal's path, and the user's code to ship to workers."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    config: RunConfig
+    config: ActorSettings
     workflow: Workflow  # travels pickled: no clients, locks or open files in it (they live in the run context)
     metric: Metric
     models: dict[str, ModelConfig]  # per role or named model, the local model resolved to its server
@@ -61,6 +83,41 @@ class RuntimeSpec(BaseModel):
         missing = [name for name in self.key_names() if name not in os.environ]
         if missing and self.key_vault is not None:
             os.environ.update(ray.get(self.key_vault.get.remote(missing)))
+
+
+class SharedRows:
+    """A split in Ray's object store: its reference and length. What crosses an actor boundary in a shard call,
+    so a split is sent to each worker once (ForwardWorker keeps it), not with every shard. The trainer needs only
+    its length; the rows are read where the samples run."""
+
+    def __init__(self, ref: Any, size: int):
+        self.ref, self.size = ref, size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def share(data: Dataset) -> Dataset | SharedRows:
+    """A list of examples put in the object store once; a RowSource (a path and a range) travels as it is."""
+    return SharedRows(ray.put(data), len(data)) if isinstance(data, list) else data
+
+
+class RowCache:
+    """A worker's splits by reference, fetched on first use (a run has train and val, and test at the end)."""
+
+    def __init__(self, keep: int = 4):
+        self.keep, self._rows = keep, collections.OrderedDict()
+
+    def get(self, data: Dataset | SharedRows) -> Dataset:
+        if not isinstance(data, SharedRows):
+            return data
+        key = data.ref.hex()
+        if key not in self._rows:
+            self._rows[key] = ray.get(data.ref)
+            while len(self._rows) > self.keep:
+                self._rows.popitem(last=False)
+        self._rows.move_to_end(key)
+        return self._rows[key]
 
 
 class RayExecutor:
@@ -173,10 +230,13 @@ class RayExecutor:
         return BatchOutcome(results=results, demos=demos, gradients=gradients, backward=counts)
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
-        keep = self._keeps(label)
-        [scored] = await self._map("score_shard", [(values, train, positions, keep)])
-        self._sink(label, scored.samples)
-        return scored.strict_mean
+        """Stage 1: the minibatch over every worker, as the minibatch's forward pass is (the sum is the same)."""
+        keep, size = self._keeps(label), max(1, -(-len(positions) // len(self.workers)))
+        parts: list[ScoreSum] = await self._map("score_shard", [(values, train, positions[i:i + size], keep)
+                                                                for i in range(0, len(positions), size)] or
+                                                [(values, train, [], keep)])
+        self._sink(label, [s for part in parts for s in part.samples])
+        return functools.reduce(ScoreSum.add, parts, ScoreSum()).strict_mean
 
     async def validate(self, values: dict[str, str], val: Dataset, must_beat: float | None = None,
                        chunk: int = 16, label: str = "", first: Sequence[int] = (),

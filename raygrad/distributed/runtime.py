@@ -14,7 +14,7 @@ import ray
 from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
 from raygrad.distributed.actors import GradientAggregator, KeyVault, OptimizerActor, RateBudget
-from raygrad.distributed.dispatch import RuntimeSpec
+from raygrad.distributed.dispatch import ActorSettings, RuntimeSpec, share
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
@@ -88,7 +88,7 @@ class DistributedRun:
             spec, self.budget, self.aggregator, str(checkpoint), worker_options)
 
     def fit(self, train: Dataset, val: Dataset, on_progress: OnProgress | None = None, poll_s: float = 2.0) -> Any:
-        done = self.optimizer.fit.remote(_shared(train), _shared(val))
+        done = self.optimizer.fit.remote(share(train), share(val))
         if on_progress is not None:  # the driver draws what the optimizer actor reports while it works
             while not ray.wait([done], timeout=poll_s)[0]:
                 on_progress(*ray.get(self.optimizer.progress.remote()))
@@ -96,7 +96,7 @@ class DistributedRun:
         return ray.get(done)
 
     def evaluate(self, values: dict[str, str], data: Dataset, label: str = "") -> Stage2Result:
-        return ray.get(self.optimizer.evaluate.remote(values, _shared(data), label))
+        return ray.get(self.optimizer.evaluate.remote(values, share(data), label))
 
     def usage(self) -> dict[str, Usage]:
         return ray.get(self.optimizer.usage.remote())
@@ -126,13 +126,9 @@ def rate_limits(spec: RuntimeSpec) -> dict[str, tuple[float | None, float | None
     return limits
 
 
-def _shared(data: Dataset) -> Any:
-    return ray.put(data) if isinstance(data, list) else data  # a RowSource is only a path and a range
-
-
 def runtime_spec(config: RunConfig, workflow: Workflow, metric: Metric, models: dict[str, ModelConfig],
                  endpoints: dict[str, str]) -> RuntimeSpec:
-    spec = RuntimeSpec(config=config, workflow=workflow, metric=metric, models=models, endpoints=endpoints,
+    spec = RuntimeSpec(config=ActorSettings.of(config), workflow=workflow, metric=metric, models=models, endpoints=endpoints,
                        journal_path=str(Path(config.journal_path).resolve()),
                        py_modules=upload_code(code_to_ship([type(workflow), metric.fn])))
     Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,9 @@ def test_workers_on_several_nodes_give_the_single_process_result(ray_cluster, si
     assert state.values == expected.values and state.best_val == expected.best_val
     assert [s.batch for s in state.steps] == [s.batch for s in expected.steps]
     assert any(c.accepted for c in state.candidates)
+    # Stage 1 is sharded over the workers now, with its early rejection: the same scores and decisions.
+    assert [(c.stage1, c.reason) for c in state.candidates] == [(c.stage1, c.reason) for c in expected.candidates]
+    assert any(c.stage1 is not None for c in state.candidates)
     # Backward-engine calls at the provider: two text peers per error sample, as in one process.
     backward = [e for e in server.log if e.messages[0]["content"] == BACKWARD_SYSTEM]
     assert len(backward) == 2 * sum(s.errors for s in state.steps) > 0
@@ -155,3 +158,51 @@ def test_coordinators_live_beside_the_driver_though_they_ask_for_no_cpu(ray_clus
     assert len(ray_cluster.worker_nodes) >= 2 and nodes == {ray.get_runtime_context().get_node_id()}
     for vault in vaults:
         ray.kill(vault)
+
+
+def test_a_split_is_put_in_the_object_store_once_and_shard_calls_carry_its_reference(ray_cluster):
+    """Ray's serialization of each shard call's arguments is bounded by the shard's own rows, not the
+    split's; the worker reads the rows from the object store (once, then from its cache)."""
+    import itertools
+    from types import SimpleNamespace
+
+    from raygrad.data import Example
+    from raygrad.distributed.dispatch import RayExecutor, RowCache, share
+    from raygrad.llm.client import Usage
+    from raygrad.llm.models import ROLES
+    from raygrad.optim.execution import ScoreSum
+
+    context = ray._private.worker.global_worker.get_serialization_context()
+    split = [Example(id=str(i), input=f"I have {i} apples and {i % 7} pears. How many fruits?", target=str(i))
+             for i in range(20_000)]
+    whole = context.serialize(split).total_bytes
+
+    class Worker:  # the executor's side of a worker: what it sends, and what the worker reads from it
+        def __init__(self):
+            self.splits, self.sent, self.read = RowCache(), [], []
+            self.score_shard = SimpleNamespace(remote=self.remote)
+
+        def remote(self, values, data, rows, keep):
+            self.sent.append(context.serialize((values, data, rows, keep)).total_bytes)
+            self.read.append([e.id for e in self.splits.get(data)[rows.start:rows.stop]])
+
+            async def run():
+                return ScoreSum(total=len(rows), completed=len(rows), count=len(rows)), {}
+            return run()
+
+    def dispatch(data) -> Worker:
+        worker = Worker()
+        executor = RayExecutor.__new__(RayExecutor)
+        executor.spec = SimpleNamespace(config=SimpleNamespace(runtime=SimpleNamespace(shards_per_worker=2)))
+        executor.workers, executor._ids, executor.budget_guard = {"worker-0": worker}, itertools.count(1), None
+        executor.replaced, executor.cancelled_shards, executor.sample_sink = [], 0, None
+        executor._usage = {role: Usage() for role in ROLES}
+        shards = [({"instruction": "Count."}, data, range(start, start + 16), False) for start in range(0, 160, 16)]
+        asyncio.run(executor._map("score_shard", shards))
+        return worker
+
+    shared = dispatch(share(split))
+    assert max(shared.sent) < 2_000 < whole / 100  # a reference and 16 row positions, not 20,000 rows
+    assert shared.read == [[str(i) for i in range(start, start + 16)] for start in range(0, 160, 16)]
+    assert len(shared.splits._rows) == 1  # fetched once, kept for the next shards
+    assert min(dispatch(split).sent) > whole / 2  # the ablation: the list itself goes with every shard

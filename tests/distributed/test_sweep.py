@@ -330,6 +330,8 @@ def test_api_keys_never_reach_run_directories_reports_or_logs(ray_cluster, sim_s
     spec = runtime_spec(config, *build_workflow(config.workflow), config.role_models(),
                         {name: "e" for name in config.role_models()})
     assert spec.key_names() == ["RAYGRAD_TEST_API_KEY"] and key.encode() not in ray.cloudpickle.dumps(spec)
+    # Actors get the settings they read, not the whole config: no data, workflow, models or tracking section.
+    assert set(spec.config.model_dump()) == {"name", "trainer", "runtime", "storage", "samples_table"}
     logs = ray._private.worker.global_worker.node.get_logs_dir_path()
     searched = 0
     for folder in (tmp_path, logs):  # ...and it is in no file: journal, checkpoint, tables, report, storage, Ray logs
