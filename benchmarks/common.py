@@ -51,10 +51,19 @@ def max_in_window(times: list[float], window: float) -> int:
     return most
 
 
+def measured_on() -> str:
+    """The commit the benchmark ran on (and whether the checkout had changes beside it)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{commit} (with uncommitted changes)" if git("status", "--porcelain", "--", "raygrad") else commit
+
+
 def write_table(name: str, title: str, header: list[str], rows: list[list[object]], notes: str = "") -> str:
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    text = "\n".join(lines) + ("\n\n" + notes.strip() if notes else "") + "\n"
+    text = "\n".join(lines) + ("\n\n" + notes.strip() if notes else "") + f"\n\nMeasured on commit {measured_on()}.\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)

@@ -1,11 +1,13 @@
-"""Validation over 10k, 100k and 1M rows of Parquet on Ray: time, and peak memory per process.
+"""Validation over 10k, 100k and 1M rows on Ray: time, and peak memory per process.
 
-The simulated server (its own process) answers at once with no budget. Rows are read by the
-workers a shard at a time (data.shards): the driver holds a path and a row range, the optimizer
-actor a generator of shard ranges. Peak resident memory is read from each process's ru_maxrss;
-the driver's is cumulative over the sizes run before it, the actors' are fresh per size.
+The simulated server (its own process) answers at once with no budget. Two data paths: a sharded
+Parquet file (data.shards), whose rows the workers read a shard at a time (the driver holds a path
+and a row range, the optimizer actor a generator of shard ranges); and the same rows in memory (a
+list read by the driver), put in Ray's object store once, so shard calls carry its reference and
+row positions and each worker fetches it once. Peak resident memory is read from each process's
+ru_maxrss; the driver's is cumulative over the sizes run before it, the actors' are fresh per size.
 
-    python benchmarks/ray_scale.py [--rows 10000 100000 1000000]
+    python benchmarks/ray_scale.py [--rows 10000 100000 1000000] [--paths sharded in-memory]
 """
 from __future__ import annotations
 
@@ -36,13 +38,14 @@ def write_parquet(path: Path, rows: int) -> None:
             writer.write_table(pa.Table.from_pylist(examples, schema=schema))
 
 
-def run(rows: int, url: str, folder: Path) -> list[object]:
+def run(rows: int, url: str, folder: Path, path: str) -> list[object]:
     data = folder / f"val_{rows}.parquet"
-    write_parquet(data, rows)
+    if not data.exists():
+        write_parquet(data, rows)
     config = RunConfig.model_validate({
-        "name": f"scale-{rows}", "output_dir": str(folder),
+        "name": f"scale-{rows}-{path}", "output_dir": str(folder),
         "workflow": {"name": "object_count"},
-        "data": {"path": str(data), "shards": True, "splits": {"val": ":"}},
+        "data": {"path": str(data), "shards": path == "sharded", "splits": {"val": ":"}},
         "models": {"task": {"model": "openai/simulated", "api_base": url, "max_in_flight": 64}},
         "trainer": {"validation_chunk": CHUNK},
         "runtime": {"workers": 2, "cpus_per_worker": 0.5, "shards_per_worker": 2}})
@@ -53,7 +56,7 @@ def run(rows: int, url: str, folder: Path) -> list[object]:
         wall = time.monotonic() - started
         peaks = ray_run.stats()["peak_rss_mb"]
     workers = [v for k, v in peaks.items() if k != "optimizer"]
-    return [f"{rows:,}", result.evaluated, server_requests(url)[0] - calls_before, f"{wall:.0f}", f"{rows / wall:.0f}",
+    return [f"{rows:,}", path, result.evaluated, server_requests(url)[0] - calls_before, f"{wall:.0f}", f"{rows / wall:.0f}",
             f"{result.score:.3f}", f"{peaks['optimizer']:.0f}", f"{max(workers):.0f}", f"{peak_rss_mb():.0f}",
             f"{data.stat().st_size / 2**20:.1f}"]
 
@@ -61,15 +64,17 @@ def run(rows: int, url: str, folder: Path) -> list[object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--paths", nargs="+", default=["sharded", "in-memory"], choices=["sharded", "in-memory"])
     args = parser.parse_args()
     connect()
     rows = []
     with simulated_server(latency_s=0.0, responder="object_count") as url, tempfile.TemporaryDirectory() as folder:
         for n in args.rows:
-            rows.append(run(n, url, Path(folder)))
-            print(rows[-1], flush=True)
-    write_table("ray_scale", "Validation over Parquet on Ray (2 workers, zero-latency simulated server)",
-                ["rows", "evaluated", "calls at server", "wall s", "rows/s", "score", "optimizer actor MB",
+            for path in args.paths:
+                rows.append(run(n, url, Path(folder), path))
+                print(rows[-1], flush=True)
+    write_table("ray_scale", "Validation on Ray (2 workers, zero-latency simulated server)",
+                ["rows", "data path", "evaluated", "calls at server", "wall s", "rows/s", "score", "optimizer actor MB",
                  "largest worker MB", "driver MB (cumulative)", "Parquet MB"], rows,
                 notes=f"Shards of {CHUNK} rows, row groups of {ROW_GROUP:,}; peak RSS from ru_maxrss. A question "
                       "repeated in the data is answered from the call journal, so calls at server can be fewer "

@@ -139,3 +139,41 @@ runs: [{{name: a}}, {{name: b, trainer: {{seed: 1}}}}]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert all((runs / name / "result.json").exists() for name in ("a", "b"))
+
+
+@pytest.mark.ray
+def test_ray_workers_read_their_shards_of_a_dataset_on_s3(sim_server, s3_storage, tmp_path):
+    """data.path an s3:// URI with data.shards: the driver reads only the file's row count, each worker its
+    own shards, with the credentials of its environment; the run learns as it does from a local file."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    from raygrad.tasks.object_count import generate_object_counting
+
+    uri = s3_storage("data/questions.parquet")
+    filesystem, where = fs.FileSystem.from_uri(uri)
+    filesystem.create_dir(where.split("/", 1)[0])
+    with filesystem.open_output_stream(where) as out:
+        pq.write_table(pa.Table.from_pylist(generate_object_counting(80, 4)), out, row_group_size=10)
+    server = sim_server(responder="object_count_trainer")
+    model = f'{{model: openai/simulated, api_base: "{server.url}"}}'
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""name: remote
+output_dir: {tmp_path / 'runs'}
+workflow: {{name: object_count, instruction: "Answer.", output_format: "Reply."}}
+data: {{path: "{uri}", shards: true, splits: {{train: "0:20", val: "20:60", test: "60:80"}}}}
+models: {{task: {model}}}
+trainer: {{steps: 2, batch_size: 4, proposals: 2}}
+runtime: {{workers: 2}}
+""")
+    done = subprocess.run([sys.executable, "-m", "raygrad", "optimize", str(config)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "runs" / "remote" / "result.json").read_text())
+    assert result["val_size"] == 40 and result["test_size"] == 20 and result["steps"] == 2
+    asked = "".join(json.dumps(entry.messages) for entry in server.log)
+    rows = generate_object_counting(80, 4)
+    assert all(json.dumps(row["input"])[1:-1] in asked for row in rows[20:80])  # every val and test row was run
