@@ -68,13 +68,17 @@ def submit_job(env: dict, job_id: str, working_dir: Path, entrypoint: list[str])
                                  str(working_dir), "--", *entrypoint], job_id)
 
 
-def submit_and_wait(env: dict, submit: list[str], job_id: str) -> tuple[str, str]:
+def submit_no_wait(env: dict, submit: list[str]) -> None:
     for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
         submitted = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=120)
         if "No available agent" not in submitted.stderr:
             break
         time.sleep(2)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
+
+
+def submit_and_wait(env: dict, submit: list[str], job_id: str) -> tuple[str, str]:
+    submit_no_wait(env, submit)
     # `ray job status` prints e.g. "Job 'raygrad-test' succeeded" (colored); compare words, not case.
     deadline, status = time.monotonic() + 600, ""
     while time.monotonic() < deadline and not any(s in status for s in ("succeeded", "failed", "stopped")):
@@ -231,12 +235,7 @@ def test_ray_job_stop_ends_a_run_like_ctrl_c_and_a_resubmitted_job_pays_nothing_
     config = job_config(tmp_path, server, "stopped")
     submit = [RAY, "job", "submit", "--no-wait", "--submission-id", "raygrad-stop", "--working-dir", str(ROOT), "--",
               "python", "-m", "raygrad", "optimize", str(config)]
-    for _ in range(30):  # the head's job agent starts a little after its HTTP API answers
-        submitted = subprocess.run(submit, env=head_cluster, capture_output=True, text=True, timeout=120)
-        if "No available agent" not in submitted.stderr:
-            break
-        time.sleep(2)
-    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    submit_no_wait(head_cluster, submit)
     deadline = time.monotonic() + 300
     while len(server.log) < 20 and time.monotonic() < deadline:
         time.sleep(0.5)
