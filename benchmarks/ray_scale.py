@@ -56,7 +56,8 @@ def run(rows: int, url: str, folder: Path, path: str) -> list[object]:
         wall = time.monotonic() - started
         peaks = ray_run.stats()["peak_rss_mb"]
     workers = [v for k, v in peaks.items() if k != "optimizer"]
-    return [f"{rows:,}", path, result.evaluated, server_requests(url)[0] - calls_before, f"{wall:.0f}", f"{rows / wall:.0f}",
+    return [f"{rows:,}", path, result.evaluated, server_requests(url)[0] - calls_before, f"{wall:.0f}",
+            f"{rows / wall:.0f}",
             f"{result.score:.3f}", f"{peaks['optimizer']:.0f}", f"{max(workers):.0f}", f"{peak_rss_mb():.0f}",
             f"{data.stat().st_size / 2**20:.1f}"]
 

@@ -276,7 +276,7 @@ class Terminated(KeyboardInterrupt):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    terminated: list[int] = []  # noted apart: raised inside Ray's calls, Terminated reaches us as a plain KeyboardInterrupt
+    terminated: list[int] = []  # noted apart: raised inside a Ray call, Terminated arrives as a KeyboardInterrupt
 
     def terminate(signum: int, frame: object) -> None:
         terminated.append(signum)

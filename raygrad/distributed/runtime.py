@@ -128,7 +128,8 @@ def rate_limits(spec: RuntimeSpec) -> dict[str, tuple[float | None, float | None
 
 def runtime_spec(config: RunConfig, workflow: Workflow, metric: Metric, models: dict[str, ModelConfig],
                  endpoints: dict[str, str]) -> RuntimeSpec:
-    spec = RuntimeSpec(config=ActorSettings.of(config), workflow=workflow, metric=metric, models=models, endpoints=endpoints,
+    spec = RuntimeSpec(config=ActorSettings.of(config), workflow=workflow, metric=metric, models=models,
+                       endpoints=endpoints,
                        journal_path=str(Path(config.journal_path).resolve()),
                        py_modules=upload_code(code_to_ship([type(workflow), metric.fn])))
     Path(spec.journal_path).parent.mkdir(parents=True, exist_ok=True)

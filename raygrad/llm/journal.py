@@ -31,8 +31,9 @@ class JournalError(OSError):
 
 
 def _damaged(path: Path, err: sqlite3.DatabaseError) -> DamagedFile:
-    return DamagedFile(f"{path} is not a readable call journal ({err}). Move it aside to go on without it: the "
-                       "checkpoint keeps every finished step, and only the calls of the step in progress are paid again")
+    return DamagedFile(f"{path} is not a readable call journal ({err}). Move it aside to go on without it: "
+                       "the checkpoint keeps every finished step, and only the calls of the step in progress are "
+                       "paid again")
 
 
 def call_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any],

@@ -71,7 +71,8 @@ def check_inputs(workflow: Workflow, data: DataConfig) -> None:
 def check_workflow(workflow: Workflow, trained: list[str] | None = None) -> None:
     """What would only show once calls are paid: nothing to train (trainer.parameters, or no trainable
     Parameter at all), and a `forward` with no `return <value>` (every prediction None, every sample 0)."""
-    trainable = [name for name, p in workflow.parameters().items() if p.trainable and (trained is None or name in trained)]
+    trainable = [name for name, p in workflow.parameters().items()
+                 if p.trainable and (trained is None or name in trained)]
     if not trainable:
         raise ConfigError(f"workflow.class: {type(workflow).__name__} has no trainable Parameter"
                           + (f" among trainer.parameters {trained}" if trained is not None else "")

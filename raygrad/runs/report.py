@@ -17,7 +17,17 @@ import pyarrow.parquet as pq
 
 from raygrad.errors import DamagedFile
 from raygrad.llm.models import ROLES
-from raygrad.runs.rundir import CANDIDATES, CHECKPOINT, CONFIG, ERROR, RESULT, STEPS, read_json, run_status
+from raygrad.runs.rundir import (
+    CANDIDATES,
+    CHECKPOINT,
+    CONFIG,
+    ERROR,
+    RESULT,
+    STEPS,
+    read_json,
+    rewritten_by_resume,
+    run_status,
+)
 
 
 class ReportError(ValueError):
@@ -37,10 +47,11 @@ def run_directories(directory: Path) -> list[Path]:
 def _run_row(run_dir: Path) -> dict:
     row = {"name": run_dir.name, "status": run_status(run_dir), "steps": [], "error": ""}
     if (run_dir / RESULT).exists():
-        row["result"] = read_json(run_dir / RESULT, _REWRITE.format(run_dir=run_dir))
+        row["result"] = read_json(run_dir / RESULT, rewritten_by_resume(run_dir))
     if (run_dir / ERROR).exists():
-        row["error"] = str(read_json(run_dir / ERROR, "delete it (it only records the failure)").get("error", "")
-                           ).splitlines()[0]
+        saved = read_json(run_dir / ERROR, "delete it (it only records the failure)")
+        error = str(saved.get("error", "")) if isinstance(saved, dict) else ""
+        row["error"] = next(iter(error.splitlines()), "")
     row["steps"] = _table_rows(run_dir / STEPS)
     row["accepted"] = [c for c in _table_rows(run_dir / CANDIDATES) if c["accepted"]]
     if "result" not in row and (run_dir / CHECKPOINT).exists():  # unfinished: what it has so far
@@ -50,10 +61,6 @@ def _run_row(run_dir: Path) -> dict:
     return row
 
 
-# The results tables and result.json are written from the checkpoint: a resume rewrites them, paying nothing.
-_REWRITE = "delete it and run `raygrad resume {run_dir}`: the checkpoint and journal rewrite it without a new call"
-
-
 def _table_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -61,7 +68,7 @@ def _table_rows(path: Path) -> list[dict]:
         return pq.read_table(path).to_pylist()
     except (OSError, pa.ArrowException) as err:
         raise DamagedFile(f"{path} is not a readable Parquet table ({' '.join(str(err).split())[:200]}); "
-                          + _REWRITE.format(run_dir=path.parent)) from None
+                          + rewritten_by_resume(path.parent)) from None
 
 
 def _figure_png(draw) -> bytes:

@@ -34,7 +34,7 @@ from raygrad.runs.rundir import (
     CheckpointError,
     CheckpointFile,
     read_json,
-    resume_command,
+    rewritten_by_resume,
 )
 
 
@@ -86,7 +86,7 @@ SAMPLES_SCHEMA = pa.schema([("evaluation", pa.string())] + [(c, pa.float64() if 
 def read_result(run_dir: Path) -> RunResult:
     """A finished run's result.json; DamagedFile naming it and what to do when it cannot be read."""
     path = run_dir / RESULT
-    remedy = f"delete it and run `{resume_command(run_dir)}`: the checkpoint and journal rewrite it without a new call"
+    remedy = rewritten_by_resume(run_dir)
     saved = read_json(path, remedy)
     try:
         return RunResult.model_validate(saved)

@@ -77,6 +77,11 @@ def read_json(path: Path, remedy: str) -> Any:
     raise DamagedFile(f"{path} is {found}; {remedy}")
 
 
+def rewritten_by_resume(run_dir: Path) -> str:
+    """What to do with a damaged result file (result.json, a results table): a resume writes it again."""
+    return f"delete it and run `{resume_command(run_dir)}`: the checkpoint and journal rewrite it without a new call"
+
+
 def record_failure(directory: Path, err: BaseException) -> str:
     """error.json for a run that failed (its status becomes `failed`); returns the error's first line."""
     err = getattr(err, "cause", None) or err  # raised in a Ray actor: its own error, not Ray's wrapper

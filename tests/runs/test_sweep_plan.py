@@ -21,7 +21,8 @@ def test_a_sweep_with_no_run_planned_is_refused_naming_the_list(tmp_path, capsys
 
 def test_a_run_name_longer_than_the_file_system_takes_is_named_before_anything_starts(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(f"output_dir: {tmp_path}\nruns: [{{name: long}}]\ngrid: {{workflow.instruction: ['{'x' * 300}']}}\n")
+    long = "x" * 300
+    path.write_text(f"output_dir: {tmp_path}\nruns: [{{name: long}}]\ngrid: {{workflow.instruction: ['{long}']}}\n")
     with pytest.raises(ConfigError, match=r"runs\[0\] with workflow.instruction='x+': its run name is 317 bytes and "
                                           r"the file system takes 255"):
         load_sweep(path)
