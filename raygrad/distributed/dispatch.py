@@ -216,9 +216,7 @@ class RayExecutor:
     async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
                           label: str = "") -> BatchOutcome:
         step = next(self._step)
-        size = max(1, -(-len(positions) // len(self.workers)))
-        shards = [(values, train, positions[i:i + size], step, self.demo_parameters)
-                  for i in range(0, len(positions), size)]
+        shards = [(values, train, part, step, self.demo_parameters) for part in self._across_workers(positions)]
         outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
         check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
         demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])]
@@ -231,10 +229,9 @@ class RayExecutor:
 
     async def score(self, values: dict[str, str], train: Dataset, positions: list[int], label: str = "") -> float:
         """Stage 1: the minibatch over every worker, as the minibatch's forward pass is (the sum is the same)."""
-        keep, size = self._keeps(label), max(1, -(-len(positions) // len(self.workers)))
-        parts: list[ScoreSum] = await self._map("score_shard", [(values, train, positions[i:i + size], keep)
-                                                                for i in range(0, len(positions), size)] or
-                                                [(values, train, [], keep)])
+        keep = self._keeps(label)
+        parts: list[ScoreSum] = await self._map("score_shard", [(values, train, part, keep)
+                                                                for part in self._across_workers(positions) or [[]]])
         self._sink(label, [s for part in parts for s in part.samples])
         return functools.reduce(ScoreSum.add, parts, ScoreSum()).strict_mean
 
@@ -250,6 +247,11 @@ class RayExecutor:
         await self._map("score_shard", ((values, val, rows, keep) for rows in tally.shards(chunk)), stop=decided,
                         keep=False)
         return tally.result()
+
+    def _across_workers(self, positions: list[int]) -> list[list[int]]:
+        """A minibatch's positions in one shard per worker (none for no positions)."""
+        size = max(1, -(-len(positions) // len(self.workers)))
+        return [positions[i:i + size] for i in range(0, len(positions), size)]
 
     def _keeps(self, label: str) -> bool:
         return bool(label) and self.sample_sink is not None
