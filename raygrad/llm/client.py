@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from raygrad.errors import ConfigError
 from raygrad.llm import import_litellm
 from raygrad.llm.journal import Journal, call_key
-from raygrad.llm.limits import EndpointLimiter, parse_duration
+from raygrad.llm.limits import EndpointLimiter, Slot, parse_duration
 from raygrad.llm.models import ModelConfig
 
 T = TypeVar("T", bound=BaseModel)
@@ -145,9 +145,13 @@ class LLMClient:
 
     async def _call_and_journal(self, key: str, messages: list[dict], sampling: dict,
                                 response_schema: dict | None) -> Completion:
-        completion = await self._call_with_retries(messages, sampling, response_schema)
-        if self.journal is not None:
-            self.journal.put(key, self.config.model, {**completion.model_dump(exclude={"cached"}), "role": self.role})
+        def journal(completion: Completion) -> None:
+            if self.journal is not None:
+                self.journal.put(key, self.config.model,
+                                 {**completion.model_dump(exclude={"cached"}), "role": self.role})
+
+        completion = await self._call_with_retries(messages, sampling, response_schema, answered_late=journal)
+        journal(completion)
         return completion
 
     async def complete_structured(self, messages: list[dict[str, str]], schema: type[T], *,
@@ -211,7 +215,10 @@ class LLMClient:
         self.usage.retries += 1
         self.usage.last_retry = f"{self.config.model}: {why}"
 
-    async def _call_with_retries(self, messages: list[dict], sampling: dict, schema: dict | None) -> Completion:
+    async def _call_with_retries(self, messages: list[dict], sampling: dict, schema: dict | None,
+                                 answered_late: Callable[[Completion], None] | None = None) -> Completion:
+        """`answered_late` gets the reply to a request that was sent before its caller was cancelled (a
+        validation shard cut by early rejection): paid for, so journaled, and a resume replays it."""
         litellm = self._litellm
         await self._warm_up()
         cfg = self.config
@@ -229,9 +236,15 @@ class LLMClient:
             attempt += 1
             try:
                 async with self.limiter.slot(estimated_tokens, lambda: check_budget(self.budget_guard)) as slot:
-                    response = await litellm.acompletion(
+                    request = asyncio.ensure_future(litellm.acompletion(
                         model=cfg.model, messages=messages, api_base=cfg.api_base, api_key=self._api_key(),
-                        timeout=cfg.timeout_s, num_retries=0, max_retries=0, **cfg.pricing(), **sampling)
+                        timeout=cfg.timeout_s, num_retries=0, max_retries=0, **cfg.pricing(), **sampling))
+                    try:
+                        response = await asyncio.shield(request)
+                    except asyncio.CancelledError:
+                        request.add_done_callback(
+                            lambda done, tries=attempt: self._late(done, slot, tries, answered_late))
+                        raise
                     latency = time.monotonic() - slot.admitted
                     self.limiter.settle(slot, latency)
                 check_answer(response)
@@ -274,6 +287,26 @@ class LLMClient:
                 await asyncio.sleep(wait)
                 continue
             break
+        return self._completion(response, slot, attempt, latency)
+
+    def _late(self, request: asyncio.Future, slot: Slot, attempt: int,
+              answered: Callable[[Completion], None] | None) -> None:
+        """A request whose caller was cancelled after it was sent: its reply, if one came, is counted and
+        handed on; a failure is dropped (nobody waits for it, and the caller never saw it paid)."""
+        if request.cancelled() or request.exception() is not None:
+            return
+        response = request.result()
+        try:
+            check_answer(response)
+        except NoAnswer:
+            return
+        completion = self._completion(response, slot, attempt, time.monotonic() - slot.admitted)
+        if answered is not None:
+            answered(completion)
+
+    def _completion(self, response: Any, slot: Slot, attempt: int, latency: float) -> Completion:
+        """A reply as a Completion, counted in this client's usage."""
+        cfg = self.config
         headers = (getattr(response, "_hidden_params", None) or {}).get("additional_headers") or {}
         self.limiter.observe_headers(headers, slot.admitted + slot.delay)
         usage = getattr(response, "usage", None)

@@ -189,6 +189,24 @@ async def test_identical_calls_in_flight_at_once_are_paid_once(sim_server, tmp_p
     assert len(server.log) == 4
 
 
+async def test_a_sent_call_whose_caller_is_cancelled_is_journaled_and_an_unsent_one_is_never_sent(sim_server,
+                                                                                                   tmp_path):
+    """Early rejection cancels validation shards in flight: a request already sent is paid for, so its reply
+    is journaled when it comes (a resume replays it); one still waiting for a place in flight never leaves."""
+    server = sim_server(responder="echo", latency_s=0.5)
+    client = LLMClient(server.model_config(max_in_flight=1), journal=Journal(tmp_path / "journal.sqlite"))
+    sent, waiting = ([{"role": "user", "content": text}] for text in ("sent before the cut", "not sent yet"))
+    calls = [asyncio.ensure_future(client.complete(messages)) for messages in (sent, waiting)]
+    while not server.log:
+        await asyncio.sleep(0.01)
+    for call in calls:
+        call.cancel()
+    await asyncio.sleep(1.0)  # the reply to the sent request arrives
+    assert len(server.log) == 1 and client.usage.calls == 1
+    resumed = LLMClient(server.model_config(), journal=Journal(tmp_path / "journal.sqlite"))
+    assert (await resumed.complete(sent)).cached and len(server.log) == 1
+
+
 async def test_sampled_calls_are_not_replayed_unless_tagged(sim_server, tmp_path):
     server = sim_server(responder="echo")
     client = LLMClient(server.model_config(temperature=0.7), journal=Journal(tmp_path / "j.sqlite"))
