@@ -37,18 +37,19 @@ def head_cluster(tmp_path_factory):
     # Jobs run `python` from the nodes' PATH: this environment's, as on a cluster built from one image.
     # Ray 2.60 `ray start --head` clusters use token auth: joining nodes and job clients need RAY_AUTH_MODE=token
     # and the cluster's token, which `ray start` does not create (a fresh machine has no ~/.ray/auth_token).
-    # The nodes hold a provider key in their environment, as a Kubernetes secret would put it there.
+    # The head holds a provider key in its environment, as a Kubernetes secret would put it there; the worker
+    # node does not, so its actors get the key from the run's KeyVault (the job's driver runs on the head).
     node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-                "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}",
                 "RAYGRAD_TEST_CLUSTER_STARTED": str(time.time())}
+    head_env = {**node_env, "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}"}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
     logs = open(tmp_path / "ray_start.log", "w")
     nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *common],
-                              stdout=logs, stderr=subprocess.STDOUT, env=node_env)]
+                              stdout=logs, stderr=subprocess.STDOUT, env=head_env)]
     address = f"http://127.0.0.1:{dashboard}"
-    env = {**node_env, "RAY_ADDRESS": address}
+    env = {**head_env, "RAY_ADDRESS": address}
     deadline = time.monotonic() + 120
     while subprocess.run([RAY, "job", "list"], env=env, capture_output=True, timeout=60).returncode != 0:
         assert time.monotonic() < deadline, (tmp_path / "ray_start.log").read_text()[-3000:]
@@ -115,10 +116,23 @@ storage: file://{tmp_path / 'store' / 'job'}
     key = head_cluster["RAYGRAD_TEST_API_KEY"]
     assert server.log and all(e.authorization == f"Bearer {key}" for e in server.log)  # the key reached the provider
     # ...and shows nowhere Ray shows things: the job's logs, and what the state API lists of its actors and tasks.
-    shown = logs + "".join(subprocess.run([RAY, "list", kind, "--detail", "--limit", "10000"], env=head_cluster,
-                                          capture_output=True, text=True, timeout=120).stdout
-                           for kind in ("actors", "tasks", "jobs"))
+    listed = {kind: ray_list(head_cluster, kind) for kind in ("actors", "tasks", "jobs", "nodes")}
+    shown = logs + "".join(json.dumps(rows) for rows in listed.values())
     assert "KeyVault" in shown and key not in shown
+    # Checked, not assumed: a forward worker ran on the node whose environment has no key, so its calls above
+    # carried the key the vault gave it.
+    keyless = {node["node_id"] for node in listed["nodes"] if not node["is_head_node"]}
+    job = next(j["job_id"] for j in listed["jobs"] if j.get("submission_id") == "raygrad-test")
+    workers = [a for a in listed["actors"] if a["class_name"] == "ForwardWorker" and a["job_id"] == job]
+    assert keyless and any(a["node_id"] in keyless for a in workers), (keyless, workers)
+
+
+def ray_list(env: dict, kind: str) -> list[dict]:
+    """What Ray's state API lists of a kind, every field (`--detail`), dead actors and ended jobs included."""
+    listed = subprocess.run([RAY, "list", kind, "--detail", "--format", "json", "--limit", "10000"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    return json.loads(listed.stdout)
 
 
 @pytest.mark.timeout(600)
