@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 import io
 import json
-from pathlib import Path
+from collections.abc import Callable
 
 import pyarrow.parquet as pq
 import pytest
@@ -414,14 +414,30 @@ def phases(sweep_dir, names: list[str], steps: int) -> set[str]:
     return found
 
 
+def stage_2_requests(uninterrupted_log) -> Callable:
+    """Whether a request is a candidate's stage-2 validation: a task call on a validation question (rows
+    16:40 of sweep_file's data) under a system prompt other than the initial one, which the first request
+    for a validation question carries (the initial validation comes before any step)."""
+    from raygrad.tasks.object_count import generate_object_counting
+
+    questions = {row["input"] for row in generate_object_counting(80, seed=4)[16:40]}
+
+    def on_validation(entry) -> bool:
+        return entry.response_format is None and any(q in entry.messages[-1]["content"] for q in questions)
+
+    initial = next(e.messages[0]["content"] for e in uninterrupted_log if on_validation(e))
+    return lambda entry: on_validation(entry) and entry.messages[0]["content"] != initial
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_kill_9_of_the_driver_at_eight_moments_then_results_equal_an_uninterrupted_sweep(ray_cluster, sim_server,
                                                                                          tmp_path):
-    """The driver of a two-run sweep is killed 8 times, spread over its life by the calls it has made
-    (one kill waits for a run to be between checkpoints, however small a share of the calls training
-    is); each time the same command resumes it. The end equals a sweep never killed, and the provider saw
-    a request twice only if it was in flight at a kill (its reply was not journaled yet)."""
+    """The driver of a two-run sweep, early rejection on, is killed 8 times, spread over its life by the calls it
+    has made (one kill waits for a run to be between checkpoints, however small a share of the calls training
+    is; one for a candidate's stage-2 validation to be under way); each time the same command resumes it. The
+    end equals a sweep never killed, and the provider saw a request twice only if it was in flight at a kill
+    (its reply was not journaled yet): a request sent by a shard that early rejection cut is journaled too."""
     in_flight_s = 10.0  # on 2 busy cores (actors importing litellm) a reply can wait seconds: 7 s once in CI
     import os
     import signal
@@ -431,45 +447,47 @@ def test_kill_9_of_the_driver_at_eight_moments_then_results_equal_an_uninterrupt
 
     latency = 0.1
     whole, cut = (sim_server(responder="object_count_trainer", latency_s=latency) for _ in range(2))
-
-    def without_early_rejection(path: str) -> str:
-        """Shards cancelled by early rejection send requests whose replies nobody awaits (so they are
-        never journaled), at moments that differ from sweep to sweep: left out, so that every request
-        sent twice is one a kill cut short."""
-        Path(path).write_text(Path(path).read_text().replace("validation_chunk: 4}",
-                                                             "validation_chunk: 4, early_rejection: false}"))
-        return path
-
-    assert main(["sweep", without_early_rejection(sweep_file(tmp_path, whole, "whole"))]) == 0
-    path = without_early_rejection(sweep_file(tmp_path, cut, "cut"))
+    assert main(["sweep", sweep_file(tmp_path, whole, "whole")]) == 0
+    path = sweep_file(tmp_path, cut, "cut")
     names, kills, landed = ["oc-seed=1", "oc-seed=2"], [], []
     def progress(log) -> int:  # distinct requests: a request sent again is no progress
         return len({json.dumps([e.messages, e.response_format], sort_keys=True) for e in list(log)})
 
+    stage_2 = stage_2_requests(whole.log)
+    assert any(stage_2(e) for e in whole.log)
+
+    def phase(wanted: str | None) -> bool:
+        if wanted == "stage 2":
+            return bool(cut.log) and stage_2(cut.log[-1])
+        return wanted is None or wanted in phases(cut_dir, names, steps=2)
+
     total = progress(whole.log)
     cut_dir = tmp_path / "sweeps" / "cut"
-    plan = [(0.1, None), (0.2, None), (0.35, "training"), (0.5, None), (0.6, None), (0.7, None), (0.85, None),
+    plan = [(0.1, None), (0.2, "stage 2"), (0.35, "training"), (0.5, None), (0.6, None), (0.7, None), (0.85, None),
             (0.95, None)]
     for k, (share, wanted) in enumerate(plan, start=1):
         driver = subprocess.Popen([sys.executable, "-m", "raygrad", "sweep", path, "--address", ray_cluster.address],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while driver.poll() is None and (progress(cut.log) < total * share
-                                         or (wanted and wanted not in phases(cut_dir, names, steps=2))):
+        while driver.poll() is None and (progress(cut.log) < total * share or not phase(wanted)):
             time.sleep(0.02)
         assert driver.poll() is None, f"the sweep ended before kill {k}"
         os.kill(driver.pid, signal.SIGKILL)
         kills.append(time.monotonic())
         driver.wait()
-        landed.append(phases(cut_dir, names, steps=2))
+        landed.append(phases(cut_dir, names, steps=2) | ({"stage 2"} if stage_2(cut.log[-1]) else set()))
         time.sleep(3)  # Ray stops the dead driver's actors
     assert main(["sweep", path]) == 0
     for name in names:
         assert_same_results(tmp_path, "whole", "cut", name)
-    assert {"before the first checkpoint", "training", "final evaluation"} <= set().union(*landed), landed
+    assert {"before the first checkpoint", "training", "final evaluation", "stage 2"} <= set().union(*landed), landed
+    cut_short = [c["reason"] for name in names for c in json.loads((cut_dir / name / "checkpoint.json").read_text())
+                 ["candidates"] if "at most" in (c["reason"] or "")]
+    assert cut_short  # early rejection stopped validations short, in the sweep that was killed
     # A request went out twice only if it was in flight at a kill (sent shortly before it), or sent by
     # an actor while Ray stopped them (a few seconds after); kills are about 20 s apart.
     repeated = calls_sent_twice(cut.log, whole.log)
     for first_sent in repeated:
         assert any(kill - in_flight_s <= first_sent <= kill + 3 for kill in kills), (first_sent, kills)
     assert len(repeated) <= 8 * 2 * 8, len(repeated)  # at most what the actors could have in flight, per kill
-    print(f"kills landed: {landed}; requests sent twice: {len(repeated)} of {len(cut.log)}")
+    print(f"kills landed: {landed}; requests sent twice: {len(repeated)} of {len(cut.log)}; "
+          f"validations early rejection cut short: {len(cut_short)}")
