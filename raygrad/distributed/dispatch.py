@@ -71,8 +71,8 @@ class RuntimeSpec(BaseModel):
         return f"{self.config.name}/{actor}"
 
     def actor_options(self) -> dict[str, Any]:
-        """Ray options that bring the user's code to an actor's process, on any node."""
-        return {"runtime_env": {"py_modules": self.py_modules}} if self.py_modules else {}
+        """Ray options for an actor's process on any node: its niceness, and the user's code."""
+        return process_options(self.config.runtime.niceness, self.py_modules)
 
     def key_names(self) -> list[str]:
         """The environment variables that hold the API keys of the run's models."""
@@ -83,6 +83,16 @@ class RuntimeSpec(BaseModel):
         missing = [name for name in self.key_names() if name not in os.environ]
         if missing and self.key_vault is not None:
             os.environ.update(ray.get(self.key_vault.get.remote(missing)))
+
+
+def process_options(niceness: int, py_modules: list[str] | None = None) -> dict[str, Any]:
+    """Ray options for the process of one of raygrad's actors. Ray renices each worker process it starts to
+    `RAY_worker_niceness` (15 unless set), read from the process's environment: an LLM client at 15 waits for
+    every other process of its node, and its sends leave late (measured in benchmarks/ray_overhead.py)."""
+    runtime_env: dict[str, Any] = {"env_vars": {"RAY_worker_niceness": str(niceness)}}
+    if py_modules:
+        runtime_env["py_modules"] = py_modules
+    return {"runtime_env": runtime_env}
 
 
 class SharedRows:

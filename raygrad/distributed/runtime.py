@@ -14,7 +14,7 @@ import ray
 from raygrad.core.workflow import Workflow
 from raygrad.data import Dataset
 from raygrad.distributed.actors import GradientAggregator, KeyVault, OptimizerActor, RateBudget
-from raygrad.distributed.dispatch import ActorSettings, RuntimeSpec, share
+from raygrad.distributed.dispatch import ActorSettings, RuntimeSpec, process_options, share
 from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import resolved_models
 from raygrad.llm.local import LocalModelServer
@@ -75,8 +75,9 @@ class DistributedRun:
         runtime = spec.config.runtime
         self.own_budget = budget is None  # a sweep's runs share the sweep's budget
         self.checkpoint = checkpoint
-        self.budget = RateBudget.options(**on_driver_node()).remote(rate_limits(spec)) if budget is None else budget
-        self.vault = KeyVault.options(**on_driver_node()).remote()
+        coordinator = {**on_driver_node(), **process_options(runtime.niceness)}
+        self.budget = RateBudget.options(**coordinator).remote(rate_limits(spec)) if budget is None else budget
+        self.vault = KeyVault.options(**coordinator).remote()
         ray.get(self.vault.put.remote({name: os.environ[name] for name in spec.key_names() if os.environ.get(name)}))
         spec = spec.model_copy(update={"key_vault": self.vault})
         code = spec.actor_options()

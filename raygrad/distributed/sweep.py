@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from raygrad.core.workflow import Workflow
 from raygrad.distributed.actors import RateBudget
+from raygrad.distributed.dispatch import process_options
 from raygrad.distributed.optimize import check_travels, optimize_run
 from raygrad.distributed.runtime import DistributedRun, connect, on_driver_node
 from raygrad.errors import ConfigError
@@ -73,7 +74,8 @@ def _run_sweep(sweep: SweepConfig, planned: list[PlannedRun], out: TextIO, addre
     with ExitStack() as stack:
         local = stack.enter_context(LocalModelServer()) if any(
             model.is_local for r in planned for model in r.config.role_models().values()) else None
-        budget = RateBudget.options(num_cpus=0, **on_driver_node()).remote(_shared_limits(planned, local))
+        budget = RateBudget.options(num_cpus=0, **on_driver_node(), **process_options(
+            min(run.config.runtime.niceness for run in planned))).remote(_shared_limits(planned, local))
         stack.callback(ray.kill, budget)  # now, not whenever its last handle is collected
         runner = _SweepRunner(sweep, view, budget, local, built)
         outcomes = runner.run_all(planned)

@@ -136,6 +136,9 @@ class RuntimeConfig(Strict):
     cpus_per_worker: float = Field(0.5, gt=0, description="async workers mostly wait on HTTP")
     shards_per_worker: int = Field(2, ge=1, description="shards one worker runs at once")
     address: str | None = Field(None, description="Ray cluster; else $RAY_ADDRESS, else a local instance")
+    niceness: int = Field(0, ge=0, le=19, description="OS niceness of raygrad's actors. Ray starts its workers at 15, "
+                                                        "below every other process of a node, so any busy process "
+                                                        "there delays their sends; 0 is a plain process's")
 
 
 class RunConfig(Strict):

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -90,23 +93,37 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
-def test_four_workers_share_one_budget(ray_cluster, sim_server, tmp_path):
+@contextlib.contextmanager
+def cpu_hog(processes: int = 2):
+    """Processes that keep every core of this machine busy, as other jobs on a loaded CI machine do."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def test_four_workers_share_one_budget_and_use_it_with_every_core_busy_beside_them(ray_cluster, sim_server,
+                                                                                   tmp_path):
+    """Ray renices the worker processes it starts to 15: beside a busy process they got a small share of a
+    core, and either fell behind the budget (its busiest 3 s held 45 of 60) or, under a lighter hog, woke late
+    and sent into the provider's next window (5 to 8 refused of 600). raygrad's actors run at niceness 0."""
     server = sim_server(responder="object_count", rpm=1200, window_s=3.0, latency_s=0.05)  # 60 per 3 s
     config = run_config(tmp_path, server, "budget", runtime={"workers": 4, "cpus_per_worker": 0.25},
                         data={"generator": {"size": 600, "seed": 5}, "splits": {"val": "0:600"}})
     for role in config.models.values():
         role.rpm, role.max_in_flight = 1200, 64
     examples = load_split(config.data, "val")
-    with distributed_run(config) as run:
+    with distributed_run(config) as run, cpu_hog():
         result = run.evaluate({}, examples)
     assert result.evaluated == 600 and result.failed == 0
-    # One answer per distinct question (a repeated one is replayed from the journal). A refusal is
-    # possible but rare (a worker's first calls, on a loaded machine, may leave later than assumed:
-    # 4 in 303 requests once in CI): at most 1% over 600 samples, as the budget benchmark allows, and
-    # retried without a sample lost.
+    # One answer per distinct question (a repeated one is replayed from the journal); at most 1% of the
+    # requests refused, as the budget benchmark allows, and retried without a sample lost.
     answered = server.answered()
     assert len(answered) == len({ex.input for ex in examples}) and len(server.refused()) <= 0.01 * len(server.log)
-    assert max_in_window([e.time for e in answered], 3.0) <= 60
+    assert 54 <= max_in_window([e.time for e in answered], 3.0) <= 60  # the budget used, never overrun
 
 
 def test_a_worker_killed_mid_step_loses_nothing_and_pays_no_journaled_call_twice(ray_cluster, sim_server, tmp_path):
