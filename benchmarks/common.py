@@ -54,16 +54,22 @@ def max_in_window(times: list[float], window: float) -> int:
 def measured_on() -> str:
     """The commit the benchmark ran on (and whether the checkout had changes beside it)."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent.parent).stdout.strip()  # the repository's root: paths below
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return f"{commit} (with uncommitted changes)" if git("status", "--porcelain", "--", "raygrad") else commit
 
 
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
 def write_table(name: str, title: str, header: list[str], rows: list[list[object]], notes: str = "") -> str:
-    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    text = "\n".join(lines) + ("\n\n" + notes.strip() if notes else "") + f"\n\nMeasured on commit {measured_on()}.\n"
+    text = f"# {title}\n\n{table(header, rows)}" + ("\n\n" + notes.strip() if notes else "") \
+        + f"\n\nMeasured on commit {measured_on()}.\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
