@@ -88,7 +88,8 @@ class RuntimeSpec(BaseModel):
 def process_options(niceness: int, py_modules: list[str] | None = None) -> dict[str, Any]:
     """Ray options for the process of one of raygrad's actors. Ray renices each worker process it starts to
     `RAY_worker_niceness` (15 unless set), read from the process's environment: an LLM client at 15 waits for
-    every other process of its node, and its sends leave late (measured in benchmarks/ray_overhead.py)."""
+    every other process of its node, and its sends leave late or fall behind a budget (the budget test in
+    tests/distributed/test_runtime.py runs beside a busy process)."""
     runtime_env: dict[str, Any] = {"env_vars": {"RAY_worker_niceness": str(niceness)}}
     if py_modules:
         runtime_env["py_modules"] = py_modules
