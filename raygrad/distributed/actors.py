@@ -25,6 +25,7 @@ from raygrad.llm.endpoints import RoleClients
 from raygrad.llm.ledger import Lease, RateLedger
 from raygrad.llm.limits import LeasedWindow
 from raygrad.optim.evaluate import SampleResult
+from raygrad.optim.events import TrainerEvent
 from raygrad.optim.execution import (
     BackwardCounts,
     BatchOutcome,
@@ -170,7 +171,7 @@ class OptimizerActor:
         self.executor = RayExecutor(spec, budget, aggregator, make_worker, demo_parameters(self.workflow),
                                     sample_sink=self.samples.write if self.samples else None)
         storage = Storage(spec.config.storage) if spec.config.storage else None
-        self.events: collections.deque[dict] = collections.deque(maxlen=1000)  # the driver drains them
+        self.events: collections.deque[TrainerEvent] = collections.deque(maxlen=1000)  # the driver drains them
         self.trainer = Trainer(self.workflow, spec.metric, {"optimizer": _LazyClient(self.clients, "optimizer")},
                                spec.config.trainer, executor=self.executor,
                                checkpoint=run_checkpoint(Path(checkpoint), storage, Path(spec.journal_path)),
@@ -196,7 +197,7 @@ class OptimizerActor:
     def usage(self) -> dict[str, Usage]:
         return self.trainer.usage()
 
-    def progress(self) -> tuple[list[dict], dict[str, Usage]]:
+    def progress(self) -> tuple[list[TrainerEvent], dict[str, Usage]]:
         """Events since the last call, and usage so far: what the driver renders."""
         events = list(self.events)
         self.events.clear()
@@ -204,7 +205,7 @@ class OptimizerActor:
 
     def stop(self, reason: str) -> None:
         """Stop at the next budget check, like a spent budget: the step rolls back to its checkpoint."""
-        self.trainer.stop_reason = reason
+        self.trainer.stop(reason)
 
     async def stats(self) -> dict[str, Any]:
         workers = dict(self.executor.workers)

@@ -1,6 +1,8 @@
 """The trainer's settings, and spending limits with the one check that the trainer and a sweep share."""
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import Field, model_validator
 
 from raygrad.llm.models import Strict
@@ -63,21 +65,33 @@ class TrainerConfig(SpendLimits):
                                                            "default: every trainable parameter of the workflow")
     batches_until_error: int = Field(1, ge=1, description="minibatches a step may draw until one holds an error "
                                                           "sample (1: the paper's one minibatch per step)")
-    one_parameter_per_step: bool = Field(False, description="each step, only the text parameter with the most "
-                                                             "gradients (error samples with feedback for it) gets "
-                                                             "candidates; demos parameters as always")
     error_pool: int = Field(4, ge=0, description="error samples of earlier minibatches kept until a candidate is "
                                                  "accepted (their values are unchanged, so their gradients still "
                                                  "hold): stage 1 scores them too, and a step whose minibatch has "
                                                  "no error still proposes from them (0: the paper's loop)")
-    joint_candidates: bool = Field(True, description="the text parameters' proposals are asked for in turn, each "
-                                                      "optimizer seeing the earlier ones' first proposal as its peers' "
-                                                      "values; the i-th candidate holds each one's i-th proposal, so "
-                                                      "one stage-2 validation can accept changes to all of them "
-                                                      "(false: one parameter at a time, as in the paper)")
+    candidates: Literal["joint", "per_parameter"] = Field("joint", description=(
+        "how proposals make candidates. joint: the text parameters' proposals are asked for in turn, each "
+        "optimizer seeing the earlier ones' first proposal as its peers' values; the i-th candidate holds each "
+        "one's i-th proposal, so one stage-2 validation can accept changes to all of them. per_parameter: one "
+        "parameter at a time, as in the paper"))
     labeled_demos: bool = Field(False, description="wrong samples add (input, target) demos to the pool too, when "
                                                    "the parameter's one call was given the sample's inputs: a model "
                                                    "that gets nothing right can then learn from demos")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_switches(cls, raw: Any) -> Any:
+        """Settings of earlier versions: a run directory's config that holds them still resumes."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        if "joint_candidates" in raw:
+            joint = raw.pop("joint_candidates")
+            raw.setdefault("candidates", "joint" if joint else "per_parameter")
+        if raw.pop("one_parameter_per_step", False):
+            raise ValueError("one_parameter_per_step was removed: it scored lower on test than the default on every "
+                             "built-in task (README, 'Measured'); delete the setting")
+        return raw
 
     @model_validator(mode="after")
     def _switches_agree(self) -> "TrainerConfig":

@@ -16,7 +16,7 @@ from raygrad.optim.optimizer import ScoredValue
 
 class CandidateRecord(BaseModel):
     step: int
-    parameter: str  # with trainer.joint_candidates, the parameters it changes, comma-separated
+    parameter: str  # with joint candidates (trainer.candidates), the parameters it changes, comma-separated
     value: str  # with several parameters, their values as a JSON object
     stage1: float | None = None
     stage2: float | None = None

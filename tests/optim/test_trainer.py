@@ -228,7 +228,7 @@ async def test_stage1_runs_the_minibatch_errors_first_and_stops_a_candidate_that
 
     workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
     # The paper's loop: each parameter's candidates meet the step's own minibatch, labelled by parameter.
-    config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4, joint_candidates=False, error_pool=0)
+    config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4, candidates="per_parameter", error_pool=0)
     state = await Trainer(workflow, number_match, clients, config,
                           executor=Recording(workflow, number_match, clients, sample_sink=lambda *_: None)
                           ).fit(train, val)
@@ -387,7 +387,7 @@ def magic_word(messages, body) -> str:
 async def test_once_the_minibatch_is_perfect_no_more_candidates_are_asked_for_in_that_step():
     clients = {role: ScriptedLLM(magic_word) for role in ("task", "backward", "optimizer")}
     workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
-    config = TrainerConfig(steps=1, batch_size=4, proposals=1, joint_candidates=False)  # one parameter after the other
+    config = TrainerConfig(steps=1, batch_size=4, proposals=1, candidates="per_parameter")  # one after the other
     state = await Trainer(workflow, number_match, clients, config).fit(data(20, 5)[:4], data(20, 5)[4:])
     assert state.steps[0].accepted == ["instruction"] and state.best_val == 1.0
     # output_format comes next, but the minibatch is all right now: no proposal, no stage-1 calls for it.
@@ -485,20 +485,27 @@ async def test_replies_that_do_not_parse_are_counted_per_step_in_the_steps_table
     assert not any("unparseable" in call[1]["content"] for call in clients["optimizer"].calls)
 
 
-async def test_one_parameter_per_step_gives_candidates_to_the_parameter_with_the_most_gradients():
+def test_a_run_directory_written_with_retired_switches_still_loads_and_a_removed_one_says_what_to_do():
+    assert TrainerConfig.model_validate({"joint_candidates": False}).candidates == "per_parameter"
+    kept = TrainerConfig.model_validate({"joint_candidates": True, "one_parameter_per_step": False})
+    assert kept.candidates == "joint"
+    with pytest.raises(ValueError, match="one_parameter_per_step was removed: it scored lower"):
+        TrainerConfig.model_validate({"one_parameter_per_step": True})
+
+
+async def test_a_users_own_part_replaces_the_built_in_one():
+    class InstructionOnly:
+        """Candidates for the instruction alone: the output format keeps its value."""
+
+        def groups(self, names, parameters):
+            return [["instruction"]]
+
     clients = scripted_clients()
-    config = TrainerConfig(steps=4, batch_size=6, proposals=2, seed=3, one_parameter_per_step=True)
     state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
-                          config).fit(data(30, 8), data(30, 9))
-    by_step: dict[int, set[str]] = {}
-    for candidate in (c for c in state.candidates if c.parameter != "demos"):  # demos parameters as always
-        by_step.setdefault(candidate.step, set()).add(candidate.parameter)
-    assert by_step and all(len(names) == 1 for names in by_step.values())
-    assert len(set().union(*by_step.values())) == 2  # ties are taken in turn: both parameters get steps
-    # Off, a step with errors gives candidates to both text parameters.
-    both = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, scripted_clients(),
-                         config.model_copy(update={"one_parameter_per_step": False})).fit(data(30, 8), data(30, 9))
-    assert any(len({c.parameter for c in both.candidates if c.step == s}) == 2 for s in range(4))
+                          TrainerConfig(steps=3, batch_size=4, proposals=2, seed=1), candidates=InstructionOnly()
+                          ).fit(data(20, 3), data(20, 4))
+    assert state.candidates and {c.parameter for c in state.candidates} == {"instruction"}
+    assert state.values["output_format"] == "Reply."
 
 
 async def test_batches_until_error_draws_minibatches_until_one_has_something_to_learn():

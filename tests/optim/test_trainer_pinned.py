@@ -25,7 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "raygrad" / "configs"
 TASKS = {"objectcount": "object_count_trainer", "trec": "trec_trainer", "multihop": "multihop_trainer",
          "agent": "react_agent_trainer"}
 SETTINGS = {"default": {}, "early_rejection_off": {"early_rejection": False},
-            "per_parameter": {"joint_candidates": False}, "no_pool": {"error_pool": 0},
+            "per_parameter": {"candidates": "per_parameter"}, "no_pool": {"error_pool": 0},
             "stage2_1": {"stage2_per_parameter": 1}, "until_error_4": {"batches_until_error": 4},
             "concurrent": {"concurrent_stage1": True}, "accept": {"early_acceptance": 0.95},
             "no_stage1": {"stage1": False}, "labeled": {"labeled_demos": True}}

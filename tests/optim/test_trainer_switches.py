@@ -52,7 +52,8 @@ def mostly_right() -> ObjectCount:
 
 async def test_the_error_pool_lets_a_step_with_a_perfect_minibatch_learn_from_earlier_errors(tmp_path):
     def config(pool: int, steps: int = 8) -> TrainerConfig:
-        return TrainerConfig(steps=steps, batch_size=2, proposals=2, seed=6, error_pool=pool, joint_candidates=False)
+        return TrainerConfig(steps=steps, batch_size=2, proposals=2, seed=6, error_pool=pool,
+                             candidates="per_parameter")
 
     train, val = data(40, 10), data(30, 11)
     off = await Trainer(mostly_right(), number_match, scripted_clients(), config(0)).fit(train, val)
@@ -89,7 +90,7 @@ async def test_training_demos_alone_keeps_no_error_pool_since_their_candidates_r
 
 async def test_joint_candidates_change_both_parameters_in_one_validation_and_the_second_sees_the_first():
     clients = scripted_clients()
-    config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=1, joint_candidates=True,
+    config = TrainerConfig(steps=4, batch_size=4, proposals=3, seed=1, candidates="joint",
                            parameters=["instruction", "output_format"])
     state = await Trainer(ObjectCount(instruction="Answer.", output_format="Reply."), number_match, clients,
                           config).fit(data(20, 3), data(40, 4))

@@ -1,0 +1,88 @@
+"""Where a step's training samples come from: a minibatch of a shuffled pass over the training set, and the
+error pool of earlier minibatches.
+
+The pool (trainer.error_pool) keeps error samples of the current values until a candidate is accepted:
+until then their scores and gradients still hold, so later steps learn from them without paying for them
+again. Stage 1 scores them beside the minibatch.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from raygrad.core.backward import Gradient
+from raygrad.data import Dataset
+from raygrad.optim.execution import BatchOutcome, Executor
+from raygrad.optim.state import PooledError, TrainState, note_skipped
+
+
+@dataclass
+class Minibatch:
+    """A step's training samples under the current values: what proposals learn from and stage 1 scores."""
+
+    outcome: BatchOutcome  # the drawn minibatch, run: results, demos, gradients
+    positions: list[int]  # the drawn minibatch's positions, then the pooled errors'
+    current: list[float | None]  # the current values' score at each position (None: a skipped row)
+    gradients: list[Gradient]  # of the drawn minibatch's errors and the pooled ones
+    score: float  # the current values' mean over `positions`, failed samples counted as 0
+    drawn_score: float  # the same over the drawn minibatch alone (what the step records)
+    errors: int  # error samples in the drawn minibatch
+    pooled: int  # pooled errors of earlier minibatches added
+
+
+class Minibatches:
+    """Draws `batch_size` positions a step, reshuffling at the end of each pass; with `batches_until_error`
+    above 1, draws again (up to that many) until a minibatch holds an error sample."""
+
+    def __init__(self, batch_size: int, batches_until_error: int = 1, error_pool: int = 0,
+                 error_threshold: float = 1.0):
+        self.batch_size, self.batches_until_error = batch_size, batches_until_error
+        self.error_pool, self.error_threshold = error_pool, error_threshold
+
+    async def draw(self, state: TrainState, rng: random.Random, train: Dataset, executor: Executor,
+                   values: dict[str, str], pool_errors: bool) -> Minibatch:
+        """Run the next minibatch (backward for its errors) and add the pooled errors; `pool_errors` is false
+        when only demos are trained (their candidates come from the demo pool, not from gradients)."""
+        for attempt in range(self.batches_until_error):  # a minibatch with no error sample teaches nothing
+            positions = self._next_positions(state, rng, len(train))
+            outcome = await executor.train_batch(values, train, positions,
+                                                 label=f"step{state.step}-batch{attempt or ''}")
+            if any(self._is_error(r.score) for r in outcome.results):
+                break
+        note_skipped(state, [r.error or "" for r in outcome.results if r.skipped])
+        counted = [r for r in outcome.results if not r.skipped]
+        score = sum(r.score for r in outcome.results if r.score is not None) / len(counted) if counted else 0.0
+        current: list[float | None] = [None if r.skipped else r.score or 0.0 for r in outcome.results]
+        errors = sum(self._is_error(r.score) for r in outcome.results)
+        pooled = self._pool(state, positions, outcome) if pool_errors else []
+        with_pooled = (score * len(counted) + sum(e.score for e in pooled)) / (len(counted) + len(pooled)) \
+            if pooled else score
+        return Minibatch(outcome=outcome, positions=positions + [e.position for e in pooled],
+                         current=current + [e.score for e in pooled],
+                         gradients=outcome.gradients + [g for e in pooled for g in e.gradients],
+                         score=with_pooled, drawn_score=score, errors=errors, pooled=len(pooled))
+
+    def _is_error(self, score: float | None) -> bool:
+        return score is not None and score < self.error_threshold
+
+    def _next_positions(self, state: TrainState, rng: random.Random, size: int) -> list[int]:
+        batch = []
+        while len(batch) < self.batch_size:
+            if state.cursor >= len(state.order):
+                state.order, state.cursor = rng.sample(range(size), size), 0
+            batch.append(state.order[state.cursor])
+            state.cursor += 1
+        return batch
+
+    def _pool(self, state: TrainState, positions: list[int], outcome: BatchOutcome) -> list[PooledError]:
+        """Add this minibatch's errors to the pool; return the pooled errors of earlier minibatches (this
+        one's were just run again, so their fresh results stand)."""
+        if not self.error_pool:
+            return []
+        fresh = set(positions)
+        state.error_pool = [e for e in state.error_pool if e.position not in fresh] + [
+            PooledError(position=p, score=r.score or 0.0,
+                        gradients=[g for g in outcome.gradients if g.sample_id == r.id])
+            for p, r in zip(positions, outcome.results) if self._is_error(r.score)]
+        state.error_pool = state.error_pool[-self.error_pool:]
+        return [e for e in state.error_pool if e.position not in fresh]
