@@ -42,6 +42,7 @@ from typing import Any
 from adalflow_task import client, exact, import_adalflow, object_count_task, samples
 from common import PEERS_COST_VAL, peers_cost_questions, sized, write_table
 
+from raygrad.optim.events import Started, StepEnded, TrainerEvent
 from raygrad.tasks.object_count import respond as object_count
 from raygrad.tasks.simulated import FIXES, feedback, holds, proposals
 from raygrad.testing import RESPONDERS, ServerSettings, SimulatedServer
@@ -132,9 +133,9 @@ def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, 
     records: list[tuple[float, float]] = []
     prompts: list[dict[str, str]] = []
 
-    def on_event(event: dict) -> None:
-        if event["kind"] in ("started", "step"):
-            records.append((time.monotonic(), event["best_val"]))
+    def on_event(event: TrainerEvent) -> None:
+        if isinstance(event, Started | StepEnded):
+            records.append((time.monotonic(), event.best_val))
             prompts.append(workflow.state())
 
     def examples(rows: list[dict]) -> list[Example]:
@@ -231,11 +232,11 @@ def main() -> None:
     variants = {"raygrad, early rejection off": {"early_rejection": False},
                 "raygrad, stage 1 off": {"stage1": False},
                 "raygrad, stage 1 off, up to 4 minibatches a step": {"stage1": False, "batches_until_error": 4},
-                "raygrad, one parameter per candidate": {"joint_candidates": False},
+                "raygrad, one parameter per candidate": {"candidates": "per_parameter"},
                 "raygrad, no error pool": {"error_pool": 0},
                 "raygrad, early acceptance at 0.95": {"early_acceptance": 0.95},
                 "raygrad, the paper's loop (one parameter per candidate, no error pool)":
-                    {"joint_candidates": False, "error_pool": 0}}
+                    {"candidates": "per_parameter", "error_pool": 0}}
     parser.add_argument("--only", nargs="+", default=["raygrad", *variants, "AdalFlow", "AdalFlow, again"])
     parser.add_argument("--val", type=int, default=PEERS_COST_VAL,
                         help="validation questions (results: peers_cost_val<N>.md unless 50)")

@@ -30,6 +30,7 @@ from raygrad.runs.assemble import check_models, check_workflow, load_split
 from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
 from raygrad.runs.config import RunConfig, write_config
 from raygrad.runs.owner import owned
+from raygrad.runs.progress import Phase, RunEvent
 from raygrad.runs.report import write_report
 from raygrad.runs.results import (
     RunResult,
@@ -55,7 +56,7 @@ from raygrad.runs.tracking import start_tracking
 
 T = TypeVar("T")
 # Receives the trainer's events since the last call (steps, acceptances) and the usage so far (None: unchanged).
-OnProgress = Callable[[list[dict], dict[str, Usage] | None], None]
+OnProgress = Callable[[list[RunEvent], dict[str, Usage] | None], None]
 
 
 class Runner(Protocol):
@@ -103,7 +104,7 @@ def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start:
                    on_progress: OnProgress | None) -> RunResult:
     def phase(status: str) -> None:
         if on_progress is not None:
-            on_progress([{"status": status, "steps": config.trainer.steps}], None)
+            on_progress([Phase(status=status, steps=config.trainer.steps)], None)
 
     check_models(workflow, config.role_models())
     select_trainable(workflow, config.trainer.parameters)  # before any actor gets a copy of the workflow
@@ -199,7 +200,7 @@ def _failure_recorded(run_dir: Path) -> Iterator[None]:
 
 
 def _both(first: OnProgress | None, second: OnProgress) -> OnProgress:
-    def both(events: list[dict], usage: dict[str, Usage] | None) -> None:
+    def both(events: list[RunEvent], usage: dict[str, Usage] | None) -> None:
         if first is not None:
             first(events, usage)
         second(events, usage)

@@ -8,14 +8,26 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Literal, TextIO
 
 from pydantic import BaseModel
 
 from raygrad.llm.client import Usage
 from raygrad.optim.evaluate import Raised, add_raised, raised_text
+from raygrad.optim.events import Started, StepEnded, TrainerEvent
 
 ENDED = ("finished", "stopped", "failed", "skipped")
+
+
+class Phase(BaseModel):
+    """A run moved to another phase of its lifecycle (loading data, training, testing, ...)."""
+
+    kind: Literal["phase"] = "phase"
+    status: str
+    steps: int
+
+
+RunEvent = TrainerEvent | Phase
 
 
 class ProgressEvent(BaseModel):
@@ -35,9 +47,9 @@ class ProgressEvent(BaseModel):
     usage: dict[str, Usage] | None = None
 
     @classmethod
-    def of(cls, run: str, event: dict, usage: dict[str, Usage] | None) -> ProgressEvent:
-        fields = {key: value for key, value in event.items() if key in cls.model_fields and key != "usage"}
-        return cls(run=run, **fields, usage=event.get("usage") or usage)
+    def of(cls, run: str, event: RunEvent, usage: dict[str, Usage] | None) -> ProgressEvent:
+        fields = {key: value for key, value in event if key in cls.model_fields and key != "usage"}
+        return cls(run=run, **fields, usage=getattr(event, "usage", None) or usage)
 
 
 class RunProgress(BaseModel):
@@ -56,15 +68,20 @@ class RunProgress(BaseModel):
     last_retry: str = ""
     note: str = ""
 
-    def apply(self, event: dict) -> None:
-        for key in ("status", "step", "steps", "initial_val", "best_val"):
-            if key in event:
-                setattr(self, key, event[key])
-        self.unparsed += event.get("unparsed", 0)
-        if event.get("raised"):
-            self.raised = add_raised(self.raised, {kind: Raised(**r) for kind, r in event["raised"].items()})
-        if event.get("usage"):  # a step's event carries the usage at its end
-            self.spend(event["usage"])
+    def apply(self, event: RunEvent) -> None:
+        if isinstance(event, Phase):
+            self.status, self.steps = event.status, event.steps
+            return
+        self.step, self.best_val = event.step, event.best_val
+        if isinstance(event, Started | StepEnded):
+            self.steps = event.steps
+            self.raised = add_raised(self.raised, event.raised)
+        if isinstance(event, Started):
+            self.initial_val = event.initial_val
+        if isinstance(event, StepEnded):
+            self.unparsed += event.unparsed
+            if event.usage:  # a step's event carries the usage at its end
+                self.spend(event.usage)
 
     def spend(self, usage: dict[str, Usage]) -> None:
         self.calls = sum(u.calls for u in usage.values())
@@ -104,13 +121,13 @@ class ProgressView:
                            tokens=sum(r.tokens for r in self.runs.values()),
                            cost=sum(r.cost for r in self.runs.values()))
 
-    def update(self, name: str, events: list[dict], usage: dict[str, Usage] | None, each: bool = False) -> None:
+    def update(self, name: str, events: list[RunEvent], usage: dict[str, Usage] | None, each: bool = False) -> None:
         """A run's events since the last update, and its usage so far (None: unchanged). `each`: a line
         for every phase and step among the events (a poll may bring several), then one for now."""
         run = self.runs[name]
         for event in events:
             run.apply(event)
-            if each and ("status" in event or event.get("kind") in ("started", "step")):
+            if each and isinstance(event, Phase | Started | StepEnded):
                 self.render(force=True)
         if usage is not None:
             run.spend(usage)
@@ -165,7 +182,7 @@ class ProgressPrinter:
     def __init__(self, name: str, out: TextIO, interval_s: float = 30.0):
         self.name, self.view = name, ProgressView([name], out, interval_s=interval_s)
 
-    def __call__(self, events: list[dict], usage: dict[str, Usage] | None) -> None:
+    def __call__(self, events: list[RunEvent], usage: dict[str, Usage] | None) -> None:
         self.view.update(self.name, events, usage, each=True)
         self.view.render()
 
@@ -175,9 +192,9 @@ class ProgressPrinter:
 
 
 def progress_callback(name: str, receive: Callable[[ProgressEvent], None]
-                      ) -> Callable[[list[dict], dict[str, Usage] | None], None]:
+                      ) -> Callable[[list[RunEvent], dict[str, Usage] | None], None]:
     """A run's progress handed to a function as ProgressEvents."""
-    def on_progress(events: list[dict], usage: dict[str, Usage] | None) -> None:
+    def on_progress(events: list[RunEvent], usage: dict[str, Usage] | None) -> None:
         for event in events:
             receive(ProgressEvent.of(name, event, usage))
     return on_progress

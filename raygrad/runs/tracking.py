@@ -19,6 +19,8 @@ from pydantic import Field
 
 from raygrad.errors import MissingExtra
 from raygrad.llm.models import ROLES, Strict
+from raygrad.optim.events import Started, StepEnded
+from raygrad.runs.progress import RunEvent
 from raygrad.runs.rundir import save_atomically
 
 TRACKING = "tracking.json"  # in a run's (and a sweep's) directory: the MLflow run it logs into
@@ -101,20 +103,19 @@ class RunTracker:
         self.mlflow = mlflow_run
         self._spent: dict[str, dict[str, float]] = {}  # per role, the running totals at the last step logged
 
-    def observe(self, events: list[dict], usage: Any) -> None:
+    def observe(self, events: list[RunEvent], usage: Any) -> None:
         for event in events:
-            if event.get("kind") == "started":
-                self.mlflow.log_metrics({"best_val": event["best_val"], "initial_val": event["initial_val"]},
-                                        event["step"])
-            elif event.get("kind") == "step":
-                metrics = {"best_val": event["best_val"]}
-                for role, spent in (event.get("usage") or {}).items():
+            if isinstance(event, Started):
+                self.mlflow.log_metrics({"best_val": event.best_val, "initial_val": event.initial_val}, event.step)
+            elif isinstance(event, StepEnded):
+                metrics = {"best_val": event.best_val}
+                for role, spent in event.usage.items():
                     totals = {"calls": spent.calls, "tokens": spent.prompt_tokens + spent.completion_tokens,
                               "dollars": spent.cost}
                     before = self._spent.get(role, {})
                     metrics.update({f"{role}_{name}": value - before.get(name, 0.0) for name, value in totals.items()})
                     self._spent[role] = totals
-                self.mlflow.log_metrics(metrics, event["step"])
+                self.mlflow.log_metrics(metrics, event.step)
 
     @contextmanager
     def ended_on_error(self) -> Iterator[None]:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygrad.cli import main
+from raygrad.optim.events import Started, StepEnded
 from raygrad.runs.config import ConfigError
 from raygrad.runs.progress import ProgressView
 from raygrad.runs.sweep_plan import load_sweep
@@ -164,13 +165,13 @@ def test_progress_is_one_status_line_per_run_in_logs_and_bars_on_a_terminal():
     log = io.StringIO()
     view = ProgressView(["a", "b"], log, interval_s=0.0, live=False)
     view.runs["a"].status = "running"
-    view.runs["a"].apply({"step": 1, "steps": 4, "initial_val": 0.25, "best_val": 0.5})
+    view.runs["a"].apply(Started(step=1, steps=4, initial_val=0.25, best_val=0.5))
     view.render()
     assert log.getvalue().splitlines() == ["a: running step 1/4 val 0.250->0.500 calls 0 tokens 0 $0.0000",
                                            "total: 0/2 done calls 0 tokens 0 $0.0000"]
     terminal = io.StringIO()
     live = ProgressView(["a", "b"], terminal, live=True)
-    live.runs["a"].apply({"step": 2, "steps": 4})
+    live.runs["a"].apply(StepEnded(step=2, steps=4, best_val=0.5))
     live.render()
     live.render()
     drawn = terminal.getvalue()

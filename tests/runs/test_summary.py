@@ -27,13 +27,14 @@ def test_in_a_notebook_one_runs_bar_is_redrawn_on_its_line(monkeypatch):
     import io
     import sys
 
+    from raygrad.optim.events import Started, StepEnded
     from raygrad.runs.progress import ProgressPrinter
 
     monkeypatch.setitem(sys.modules, "ipykernel", object())
     out = io.StringIO()
     printer = ProgressPrinter("nb", out)
-    printer([{"kind": "started", "step": 0, "steps": 2, "initial_val": 0.2, "best_val": 0.2}], None)
-    printer([{"kind": "step", "step": 1, "steps": 2, "best_val": 0.5}], None)
+    printer([Started(step=0, steps=2, initial_val=0.2, best_val=0.2)], None)
+    printer([StepEnded(step=1, steps=2, best_val=0.5)], None)
     printer.close()
     text = out.getvalue()
     assert "\x1b[" not in text and text.count("\r") >= 2 and text.endswith("\n")
