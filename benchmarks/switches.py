@@ -18,6 +18,7 @@ import asyncio
 import logging
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -34,10 +35,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "raygrad" / "configs"
 TASKS = {"ObjectCount": ("objectcount", "object_count_trainer"), "TREC": ("trec", "trec_trainer"),
          "multi-hop QA": ("multihop", "multihop_trainer"), "ReAct agent": ("agent", "react_agent_trainer")}
 SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
-            "joint_candidates: false": {"joint_candidates": False},
+            "candidates: per_parameter": {"candidates": "per_parameter"},
             "error_pool: 0": {"error_pool": 0},
-            "joint_candidates: false, error_pool: 0 (the paper's loop)": {"joint_candidates": False, "error_pool": 0},
-            "one_parameter_per_step: true": {"one_parameter_per_step": True},
+            "candidates: per_parameter, error_pool: 0 (the paper's loop)": {"candidates": "per_parameter",
+                                                                             "error_pool": 0},
             "stage2_per_parameter: 1": {"stage2_per_parameter": 1},
             "batches_until_error: 4": {"batches_until_error": 4},
             "concurrent_stage1: true": {"concurrent_stage1": True},
@@ -46,28 +47,31 @@ SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
             "stage1: false, batches_until_error: 4": {"stage1": False, "batches_until_error": 4}}
 
 
-def run(task: str, responder: str, switches: dict, seed: int) -> tuple[float, float, float, int]:
-    """(initial validation, best validation, test after, calls) of one optimization."""
+def run(task: str, responder: str, switches: dict, seed: int, latency_s: float = 0.0
+        ) -> tuple[float, float, float, int, float]:
+    """(initial validation, best validation, test after, calls, wall s of the optimization) of one run."""
     raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
     raw["workflow"].update(instruction="Answer.", output_format="Reply.")
-    with SimulatedServer(ServerSettings(responder=responder)) as server, tempfile.TemporaryDirectory() as folder:
+    served = ServerSettings(responder=responder, latency_s=latency_s)
+    with SimulatedServer(served) as server, tempfile.TemporaryDirectory() as folder:
         raw.update(output_dir=folder, models={role: {"model": "openai/simulated", "api_base": server.url}
                                               for role in ("task", "backward", "optimizer")})
         config = RunConfig.model_validate(raw)
         workflow, metric = build_workflow(config.workflow)
         train, val, test = (load_split(config.data, split) for split in ("train", "val", "test"))
 
-        async def fit() -> tuple[float, float, float, int]:
+        async def fit() -> tuple[float, float, float, int, float]:
             with role_clients(config.role_models(), config.journal_path) as clients:
                 settings = config.trainer.model_copy(update={"steps": 12, "batch_size": 4, "proposals": 5,
                                                              "seed": seed, **switches})
+                started = time.monotonic()
                 state = await Trainer(workflow, metric, clients, settings).fit(train, val)
-                calls = len(server.log)
+                wall_s, calls = time.monotonic() - started, len(server.log)
                 # With early acceptance the trainer's best validation is an estimate: score the prompt on it all.
                 best = (await evaluate(workflow, val, clients["task"], metric)).score
                 assert state.best_val_samples is not None or abs(best - state.best_val) < 1e-9
                 after = (await evaluate(workflow, test, clients["task"], metric)).score
-                return state.initial_val, best, after, calls
+                return state.initial_val, best, after, calls, wall_s
 
         return asyncio.run(fit())
 
@@ -87,9 +91,9 @@ def main() -> None:
         for name in args.switches:
             switches = SWITCHES[name]
             runs = [run(task, responder, switches, seed) for seed in args.seeds]
-            gain = statistics.mean(best - initial for initial, best, _, _ in runs)
-            test = statistics.mean(after for _, _, after, _ in runs)
-            calls = statistics.mean(c for _, _, _, c in runs)
+            gain = statistics.mean(best - initial for initial, best, *_ in runs)
+            test = statistics.mean(after for _, _, after, *_ in runs)
+            calls = statistics.mean(c for *_, c, _ in runs)
             baseline = baseline or calls
             rows.append([label, name, f"{gain:+.3f}", f"{test:.3f}", f"{calls:.0f}", f"{calls / baseline:.2f}"])
             print(rows[-1], flush=True)

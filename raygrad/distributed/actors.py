@@ -138,11 +138,12 @@ class GradientAggregator:
     def add(self, step: int, errors: list[tuple[SampleResult, Trace]]) -> None:
         self.pending.setdefault(step, []).extend(errors)
 
-    async def backward(self, step: int) -> tuple[list, BackwardCounts, dict[str, Usage]]:
-        """Gradients for the error samples of a step (and only those), in sample order."""
+    async def backward(self, step: int, forget_before: int) -> tuple[list, BackwardCounts, dict[str, Usage]]:
+        """Gradients for the error samples of a step (and only those), in sample order; the errors of steps
+        before `forget_before` are dropped (rolled back at a budget: their backward never came)."""
         # One entry per sample (a shard redone after a worker died may have sent it twice), in id order.
         by_sample = {r.id: (r, t) for r, t in self.pending.pop(step, [])}
-        for stale in [s for s in self.pending if s < step]:  # steps rolled back at a budget
+        for stale in [s for s in self.pending if s < forget_before]:
             del self.pending[stale]
         errors = [by_sample[i] for i in sorted(by_sample, key=lambda i: (len(i), i))]
         gradients, counts = [], BackwardCounts()

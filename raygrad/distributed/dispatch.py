@@ -146,6 +146,7 @@ class RayExecutor:
         self.cancelled_shards = 0
         self._usage = {role: Usage() for role in ROLES}
         self._step = itertools.count()
+        self._batches_running: set[int] = set()  # steps whose minibatch is out (several, with parallel_steps)
         self.budget_guard: Callable[[], str | None] | None = None
 
     def _next_id(self) -> str:
@@ -193,7 +194,13 @@ class RayExecutor:
                 load[wid] += 1
             if not running:
                 break
-            done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the caller needs these shards no more: calls sent are journaled
+                for _, _, ref in running.values():
+                    ray.cancel(ref)
+                    self.cancelled_shards += 1
+                raise
             for future in done:
                 job, wid, _ = running.pop(future)
                 try:
@@ -227,12 +234,17 @@ class RayExecutor:
     async def train_batch(self, values: dict[str, str], train: Dataset, positions: list[int],
                           label: str = "") -> BatchOutcome:
         step = next(self._step)
-        shards = [(values, train, part, step, self.demo_parameters) for part in self._across_workers(positions)]
-        outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
-        check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
+        self._batches_running.add(step)
+        try:
+            shards = [(values, train, part, step, self.demo_parameters) for part in self._across_workers(positions)]
+            outcomes: list[BatchOutcome] = await self._map("train_shard", shards)
+            check_budget(self.budget_guard)  # the backward engine's calls for this batch come next
+            # Errors of earlier steps no longer running were left by a step rolled back: the aggregator drops them.
+            gradients, counts, usage = await self.aggregator.backward.remote(step, min(self._batches_running))
+        finally:
+            self._batches_running.discard(step)
         demos: dict[str, list] = {name: [d for o in outcomes for d in o.demos.get(name, [])]
                                   for name in self.demo_parameters}
-        gradients, counts, usage = await self.aggregator.backward.remote(step)
         self._count(usage)
         results = [r for o in outcomes for r in o.results]
         self._sink(label, results)

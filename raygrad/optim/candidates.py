@@ -6,7 +6,8 @@
 - `per_parameter`: one parameter at a time, as in the paper.
 
 Each group of parameters is proposed for and validated before the next is asked, so a later group's
-optimizer sees an accepted change of an earlier one.
+optimizer sees an accepted change of an earlier one. Proposing never changes the workflow's values: a
+round's steps propose at once from the same ones.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from raygrad.core.workflow import Parameter, Workflow
+from raygrad.core.workflow import Parameter
 from raygrad.optim.optimizer import Proposed
 
 CandidateMode = Literal["joint", "per_parameter"]
@@ -51,23 +52,20 @@ class ProposalCounts:
     unparsed_examples: list[str] = field(default_factory=list)
 
 
-async def propose(group: list[str], workflow: Workflow, ask: Callable[[str], Awaitable[Proposed]]
+async def propose(group: list[str], ask: Callable[[str, dict[str, str]], Awaitable[Proposed]]
                   ) -> tuple[list[dict[str, str]], ProposalCounts]:
     """The group's candidates (the i-th holds each parameter's i-th proposal, where it has one) from asking
-    each parameter's optimizer in turn; the workflow's values are as before when this returns."""
+    each parameter's optimizer in turn: `ask(name, peer_values)`, where peer_values are the earlier
+    parameters' first proposals, which its optimizer sees as their values."""
     proposed: dict[str, list[str]] = {}
     counts = ProposalCounts()
-    before = workflow.state()
     for name in group:
-        outcome = await ask(name)
+        outcome = await ask(name, {n: c[0] for n, c in proposed.items()} if len(group) > 1 else {})
         unparsed = [f"unparseable reply: {e.text}" for e in outcome.errors if e.kind == "unparsed"]
         counts.unparsed += len(unparsed)
         counts.failed += len(outcome.errors) - len(unparsed)
         counts.unparsed_examples += unparsed
         if outcome.candidates:
             proposed[name] = outcome.candidates
-            if len(group) > 1:  # the next parameters' optimizers see this proposal as their peer's value
-                workflow.load_state({name: outcome.candidates[0]})
-    workflow.load_state(before)
     return [{n: c[i] for n, c in proposed.items() if i < len(c)}
             for i in range(max(map(len, proposed.values()), default=0))], counts

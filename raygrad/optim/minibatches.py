@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from raygrad.core.backward import Gradient
+from raygrad.core.workflow import gather_all
 from raygrad.data import Dataset
 from raygrad.optim.execution import BatchOutcome, Executor
 from raygrad.optim.state import PooledError, TrainState, note_skipped
@@ -40,27 +41,41 @@ class Minibatches:
         self.error_pool, self.error_threshold = error_pool, error_threshold
 
     async def draw(self, state: TrainState, rng: random.Random, train: Dataset, executor: Executor,
-                   values: dict[str, str], pool_errors: bool) -> Minibatch:
-        """Run the next minibatch (backward for its errors) and add the pooled errors; `pool_errors` is false
-        when only demos are trained (their candidates come from the demo pool, not from gradients)."""
+                   values: dict[str, str], pool_errors: bool, lanes: int = 1) -> list[Minibatch]:
+        """Run the next minibatch of each of `lanes` steps at once (backward for their errors); the pooled
+        errors of earlier steps join the first. `pool_errors` is false when only demos are trained (their
+        candidates come from the demo pool, not from gradients)."""
+        positions: list[list[int]] = [[] for _ in range(lanes)]
+        outcomes: list[BatchOutcome] = [BatchOutcome(results=[]) for _ in range(lanes)]
+        waiting = list(range(lanes))
         for attempt in range(self.batches_until_error):  # a minibatch with no error sample teaches nothing
-            positions = self._next_positions(state, rng, len(train))
-            outcome = await executor.train_batch(values, train, positions,
-                                                 label=f"step{state.step}-batch{attempt or ''}")
-            if any(self._is_error(r.score) for r in outcome.results):
+            for lane in waiting:  # drawn in lane order, run at once: the same draws whatever finishes first
+                positions[lane] = self._next_positions(state, rng, len(train))
+            runs = await gather_all(*(executor.train_batch(values, train, positions[lane],
+                                                           label=f"step{state.step + lane}-batch{attempt or ''}")
+                                      for lane in waiting))
+            for lane, outcome in zip(waiting, runs):
+                outcomes[lane] = outcome
+            waiting = [lane for lane in waiting if not any(self._is_error(r.score) for r in outcomes[lane].results)]
+            if not waiting:
                 break
+        pooled = self._pool(state, positions, outcomes) if pool_errors else []
+        return [self._minibatch(state, positions[lane], outcomes[lane], pooled if lane == 0 else [])
+                for lane in range(lanes)]
+
+    def _minibatch(self, state: TrainState, positions: list[int], outcome: BatchOutcome,
+                   pooled: list[PooledError]) -> Minibatch:
         note_skipped(state, [r.error or "" for r in outcome.results if r.skipped])
         counted = [r for r in outcome.results if not r.skipped]
         score = sum(r.score for r in outcome.results if r.score is not None) / len(counted) if counted else 0.0
         current: list[float | None] = [None if r.skipped else r.score or 0.0 for r in outcome.results]
-        errors = sum(self._is_error(r.score) for r in outcome.results)
-        pooled = self._pool(state, positions, outcome) if pool_errors else []
         with_pooled = (score * len(counted) + sum(e.score for e in pooled)) / (len(counted) + len(pooled)) \
             if pooled else score
         return Minibatch(outcome=outcome, positions=positions + [e.position for e in pooled],
                          current=current + [e.score for e in pooled],
                          gradients=outcome.gradients + [g for e in pooled for g in e.gradients],
-                         score=with_pooled, drawn_score=score, errors=errors, pooled=len(pooled))
+                         score=with_pooled, drawn_score=score,
+                         errors=sum(self._is_error(r.score) for r in outcome.results), pooled=len(pooled))
 
     def _is_error(self, score: float | None) -> bool:
         return score is not None and score < self.error_threshold
@@ -74,15 +89,17 @@ class Minibatches:
             state.cursor += 1
         return batch
 
-    def _pool(self, state: TrainState, positions: list[int], outcome: BatchOutcome) -> list[PooledError]:
-        """Add this minibatch's errors to the pool; return the pooled errors of earlier minibatches (this
-        one's were just run again, so their fresh results stand)."""
+    def _pool(self, state: TrainState, positions: list[list[int]], outcomes: list[BatchOutcome]
+              ) -> list[PooledError]:
+        """Add the minibatches' errors to the pool; return the pooled errors of earlier steps (those drawn
+        again were just run again, so their fresh results stand)."""
         if not self.error_pool:
             return []
-        fresh = set(positions)
+        fresh = {p for lane in positions for p in lane}
         state.error_pool = [e for e in state.error_pool if e.position not in fresh] + [
             PooledError(position=p, score=r.score or 0.0,
                         gradients=[g for g in outcome.gradients if g.sample_id == r.id])
-            for p, r in zip(positions, outcome.results) if self._is_error(r.score)]
+            for lane, outcome in zip(positions, outcomes)
+            for p, r in zip(lane, outcome.results) if self._is_error(r.score)]
         state.error_pool = state.error_pool[-self.error_pool:]
         return [e for e in state.error_pool if e.position not in fresh]

@@ -59,6 +59,12 @@ class TrainerConfig(SpendLimits):
                                                                      "candidates) may have per step; once that many "
                                                                      "failed, the other candidates are dropped "
                                                                      "(default: no limit)")
+    parallel_steps: int = Field(1, ge=1, description=(
+        "steps run at once from the same values, each with its own minibatch, gradients and proposals; their "
+        "candidates are validated together and the best to pass is accepted (1: one step after another)"))
+    parallel_candidates: int = Field(1, ge=1, description=(
+        "candidates validated at once: stage 1 together, then stage 2 for those that pass it, the best of them "
+        "accepted (1: one after another, the first to pass accepted)"))
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "

@@ -2,15 +2,16 @@
 parts it composes live in their own modules (minibatches, candidates, validation, stopping)."""
 from __future__ import annotations
 
+import copy
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from raygrad.core.backward import aggregate
-from raygrad.core.workflow import ChatClient, Workflow
+from raygrad.core.workflow import ChatClient, Parameter, Workflow, gather_all
 from raygrad.data import Dataset
 from raygrad.errors import ConfigError, DamagedFile, WorkflowError
 from raygrad.llm.client import BudgetExhausted, Usage
@@ -21,13 +22,13 @@ from raygrad.optim.evaluate import count_raised, raised_text
 from raygrad.optim.events import Accepted, Started, StepEnded, TrainerEvent
 from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
-from raygrad.optim.minibatches import Minibatches
+from raygrad.optim.minibatches import Minibatch, Minibatches
 from raygrad.optim.optimizer import Optimizer, ProposalContext, Proposed, ScoredValue
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.state import CheckpointStore, StepRecord, TrainState
 from raygrad.optim.stopping import Stopper
 from raygrad.optim.tgd import TextualGradientDescent
-from raygrad.optim.validation import Passed, TwoStageValidation
+from raygrad.optim.validation import Candidate, Passed, TwoStageValidation
 
 
 def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
@@ -74,7 +75,7 @@ class Trainer:
         self.validation = validation or TwoStageValidation(
             self.executor, stage1=cfg.stage1, early_rejection=cfg.early_rejection,
             early_acceptance=cfg.early_acceptance, concurrent_stage1=cfg.concurrent_stage1,
-            stage2_per_group=cfg.stage2_per_parameter, chunk=cfg.validation_chunk)
+            stage2_per_group=cfg.stage2_per_parameter, chunk=cfg.validation_chunk, width=cfg.parallel_candidates)
         self.stopper = stopper or Stopper(cfg.steps, cfg)
         self._spent_before = {role: Usage() for role in ROLES}
         self._elapsed_before, self._started = 0.0, time.monotonic()
@@ -137,7 +138,7 @@ class Trainer:
             except SamplesFailed:  # the step is not kept: the checkpoint stays at the last whole step
                 self.workflow.load_state(before[2])
                 raise
-            state.step += 1
+            state.step = state.steps[-1].step + 1
             state.rng_state = _jsonable(rng.getstate())
             ended = state.steps[-1]
             ended.usage = self.usage()
@@ -168,61 +169,88 @@ class Trainer:
                                    for n, p in self.workflow.parameters().items() if p.trainable})
 
     async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
+        """One round: `parallel_steps` steps at once from the same values (fewer at the end), each with its own
+        minibatch, gradients and proposals; their candidates are validated together, one call's at a time."""
         cfg, parameters = self.config, self.workflow.parameters()
         names = sorted(n for n, p in parameters.items() if p.trainable)
-        batch = await self.minibatches.draw(state, rng, train, self.executor, self.workflow.state(),
-                                            pool_errors=any(parameters[n].role != "demos" for n in names))
-        outcome = batch.outcome
-        record = StepRecord(step=state.step, batch=[r.id for r in outcome.results],
-                            batch_score=batch.drawn_score,
-                            errors=batch.errors, best_val=state.best_val, unparsed_gradients=outcome.backward.unparsed,
-                            unparsed_example=outcome.backward.example, failed_gradients=outcome.backward.failed,
-                            raised=count_raised(outcome.results),
-                            gradient_samples={name: len({g.sample_id for g in outcome.gradients if g.parameter == name})
-                                              for name in {g.parameter for g in outcome.gradients}})
-        state.steps.append(record)
-        for name, demos in outcome.demos.items():
-            add_to_pool(state.demo_pool.setdefault(name, []), [d for d in demos if cfg.labeled_demos or not d.labeled],
-                        cfg.demo_pool_size)
-        if not batch.errors and not batch.pooled:
-            return  # nothing to learn from, and no backward call was paid
-        aggregated = aggregate(batch.gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
-        peers = self.workflow.peers()
-        batch_score, current = batch.score, batch.current
-        for group in self.candidates.groups(names, parameters):
-            if batch_score >= 1.0:  # a perfect minibatch: no candidate can beat it in stage 1, so none is asked for
+        lanes = min(cfg.parallel_steps, cfg.steps - state.step)
+        batches = await self.minibatches.draw(state, rng, train, self.executor, self.workflow.state(),
+                                              pool_errors=any(parameters[n].role != "demos" for n in names),
+                                              lanes=lanes)
+        records = [self._record(state.step + lane, state.best_val, batch) for lane, batch in enumerate(batches)]
+        state.steps += records
+        for batch in batches:
+            for name, demos in batch.outcome.demos.items():
+                add_to_pool(state.demo_pool.setdefault(name, []),
+                            [d for d in demos if cfg.labeled_demos or not d.labeled], cfg.demo_pool_size)
+        learning = [lane for lane, batch in enumerate(batches) if batch.errors or batch.pooled]
+        # Each lane's bar in stage 1: the current values' scores on its minibatch (per sample, and their mean).
+        bars: dict[int, tuple[list[float | None] | None, float]] = {
+            lane: (batches[lane].current, batches[lane].score) for lane in learning}
+        aggregated = {lane: aggregate(batches[lane].gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
+                      for lane in learning}  # none when nothing is to be learnt: no backward call was paid
+        for group in self.candidates.groups(names, parameters) if learning else []:
+            # A perfect minibatch: no candidate can beat it in stage 1, so none is asked for.
+            asking = [lane for lane in learning if bars[lane][1] < 1.0]
+            if not asking:
                 break
-
-            async def ask(name: str) -> Proposed:
-                optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
-                return await optimizer.propose(ProposalContext(
-                    parameter=parameters[name], peers=peers[name], gradients=aggregated.get(name, ""),
-                    history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
-                    failed=state.failed.get(name, []), k=cfg.proposals, step=state.step, batch=set(record.batch),
-                    rng=rng, demo_pool=state.demo_pool.get(name, [])))
-
-            changes, counts = await propose(group, self.workflow, ask)
-            record.unparsed_proposals += counts.unparsed
-            record.failed_proposals += counts.failed
-            record.unparsed_example = record.unparsed_example or next(iter(counts.unparsed_examples), None)
-            passed = await self.validation.first_to_pass(state, record, changes, self.workflow.state(),
-                                                         batch.positions, current, batch_score, train, val)
+            proposed = await gather_all(*(propose(group, self._asker(state, rng, records[lane], aggregated[lane]))
+                                          for lane in asking))
+            candidates = []
+            for lane, (changes, counts) in zip(asking, proposed):
+                record = records[lane]
+                record.unparsed_proposals += counts.unparsed
+                record.failed_proposals += counts.failed
+                record.unparsed_example = record.unparsed_example or next(iter(counts.unparsed_examples), None)
+                current, bar = bars[lane]
+                candidates += [Candidate(change, lane, batches[lane].positions, current, bar) for change in changes]
+            passed = await self.validation.first_to_pass(state, records, candidates, self.workflow.state(), train,
+                                                         val)
             if passed is not None:
-                self._accept(state, record, passed)
-                # Later candidates must beat the new values, whose per-sample scores are unknown.
-                batch_score, current = passed.record.stage1 if cfg.stage1 else batch_score, None
+                self._accept(state, records[passed.candidate.lane], passed)
+                # Later candidates must beat the new values, whose per-sample scores are unknown; on its own
+                # minibatch their mean is the accepted candidate's stage-1 score.
+                won = passed.candidate.lane
+                bars = {lane: (None, (passed.record.stage1 if cfg.stage1 else bar) if lane == won else bar)
+                        for lane, (_, bar) in bars.items()}
             for name in group:
                 if name in state.failed:
                     state.failed[name] = state.failed[name][-20:]  # bounded: the optimizer sees the last few
-        record.best_val = state.best_val
+        for record in records:
+            record.best_val = state.best_val
+
+    def _record(self, step: int, best_val: float, batch: Minibatch) -> StepRecord:
+        outcome = batch.outcome
+        return StepRecord(step=step, batch=[r.id for r in outcome.results], batch_score=batch.drawn_score,
+                          errors=batch.errors, best_val=best_val, unparsed_gradients=outcome.backward.unparsed,
+                          unparsed_example=outcome.backward.example, failed_gradients=outcome.backward.failed,
+                          raised=count_raised(outcome.results),
+                          gradient_samples={name: len({g.sample_id for g in outcome.gradients if g.parameter == name})
+                                            for name in {g.parameter for g in outcome.gradients}})
+
+    def _asker(self, state: TrainState, rng: random.Random, record: StepRecord, aggregated: dict[str, str]
+               ) -> Callable[[str, dict[str, str]], Awaitable[Proposed]]:
+        """How one step asks a parameter's optimizer for proposals, its peers shown with `peer_values`."""
+        cfg, parameters, peers = self.config, self.workflow.parameters(), self.workflow.peers()
+
+        async def ask(name: str, peer_values: dict[str, str]) -> Proposed:
+            optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
+            return await optimizer.propose(ProposalContext(
+                parameter=parameters[name], peers=[_valued(p, peer_values) for p in peers[name]],
+                gradients=aggregated.get(name, ""),
+                history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
+                failed=state.failed.get(name, []), k=cfg.proposals, step=record.step, batch=set(record.batch),
+                rng=rng, demo_pool=state.demo_pool.get(name, [])))
+
+        return ask
 
     def _accept(self, state: TrainState, record: StepRecord, passed: Passed) -> None:
-        score = passed.result.strict_score
-        self.on_event(Accepted(step=state.step, parameter=passed.record.parameter, best_val=score))
-        self.workflow.load_state(passed.change)
+        score, change = passed.result.strict_score, passed.candidate.change
+        self.on_event(Accepted(step=record.step, parameter=passed.record.parameter, best_val=score))
+        self.workflow.load_state(change)
         state.best_val, state.val_weak = score, passed.result.weak
         state.best_val_samples = passed.result.evaluated if passed.result.estimated else None
-        for parameter, value in passed.change.items():
+        for parameter, value in change.items():
             state.history.setdefault(parameter, []).append(ScoredValue(value=value, score=score))
             record.accepted.append(parameter)
         state.error_pool = []  # the values changed: the pooled errors' scores and gradients no longer hold
@@ -239,6 +267,15 @@ def _checkpoint_state(saved: str, where: object) -> TrainState:
             else f"not a raygrad checkpoint ({'.'.join(map(str, problem['loc'])) or 'top'}: {problem['msg']})"
         raise DamagedFile(f"{where} is {found}. Move it aside to start the run over: the journal beside it keeps "
                           "every paid call, so the steps it held are replayed, not paid again") from None
+
+
+def _valued(parameter: Parameter, values: dict[str, str]) -> Parameter:
+    """The parameter as an optimizer sees it, with the value proposed for it earlier in the group, if any."""
+    if parameter.name not in values:
+        return parameter
+    shown = copy.copy(parameter)
+    shown.value = values[parameter.name]
+    return shown
 
 
 def _jsonable(rng_state: tuple) -> list:

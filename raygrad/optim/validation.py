@@ -7,6 +7,7 @@ early acceptance (a confidence) stops one once it wins with that confidence.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from raygrad.core.workflow import gather_all
@@ -17,96 +18,127 @@ from raygrad.optim.state import CandidateRecord, StepRecord, TrainState, note_sk
 
 
 @dataclass
+class Candidate:
+    """New values for some parameters, proposed from one minibatch (a lane of the round), which stage 1 scores
+    it on: `positions` (pooled errors included), the current values' scores there (`current`; None when
+    unknown, after an acceptance earlier in the step) and their mean `bar`, which it must beat."""
+
+    change: dict[str, str]
+    lane: int
+    positions: list[int]
+    current: list[float | None] | None
+    bar: float
+
+
+@dataclass
 class Passed:
     """The candidate that passed both stages, its record and its stage-2 result."""
 
-    change: dict[str, str]
+    candidate: Candidate
     record: CandidateRecord
     result: Stage2Result
 
 
 class TwoStageValidation:
-    """Validates a group's candidates in turn until one passes.
+    """Validates candidates in order until one passes: the first to pass is accepted.
 
-    `stage1` off sends every candidate to stage 2. `concurrent_stage1` scores all the group's candidates on
-    the minibatch at once (one round trip; those after the first to pass are scored for nothing).
-    `stage2_per_group` bounds the stage-2 validations a group may have per step: once that many failed,
-    the gradients were likely noise and the rest are dropped.
+    `width` candidates run at once, each through its stages as far as it gets (stage 2 once it beats its
+    bar in stage 1); as one is decided the next starts. Decisions are taken in order from their results,
+    exactly as one at a time would take them (the same candidate accepted, the same values recorded as
+    failed); once one is accepted, those running after it are stopped. What it costs is their calls.
+    `stage1` off sends every candidate to stage 2. `concurrent_stage1` scores all candidates on their
+    minibatches at once before any stage 2. `stage2_per_group` bounds the stage-2 validations of one
+    call's candidates: once that many failed, the gradients were likely noise and the rest are dropped.
     """
 
     def __init__(self, executor: Executor, *, stage1: bool = True, early_rejection: bool = True,
                  early_acceptance: float | None = None, concurrent_stage1: bool = False,
-                 stage2_per_group: int | None = None, chunk: int = 16):
+                 stage2_per_group: int | None = None, chunk: int = 16, width: int = 1):
         self.executor, self.stage1, self.early_rejection = executor, stage1, early_rejection
         self.early_acceptance, self.concurrent_stage1 = early_acceptance, concurrent_stage1
-        self.stage2_per_group, self.chunk = stage2_per_group, chunk
+        self.stage2_per_group, self.chunk, self.width = stage2_per_group, chunk, width
 
-    async def first_to_pass(self, state: TrainState, record: StepRecord, changes: list[dict[str, str]],
-                            values: dict[str, str], positions: list[int], current: list[float | None] | None,
-                            batch_score: float, train: Dataset, val: Dataset) -> Passed | None:
-        """Each candidate (`changes` to the current `values`) through both stages in turn; rejected ones are
-        recorded in `state` (their values as failed), the first to pass is returned, not applied.
-
-        `positions` are the minibatch's (pooled errors included); `current` holds the current values' scores
-        there (None: unknown after an acceptance earlier in the step) and `batch_score` their mean, which a
-        candidate must beat in stage 1."""
-        validations = 0
-        candidate_values = [{**values, **change} for change in changes]
-        names = [",".join(change) for change in changes]
-        labels = [f"step{state.step}-{name}-{number}" for number, name in enumerate(names)]
-        first_stage = None
+    async def first_to_pass(self, state: TrainState, records: list[StepRecord], candidates: list[Candidate],
+                            values: dict[str, str], train: Dataset, val: Dataset) -> Passed | None:
+        """Each candidate (a change to the current `values`) through both stages; rejected ones are recorded in
+        `state` (their values as failed) and the one accepted is returned, not applied. `records` are the
+        round's steps, by lane."""
+        trials = [_Trial(c, state, f"step{state.step + c.lane}-{','.join(c.change)}-{number}", {**values, **c.change})
+                  for c, number in zip(candidates, _numbers(candidates))]
         if self.stage1 and self.concurrent_stage1:
-            first_stage = await gather_all(*(self._stage1(candidate, train, positions, current, f"{label}-stage1")
-                                             for candidate, label in zip(candidate_values, labels)))
-        for number, (change, candidate, name, label) in enumerate(zip(changes, candidate_values, names, labels)):
-            if validations == self.stage2_per_group:
-                break
-            candidate_record = CandidateRecord(step=state.step, parameter=name, value=shown(change))
-            state.candidates.append(candidate_record)
-
-            def reject(reason: str) -> None:
-                candidate_record.reason = reason
-                for parameter, value in change.items():
-                    state.failed.setdefault(parameter, []).append(value)
-
-            known = state.validated.get(values_digest(candidate))
-            if known is not None and known <= state.best_val + TIE:  # proposed again: its score is known
-                reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
-                continue
-            if self.stage1:
-                candidate_record.stage1, cut = first_stage[number] if first_stage else await self._stage1(
-                    candidate, train, positions, current, f"{label}-stage1")
-                if candidate_record.stage1 <= batch_score + TIE:
-                    reject(f"stage 1: {'at most ' if cut else ''}{candidate_record.stage1:.3f} <= "
-                           f"current {batch_score:.3f} on the minibatch")
+            await gather_all(*(trial.run_stage1(self, train) for trial in trials))
+        ahead: dict[int, asyncio.Task] = {}  # each candidate's stages, as far as they go with the values as they are
+        undecided = len(trials)
+        try:
+            validations = 0
+            for number, trial in enumerate(trials):
+                for later in range(number, min(number + self.width, len(trials))):
+                    if later not in ahead:
+                        ahead[later] = asyncio.ensure_future(self._through(state, trials[later], train, val))
+                if validations == self.stage2_per_group:
+                    undecided = number
+                    break  # its stage-2 validations this step all failed: the gradients were likely noise
+                await ahead[number]
+                state.candidates.append(trial.record)
+                known = state.validated.get(values_digest(trial.values))
+                if known is not None and known <= state.best_val + TIE:  # proposed again: its score is known
+                    trial.reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
                     continue
-            validations += 1
-            result = await self._stage2(state, candidate, val, f"{label}-stage2")
-            candidate_record.stage2 = result.strict_score  # failed samples count against the candidate
-            record.raised = add_raised(record.raised, result.raised)
-            if not result.failed:
-                state.validated[values_digest(candidate)] = \
-                    state.best_val if result.stopped_early else result.strict_score
-            note_skipped(state, result.skipped)
-            if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
-                raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
-                                    f"{name} failed, so it cannot be kept as best (the first: {result.first_error})")
-            if result.stopped_early or result.strict_score <= state.best_val + TIE:
-                reject(f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} samples"
-                       if result.stopped_early else f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
-                continue
-            candidate_record.accepted = True
-            candidate_record.reason = (f"accepted after {result.evaluated}/{result.total} samples (score estimated)"
-                                       if result.estimated else "accepted")
-            return Passed(change=change, record=candidate_record, result=result)
-        return None
+                if self.stage1 and not trial.beats_bar():
+                    continue
+                validations += 1
+                if self._judge(state, records[trial.candidate.lane], trial):
+                    undecided = number + 1
+                    return Passed(candidate=trial.candidate, record=trial.record, result=trial.stage2)
+            return None
+        finally:  # what runs ahead of a decision already taken is not needed: stopped (sent calls are journaled)
+            for task in ahead.values():
+                task.cancel()
+            await asyncio.gather(*ahead.values(), return_exceptions=True)
+            _scored_for_nothing(state, [trials[i] for i in sorted(ahead) if i >= undecided])
+
+    async def _through(self, state: TrainState, trial: _Trial, train: Dataset, val: Dataset) -> None:
+        """A candidate's stages as far as it gets with the values as they are: none when its score is known,
+        stage 2 only if it beats its bar in stage 1."""
+        known = state.validated.get(values_digest(trial.values))
+        if known is not None and known <= state.best_val + TIE:
+            return
+        if self.stage1:
+            if trial.stage1 is None:
+                await trial.run_stage1(self, train)
+            if trial.stage1[0] <= trial.candidate.bar + TIE:
+                return
+        trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2")
+
+    def _judge(self, state: TrainState, record: StepRecord, trial: _Trial) -> bool:
+        """Record a stage 2; True when the candidate beats the best so far."""
+        result = trial.stage2
+        trial.record.stage2 = result.strict_score  # failed samples count against the candidate
+        record.raised = add_raised(record.raised, result.raised)
+        if not result.failed:
+            state.validated[values_digest(trial.values)] = state.best_val if result.stopped_early else \
+                result.strict_score
+        note_skipped(state, result.skipped)
+        if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
+            raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
+                                f"{trial.record.parameter} failed, so it cannot be kept as best (the first: "
+                                f"{result.first_error})")
+        if result.stopped_early or result.strict_score <= state.best_val + TIE:
+            trial.reject(f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} "
+                         "samples" if result.stopped_early else
+                         f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
+            return False
+        trial.record.accepted = True
+        trial.record.reason = (f"accepted after {result.evaluated}/{result.total} samples (score estimated)"
+                               if result.estimated else "accepted")
+        return True
 
     async def _stage2(self, state: TrainState, values: dict[str, str], val: Dataset, label: str) -> Stage2Result:
         must_beat, first = (state.best_val, state.val_weak) if self.early_rejection else (None, [])
         return await self.executor.validate(values, val, must_beat=must_beat, chunk=self.chunk, label=label,
                                             first=first, accept_confidence=self.early_acceptance)
 
-    async def _stage1(self, values: dict[str, str], train: Dataset, positions: list[int],
+    async def stage1_score(self, values: dict[str, str], train: Dataset, positions: list[int],
                       current: list[float | None] | None, label: str) -> tuple[float, bool]:
         """A candidate's minibatch score, and whether it was cut short.
 
@@ -126,3 +158,54 @@ class TwoStageValidation:
             return (gained + len(perfect)) / (len(weak) + len(perfect)), True
         kept = len(perfect) * await self.executor.score(values, train, perfect, label=label)
         return (gained + kept) / (len(weak) + len(perfect)), False
+
+
+class _Trial:
+    """One candidate on its way through the stages, and the stage results looked up ahead for it."""
+
+    def __init__(self, candidate: Candidate, state: TrainState, label: str, values: dict[str, str]):
+        self.candidate, self.state, self.label, self.values = candidate, state, label, values
+        self.record = CandidateRecord(step=state.step + candidate.lane, parameter=",".join(candidate.change),
+                                      value=shown(candidate.change))
+        self.stage1: tuple[float, bool] | None = None  # its minibatch score, and whether that was cut short
+        self.stage2: Stage2Result | None = None
+
+    def reject(self, reason: str) -> None:
+        self.record.reason = reason
+        for parameter, value in self.candidate.change.items():
+            self.state.failed.setdefault(parameter, []).append(value)
+
+    async def run_stage1(self, validation: TwoStageValidation, train: Dataset) -> None:
+        c = self.candidate
+        self.stage1 = await validation.stage1_score(self.values, train, c.positions, c.current, f"{self.label}-stage1")
+
+    def beats_bar(self) -> bool:
+        score, cut = self.stage1
+        self.record.stage1 = score
+        if score <= self.candidate.bar + TIE:
+            self.reject(f"stage 1: {'at most ' if cut else ''}{score:.3f} <= current {self.candidate.bar:.3f} "
+                        "on the minibatch")
+            return False
+        return True
+
+
+def _scored_for_nothing(state: TrainState, trials: list[_Trial]) -> None:
+    """Record the candidates validated ahead but never decided on (one before them was accepted, or the
+    step's stage-2 validations ran out): their stage 2 was paid; their values are not failures. (Those
+    only scored in stage 1 ahead are left out, as concurrent_stage1 always did.)"""
+    for trial in trials:
+        if trial.stage2 is not None:
+            trial.record.stage1 = trial.stage1[0] if trial.stage1 else None
+            trial.record.stage2 = trial.stage2.strict_score
+            trial.record.reason = "validated ahead at once with the candidates before it; not needed"
+            state.candidates.append(trial.record)
+
+
+def _numbers(candidates: list[Candidate]) -> list[int]:
+    """Each candidate's number among its lane's (what its evaluations are labelled with)."""
+    seen: dict[int, int] = {}
+    numbers = []
+    for candidate in candidates:
+        numbers.append(seen.get(candidate.lane, 0))
+        seen[candidate.lane] = numbers[-1] + 1
+    return numbers

@@ -84,6 +84,26 @@ def test_early_acceptance_on_ray_decides_as_one_process_does(ray_cluster, sim_se
     assert [(c.reason, c.stage2) for c in state.candidates] == [(c.reason, c.stage2) for c in expected.candidates]
 
 
+def test_steps_and_candidates_at_once_on_ray_decide_as_one_process_does(ray_cluster, sim_server, tmp_path):
+    # Two steps' minibatches and backward passes at once through the one aggregator, three candidates
+    # validated at once and those after an accepted one cancelled: the decisions of one process.
+    server = sim_server(responder="object_count_trainer")
+    wide = {"parallel_steps": 2, "parallel_candidates": 3, "steps": 4}
+    expected = single_process(run_config(tmp_path, server, "local-wide", trainer=wide))
+    config = run_config(tmp_path, server, "ray-wide", trainer=wide)
+    with distributed_run(config) as run:
+        state = run.fit(load_split(config.data, "train"), load_split(config.data, "val"))
+
+    def decided(candidates):
+        return [(c.step, c.parameter, c.value, c.reason) for c in candidates if "ahead" not in c.reason]
+
+    assert [s.step for s in state.steps] == [0, 1, 2, 3] and state.step == 4
+    assert [s.batch for s in state.steps] == [s.batch for s in expected.steps]
+    assert [s.errors for s in state.steps] == [s.errors for s in expected.steps]
+    assert state.values == expected.values and state.best_val == expected.best_val
+    assert decided(state.candidates) == decided(expected.candidates) and any(c.accepted for c in state.candidates)
+
+
 def max_in_window(times: list[float], window: float) -> int:
     times, best, start = sorted(times), 0, 0
     for end in range(len(times)):

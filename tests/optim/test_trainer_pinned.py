@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from raygrad.core.workflow import Workflow
+from raygrad.data import Dataset
+from raygrad.optim.metrics import Metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer
 from raygrad.runs.assemble import build_workflow, load_split
@@ -113,13 +116,18 @@ PINNED = {
 }
 
 
-def fingerprint(task: str, seed: int, setting: dict) -> str:
-    """'calls trail values' of 12 steps (batch 4, 5 proposals) from weak prompts on the scripted provider."""
+def from_weak_prompts(task: str) -> tuple[Workflow, Metric, Dataset, Dataset]:
+    """A built-in task's workflow from weak prompts, its metric, and its train and validation splits."""
     raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
     raw["workflow"].update(instruction="Answer.", output_format="Reply.")
     config = RunConfig.model_validate(raw)
     workflow, metric = build_workflow(config.workflow)
-    train, val = (load_split(config.data, split) for split in ("train", "val"))
+    return workflow, metric, load_split(config.data, "train"), load_split(config.data, "val")
+
+
+def fingerprint(task: str, seed: int, setting: dict) -> str:
+    """'calls trail values' of 12 steps (batch 4, 5 proposals) from weak prompts on the scripted provider."""
+    workflow, metric, train, val = from_weak_prompts(task)
     clients = {role: ScriptedLLM(TASKS[task]) for role in ("task", "backward", "optimizer")}
     settings = TrainerConfig(steps=12, batch_size=4, proposals=5, seed=seed, **setting)
     state = asyncio.run(Trainer(workflow, metric, clients, settings).fit(train, val))
