@@ -6,7 +6,7 @@ trips. Settings: `parallel_candidates` (candidates validated at once, the best t
 `parallel_steps` (steps run at once from the same values, each with its own minibatch). Mean over
 trainer seeds, with the range; calls counted at the server (test scoring left out).
 
-    python benchmarks/parallel_search.py [--seeds 0 1 2 3 4] [--latency 0.2]
+    python benchmarks/parallel_search.py [--seeds 0 1 2 3 4] [--latency 0.1]
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from switches import TASKS, run
 
 SETTINGS = {"one at a time (default)": {},
             "parallel_candidates: 5": {"parallel_candidates": 5},
-            "parallel_steps: 2, parallel_candidates: 10": {"parallel_steps": 2, "parallel_candidates": 10},
-            "parallel_steps: 3, parallel_candidates: 15": {"parallel_steps": 3, "parallel_candidates": 15}}
+            "parallel_steps: 2, parallel_candidates: 5": {"parallel_steps": 2, "parallel_candidates": 5},
+            "parallel_steps: 3, parallel_candidates: 10": {"parallel_steps": 3, "parallel_candidates": 10}}
 
 
 def spread(values: list[float], digits: int) -> str:
@@ -30,7 +30,7 @@ def spread(values: list[float], digits: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--latency", type=float, default=0.2, help="seconds the server takes to answer a call")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds the server takes to answer a call")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     args = parser.parse_args()
     logging.disable(logging.WARNING)
