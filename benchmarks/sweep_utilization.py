@@ -8,7 +8,8 @@ server accepted over what the budget allowed from the first request to the last 
 calls / (10/s x span). One after another, each run's own utilization is also reported: that is
 what a single run leaves of the budget while it waits on its backward and optimizer calls; a third
 schedule runs them one after another with trainer.concurrent_stage1 (a parameter's candidates scored
-on the minibatch at once).
+on the minibatch at once), a fourth with both steps of a run as one round and its candidates at once
+(trainer.parallel_steps, trainer.parallel_candidates).
 
     python benchmarks/sweep_utilization.py [--runs 8]
 """
@@ -32,18 +33,17 @@ from raygrad.runs.sweep_plan import load_sweep
 RPM, WINDOW, LATENCY = 600, 6.0, 0.5
 
 
-def sweep(url: str, folder: str, runs: int, concurrency: int, concurrent_stage1: bool) -> list:
+def sweep(url: str, folder: str, runs: int, concurrency: int, trainer: dict) -> list:
     model = {"model": "openai/simulated", "api_base": url, "rpm": RPM, "max_in_flight": 32}
     plan = {
-        "name": f"overnight-{concurrency}-{concurrent_stage1}", "output_dir": folder, "concurrency": concurrency,
+        "name": "overnight", "output_dir": folder, "concurrency": concurrency,
         "base": {"workflow": {"name": "object_count", "instruction": "Answer.", "output_format": "Reply."},
                  "data": {"generator": {"size": 100, "seed": 5}, "splits": {"train": "0:40", "val": "40:80"}},
                  "models": {"task": model, "backward": model, "optimizer": model},
-                 "trainer": {"steps": 2, "batch_size": 6, "proposals": 2, "validation_chunk": 10,
-                             "concurrent_stage1": concurrent_stage1},
+                 "trainer": {"steps": 2, "batch_size": 6, "proposals": 2, "validation_chunk": 10, **trainer},
                  "runtime": {"workers": 1, "cpus_per_worker": 0.01}},
         "runs": [{"name": "r"}], "grid": {"trainer.seed": list(range(runs))}}
-    path = Path(folder) / f"sweep-{concurrency}-{concurrent_stage1}.yaml"
+    path = Path(folder) / "sweep.yaml"
     path.write_text(yaml.safe_dump(plan))
     return run_sweep(*load_sweep(path), io.StringIO(), interval_s=3600)
 
@@ -56,9 +56,12 @@ def utilization(log: list[dict]) -> tuple[int, int, float, float]:
     return len(accepted), refused, span, len(accepted) / (RPM / 60 * span)
 
 
-def label_of(runs: int, concurrency: int, concurrent_stage1: bool) -> str:
-    label = f"{runs} runs at once" if concurrency > 1 else f"{runs} runs one after another"
-    return label + (", concurrent stage 1" if concurrent_stage1 else "")
+def schedules(runs: int) -> dict[str, tuple[int, dict]]:
+    """Label -> (runs at once, trainer settings)."""
+    return {f"{runs} runs at once": (runs, {}), f"{runs} runs one after another": (1, {}),
+            f"{runs} runs one after another, concurrent stage 1": (1, {"concurrent_stage1": True}),
+            f"{runs} runs one after another, parallel_steps 2, parallel_candidates 4":
+                (1, {"parallel_steps": 2, "parallel_candidates": 4})}
 
 
 def single_run(created: list[float]) -> float:
@@ -72,18 +75,17 @@ def main() -> None:
     args = parser.parse_args()
     connect()
     rows, singles, refused_at = [], {}, {}
-    for concurrency, concurrent_stage1 in ((args.runs, False), (1, False), (1, True)):
+    for label, (concurrency, trainer) in schedules(args.runs).items():
         with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder="object_count_trainer") as url, \
                 tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()
-            outcomes = sweep(url, folder, args.runs, concurrency, concurrent_stage1)
+            outcomes = sweep(url, folder, args.runs, concurrency, trainer)
             wall = time.monotonic() - started
             log = server_log(url)
-            runs_calls = [pq.read_table(Path(folder) / f"overnight-{concurrency}-{concurrent_stage1}" / o.name
+            runs_calls = [pq.read_table(Path(folder) / "overnight" / o.name
                                         / "calls.parquet",
                                         columns=["created_at"]).column(0).to_pylist() for o in outcomes]
         calls, refused, span, used = utilization(log)
-        label = label_of(args.runs, concurrency, concurrent_stage1)
         start = min(e["time"] for e in log)
         refused_at[label] = [e["time"] - start for e in log if e["status"] == 429]  # where the 429s fall
         finished = sum(o.status == "finished" for o in outcomes)

@@ -3,6 +3,7 @@ parts it composes live in their own modules (minibatches, candidates, validation
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from raygrad.llm.client import BudgetExhausted, Usage
 from raygrad.llm.models import ROLES
 from raygrad.optim.candidates import Candidates, candidates_of, propose
 from raygrad.optim.demos import BootstrapDemos, add_to_pool
-from raygrad.optim.evaluate import count_raised, raised_text
+from raygrad.optim.evaluate import add_raised, count_raised, raised_text
 from raygrad.optim.events import Accepted, Started, StepEnded, TrainerEvent
 from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
@@ -138,14 +139,17 @@ class Trainer:
             except SamplesFailed:  # the step is not kept: the checkpoint stays at the last whole step
                 self.workflow.load_state(before[2])
                 raise
-            state.step = state.steps[-1].step + 1
+            ended = [record for record in state.steps if record.step >= state.step]  # the round's steps
+            state.step = ended[-1].step + 1
             state.rng_state = _jsonable(rng.getstate())
-            ended = state.steps[-1]
-            ended.usage = self.usage()
+            usage = self.usage()
+            for record in ended:
+                record.usage = usage
             self._save(state)
             self.on_event(StepEnded(step=state.step, steps=self.config.steps, best_val=state.best_val,
-                                    accepted=ended.accepted, usage=ended.usage, raised=ended.raised,
-                                    unparsed=ended.unparsed_gradients + ended.unparsed_proposals))
+                                    accepted=[name for r in ended for name in r.accepted], usage=usage,
+                                    raised=functools.reduce(add_raised, (r.raised for r in ended), {}),
+                                    unparsed=sum(r.unparsed_gradients + r.unparsed_proposals for r in ended)))
         self._save(state)
         return state
 
