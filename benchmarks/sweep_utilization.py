@@ -7,8 +7,7 @@ validation) share the budget through one RateBudget actor. Budget utilization is
 server accepted over what the budget allowed from the first request to the last reply:
 calls / (10/s x span). One after another, each run's own utilization is also reported: that is
 what a single run leaves of the budget while it waits on its backward and optimizer calls; a third
-schedule runs them one after another with trainer.concurrent_stage1 (a parameter's candidates scored
-on the minibatch at once), a fourth with both steps of a run as one round and its candidates at once
+schedule runs them one after another with both steps of a run as one round and its candidates at once
 (trainer.parallel_steps, trainer.parallel_candidates).
 
     python benchmarks/sweep_utilization.py [--runs 8]
@@ -59,7 +58,6 @@ def utilization(log: list[dict]) -> tuple[int, int, float, float]:
 def schedules(runs: int) -> dict[str, tuple[int, dict]]:
     """Label -> (runs at once, trainer settings)."""
     return {f"{runs} runs at once": (runs, {}), f"{runs} runs one after another": (1, {}),
-            f"{runs} runs one after another, concurrent stage 1": (1, {"concurrent_stage1": True}),
             f"{runs} runs one after another, parallel_steps 2, parallel_candidates 4":
                 (1, {"parallel_steps": 2, "parallel_candidates": 4})}
 

@@ -41,7 +41,7 @@ SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
                                                                              "error_pool": 0},
             "stage2_per_parameter: 1": {"stage2_per_parameter": 1},
             "batches_until_error: 4": {"batches_until_error": 4},
-            "concurrent_stage1: true": {"concurrent_stage1": True},
+            "parallel_candidates: 5": {"parallel_candidates": 5},
             "early_acceptance: 0.95": {"early_acceptance": 0.95},
             "stage1: false": {"stage1": False},
             "stage1: false, batches_until_error: 4": {"stage1": False, "batches_until_error": 4}}

@@ -52,9 +52,6 @@ class TrainerConfig(SpendLimits):
     stage1: bool = Field(True, description="score a candidate on the minibatch (stage 1) before it may have a "
                                            "stage-2 validation; off, every candidate goes to stage 2, where "
                                            "early rejection runs the current values' misses first")
-    concurrent_stage1: bool = Field(False, description="score all of a parameter's candidates on the minibatch at "
-                                                       "once: one round trip instead of one per candidate, but "
-                                                       "those after the first to pass are scored for nothing")
     stage2_per_parameter: int | None = Field(None, ge=1, description="stage-2 validations a parameter (or the joint "
                                                                      "candidates) may have per step; once that many "
                                                                      "failed, the other candidates are dropped "
@@ -94,6 +91,8 @@ class TrainerConfig(SpendLimits):
         if "joint_candidates" in raw:
             joint = raw.pop("joint_candidates")
             raw.setdefault("candidates", "joint" if joint else "per_parameter")
+        if raw.pop("concurrent_stage1", False):  # all of a step's candidates in stage 1 at once: the same decisions
+            raw.setdefault("parallel_candidates", raw.get("proposals", 5))
         if raw.pop("one_parameter_per_step", False):
             raise ValueError("one_parameter_per_step was removed: it scored lower on test than the default on every "
                              "built-in task (README, 'Measured'); delete the setting")
@@ -104,6 +103,4 @@ class TrainerConfig(SpendLimits):
         if self.early_acceptance is not None and not self.early_rejection:
             raise ValueError("early_acceptance needs early_rejection: both rely on stage 2 running the current "
                              "values' misses first")
-        if self.concurrent_stage1 and not self.stage1:
-            raise ValueError("concurrent_stage1 needs stage1: with stage 1 off there is nothing to score at once")
         return self

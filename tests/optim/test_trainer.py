@@ -248,33 +248,6 @@ async def test_stage1_runs_the_minibatch_errors_first_and_stops_a_candidate_that
     assert checked["cut"] and checked["whole"], checked
 
 
-async def test_concurrent_stage1_scores_a_parameters_candidates_at_once_and_decides_the_same():
-    train, val = data(20, 3), data(40, 4)
-    runs = {}
-    for concurrent in (False, True):
-        clients, in_flight, most = scripted_clients(), [0], [0]
-
-        class Counting(LocalExecutor):
-            async def score(self, values, train, positions, label=""):
-                in_flight[0] += 1
-                most[0] = max(most[0], in_flight[0])
-                try:
-                    return await super().score(values, train, positions, label)
-                finally:
-                    in_flight[0] -= 1
-
-        workflow = ObjectCount(instruction="Answer.", output_format="Reply.")
-        config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=4, concurrent_stage1=concurrent)
-        state = await Trainer(workflow, number_match, clients, config,
-                              executor=Counting(workflow, number_match, clients)).fit(train, val)
-        runs[concurrent] = state, len(clients["task"].calls), most[0]
-    (one_by_one, calls, most_alone), (together, calls_together, most_together) = runs[False], runs[True]
-    assert together.values == one_by_one.values and together.best_val == one_by_one.best_val
-    assert [(c.value, c.stage1) for c in together.candidates] == [(c.value, c.stage1) for c in one_by_one.candidates]
-    assert most_alone == 1 and most_together > 1  # stage 1 of several candidates in flight at once
-    assert calls_together >= calls  # candidates after the first to pass were scored too
-
-
 async def test_with_stage1_off_every_candidate_goes_to_stage2_and_none_is_scored_on_the_minibatch():
     train, val = data(20, 3), data(40, 4)
     clients, scored = scripted_clients(), []
@@ -291,14 +264,6 @@ async def test_with_stage1_off_every_candidate_goes_to_stage2_and_none_is_scored
     assert scored == [] and state.best_val > state.initial_val
     assert state.candidates and all(c.stage1 is None for c in state.candidates)
     assert all(c.stage2 is not None or c.reason.startswith("stage 2 before") for c in state.candidates)
-
-
-def test_concurrent_stage1_with_stage1_off_is_a_config_error():
-    import pydantic
-    import pytest
-
-    with pytest.raises(pydantic.ValidationError, match="concurrent_stage1 needs stage1"):
-        TrainerConfig(stage1=False, concurrent_stage1=True)
 
 
 async def test_a_score_above_the_current_one_only_by_float_rounding_is_a_tie_not_a_gain():
@@ -489,6 +454,8 @@ def test_a_run_directory_written_with_retired_switches_still_loads_and_a_removed
     assert TrainerConfig.model_validate({"joint_candidates": False}).candidates == "per_parameter"
     kept = TrainerConfig.model_validate({"joint_candidates": True, "one_parameter_per_step": False})
     assert kept.candidates == "joint"
+    # All of a step's candidates in stage 1 at once, as concurrent_stage1 scored them: the same decisions.
+    assert TrainerConfig.model_validate({"concurrent_stage1": True, "proposals": 3}).parallel_candidates == 3
     with pytest.raises(ValueError, match="one_parameter_per_step was removed: it scored lower"):
         TrainerConfig.model_validate({"one_parameter_per_step": True})
 
