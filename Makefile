@@ -16,6 +16,6 @@ demo: install
 	$(BIN)/raygrad optimize raygrad/configs/item_kind_local.yaml --report
 
 test: install
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=25
 
 .PHONY: install demo test

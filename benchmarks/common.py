@@ -2,6 +2,7 @@
 peers_cost's questions."""
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -51,14 +52,19 @@ def max_in_window(times: list[float], window: float) -> int:
     return most
 
 
+@functools.cache
 def measured_on() -> str:
-    """The commit the benchmark ran on (and whether the checkout had changes beside it)."""
+    """The commit the benchmark ran on (and whether the checkout had changes beside it), as it was when the
+    benchmark started: read when this module is imported, so a commit made while it runs is not named."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).parent.parent).stdout.strip()  # the repository's root: paths below
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return f"{commit} (with uncommitted changes)" if git("status", "--porcelain", "--", "raygrad") else commit
+
+
+measured_on()  # at the benchmark's start (cached)
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

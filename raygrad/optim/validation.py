@@ -77,8 +77,8 @@ class TwoStageValidation:
                 trial.turn.set()
                 await ahead[number]
                 state.candidates.append(trial.record)
-                known = state.validated.get(values_digest(trial.values))
-                if known is not None and known <= state.best_val + TIE:  # proposed again: its score is known
+                known = _known(state, trial)
+                if known is not None:  # proposed again: its score is known
                     trial.reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
                     continue
                 if self.stage1 and not trial.beats_bar():
@@ -95,8 +95,7 @@ class TwoStageValidation:
     async def _through(self, state: TrainState, trial: _Trial, train: Dataset, val: Dataset) -> None:
         """A candidate's stages as far as it gets with the values as they are: none when its score is known,
         stage 2 only if it beats its bar in stage 1, and only once its turn has come."""
-        known = state.validated.get(values_digest(trial.values))
-        if known is not None and known <= state.best_val + TIE:
+        if _known(state, trial) is not None:
             return
         if self.stage1:
             if trial.stage1 is None:
@@ -104,6 +103,8 @@ class TwoStageValidation:
             if trial.stage1[0] <= trial.candidate.bar + TIE:
                 return
         await trial.turn.wait()
+        if _known(state, trial) is not None:  # the same values, proposed before it, were validated meanwhile
+            return
         trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2")
 
     def _judge(self, state: TrainState, record: StepRecord, trial: _Trial) -> bool:
@@ -184,6 +185,12 @@ class _Trial:
                         "on the minibatch")
             return False
         return True
+
+
+def _known(state: TrainState, trial: _Trial) -> float | None:
+    """The most the trial's values could score, when they were validated before and cannot beat the best."""
+    known = state.validated.get(values_digest(trial.values))
+    return known if known is not None and known <= state.best_val + TIE else None
 
 
 def _numbers(candidates: list[Candidate]) -> list[int]:
