@@ -19,9 +19,7 @@ import logging
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-import yaml
 from common import write_table
 
 from raygrad.llm.endpoints import role_clients
@@ -30,8 +28,8 @@ from raygrad.optim.trainer import Trainer
 from raygrad.runs.assemble import build_workflow, load_split
 from raygrad.runs.config import RunConfig
 from raygrad.testing import ServerSettings, SimulatedServer
+from raygrad.testing.weak_prompts import weak_prompt_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "raygrad" / "configs"
 TASKS = {"ObjectCount": ("objectcount", "object_count_trainer"), "TREC": ("trec", "trec_trainer"),
          "multi-hop QA": ("multihop", "multihop_trainer"), "ReAct agent": ("agent", "react_agent_trainer")}
 SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
@@ -50,8 +48,7 @@ SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
 def run(task: str, responder: str, switches: dict, seed: int, latency_s: float = 0.0
         ) -> tuple[float, float, float, int, float]:
     """(initial validation, best validation, test after, calls, wall s of the optimization) of one run."""
-    raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
-    raw["workflow"].update(instruction="Answer.", output_format="Reply.")
+    raw = weak_prompt_config(task)
     served = ServerSettings(responder=responder, latency_s=latency_s)
     with SimulatedServer(served) as server, tempfile.TemporaryDirectory() as folder:
         raw.update(output_dir=folder, models={role: {"model": "openai/simulated", "api_base": server.url}

@@ -10,23 +10,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
-from raygrad.core.workflow import Workflow
-from raygrad.data import Dataset
-from raygrad.optim.metrics import Metric
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer
-from raygrad.runs.assemble import build_workflow, load_split
-from raygrad.runs.config import RunConfig
 from raygrad.testing import ScriptedLLM
+from raygrad.testing.weak_prompts import TRAINER_RESPONDERS as TASKS
+from raygrad.testing.weak_prompts import from_weak_prompts
 
-CONFIGS = Path(__file__).resolve().parents[2] / "raygrad" / "configs"
-TASKS = {"objectcount": "object_count_trainer", "trec": "trec_trainer", "multihop": "multihop_trainer",
-         "agent": "react_agent_trainer"}
 SETTINGS = {"default": {}, "early_rejection_off": {"early_rejection": False},
             "per_parameter": {"candidates": "per_parameter"}, "no_pool": {"error_pool": 0},
             "stage2_1": {"stage2_per_parameter": 1}, "until_error_4": {"batches_until_error": 4},
@@ -114,15 +106,6 @@ PINNED = {
     "labeled/agent/0": "525 913f552b5b 2ab5e204fc",
     "labeled/agent/1": "554 a0c90ca88e 2bebcc2b0a",
 }
-
-
-def from_weak_prompts(task: str) -> tuple[Workflow, Metric, Dataset, Dataset]:
-    """A built-in task's workflow from weak prompts, its metric, and its train and validation splits."""
-    raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
-    raw["workflow"].update(instruction="Answer.", output_format="Reply.")
-    config = RunConfig.model_validate(raw)
-    workflow, metric = build_workflow(config.workflow)
-    return workflow, metric, load_split(config.data, "train"), load_split(config.data, "val")
 
 
 def fingerprint(task: str, seed: int, setting: dict) -> str:

@@ -6,11 +6,12 @@ import asyncio
 import random
 
 import pytest
-from test_trainer_pinned import TASKS, from_weak_prompts
 
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer
 from raygrad.testing import ScriptedLLM
+from raygrad.testing.weak_prompts import TRAINER_RESPONDERS as TASKS
+from raygrad.testing.weak_prompts import from_weak_prompts
 
 
 class Shuffled(ScriptedLLM):
