@@ -102,9 +102,10 @@ class _SweepRunner:
             if run_status(run.directory) == "finished":
                 result = read_result(run.directory)
                 outcomes[run.name] = RunOutcome(name=run.name, status="skipped", result=result)
-                self.view.runs[run.name].spend(result.usage)
-                self.view.runs[run.name].apply({"step": result.steps, "steps": result.steps,
-                                                "initial_val": result.initial_val, "best_val": result.best_val})
+                shown = self.view.runs[run.name]
+                shown.spend(result.usage)
+                shown.step = shown.steps = result.steps
+                shown.initial_val, shown.best_val = result.initial_val, result.best_val
                 self.view.ended(run.name, "skipped", "finished before")
             else:
                 self.view.runs[run.name].spend(load_usage(run))  # sweep limits count earlier sessions too
