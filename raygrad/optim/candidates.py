@@ -12,7 +12,7 @@ round's steps propose at once from the same ones.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from raygrad.core.workflow import Parameter
@@ -49,7 +49,7 @@ class ProposalCounts:
 
     unparsed: int = 0
     failed: int = 0
-    unparsed_examples: list[str] = field(default_factory=list)
+    unparsed_example: str | None = None  # the first
 
 
 async def propose(group: list[str], ask: Callable[[str, dict[str, str]], Awaitable[Proposed]]
@@ -64,7 +64,7 @@ async def propose(group: list[str], ask: Callable[[str, dict[str, str]], Awaitab
         unparsed = [f"unparseable reply: {e.text}" for e in outcome.errors if e.kind == "unparsed"]
         counts.unparsed += len(unparsed)
         counts.failed += len(outcome.errors) - len(unparsed)
-        counts.unparsed_examples += unparsed
+        counts.unparsed_example = counts.unparsed_example or next(iter(unparsed), None)
         if outcome.candidates:
             proposed[name] = outcome.candidates
     return [{n: c[i] for n, c in proposed.items() if i < len(c)}

@@ -1,11 +1,12 @@
 """The trainer's settings, and spending limits with the one check that the trainer and a sweep share."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from raygrad.llm.models import Strict
+from raygrad.optim.candidates import CandidateMode
 
 
 class SpendLimits(Strict):
@@ -57,11 +58,13 @@ class TrainerConfig(SpendLimits):
                                                                      "failed, the other candidates are dropped "
                                                                      "(default: no limit)")
     parallel_steps: int = Field(1, ge=1, description=(
-        "steps run at once from the same values, each with its own minibatch, gradients and proposals; their "
-        "candidates are validated together and the best to pass is accepted (1: one step after another)"))
+        "steps run at once as a round from the same values, each with its own minibatch, gradients and "
+        "proposals; their candidates are then validated in step order, the first to pass accepted "
+        "(1: one step after another)"))
     parallel_candidates: int = Field(1, ge=1, description=(
-        "candidates validated at once: stage 1 together, then stage 2 for those that pass it, the best of them "
-        "accepted (1: one after another, the first to pass accepted)"))
+        "candidates whose stage 1 runs at once; each has its stage 2 in turn and they are decided in order, so "
+        "the decisions are those of one at a time, for the stage-1 calls of candidates after an accepted one "
+        "(1: one after another)"))
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "
@@ -72,7 +75,7 @@ class TrainerConfig(SpendLimits):
                                                  "accepted (their values are unchanged, so their gradients still "
                                                  "hold): stage 1 scores them too, and a step whose minibatch has "
                                                  "no error still proposes from them (0: the paper's loop)")
-    candidates: Literal["joint", "per_parameter"] = Field("joint", description=(
+    candidates: CandidateMode = Field("joint", description=(
         "how proposals make candidates. joint: the text parameters' proposals are asked for in turn, each "
         "optimizer seeing the earlier ones' first proposal as its peers' values; the i-th candidate holds each "
         "one's i-th proposal, so one stage-2 validation can accept changes to all of them. per_parameter: one "

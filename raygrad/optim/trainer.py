@@ -205,7 +205,7 @@ class Trainer:
                 record = records[lane]
                 record.unparsed_proposals += counts.unparsed
                 record.failed_proposals += counts.failed
-                record.unparsed_example = record.unparsed_example or next(iter(counts.unparsed_examples), None)
+                record.unparsed_example = record.unparsed_example or counts.unparsed_example
                 current, bar = bars[lane]
                 candidates += [Candidate(change, lane, batches[lane].positions, current, bar) for change in changes]
             passed = await self.validation.first_to_pass(state, records, candidates, self.workflow.state(), train,
