@@ -121,13 +121,16 @@ def hidden_cause(key: str) -> str | None:
     return FIXES[int(draw / CAUSED * len(FIXES))] if draw < CAUSED else None
 
 
-def answers_right(system: str, key: str) -> bool:
-    """Whether the simulated task model answers the question `key` right under this system prompt."""
+def answers_right(system: str, key: str, cause_of: Callable[[str], str | None] = hidden_cause,
+                  applies: Callable[[str, str], bool] = holds) -> bool:
+    """Whether the simulated task model answers the question `key` right under this system prompt; a task
+    with rules of its own gives the question's cause (`cause_of`) and whether a prompt's fix takes effect
+    (`applies(system, fix)`; by default, when the prompt holds it)."""
     if unit_hash("sampling", system, key.strip()) < SAMPLING_NOISE:  # as a model sampled at temperature
         return unit_hash("coin", system, key.strip()) < 0.5
     draw = unit_hash("answer", key.strip())
-    cause = hidden_cause(key)
-    return draw < LUCKY or (draw < CAPABLE and (cause is None or holds(system, cause)))
+    cause = cause_of(key)
+    return draw < LUCKY or (draw < CAPABLE and (cause is None or applies(system, cause)))
 
 
 def feedback(call_input: str, rng: random.Random, cause_of: Callable[[str], str | None] = hidden_cause) -> str:

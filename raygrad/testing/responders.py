@@ -2,11 +2,12 @@
 
 Each task's own answers live in its module (raygrad.tasks.*); the shared rules in
 raygrad.tasks.simulated. A `*_trainer` responder also plays the backward engine and the optimizer;
-`object_count_noise_trainer` is the same with the backward engine's feedback replaced by noise.
+`conflicts_trainer` is ObjectCount under raygrad.tasks.conflicts' rules;
+`object_count_noise_trainer` is object_count_trainer with the backward engine's feedback replaced by noise.
 """
 from __future__ import annotations
 
-from raygrad.tasks import item_kind, multihop, object_count, react_agent, trec
+from raygrad.tasks import conflicts, item_kind, multihop, object_count, react_agent, trec
 from raygrad.tasks.simulated import Responder, echo, hidden_cause, with_optimizer_roles
 
 
@@ -22,4 +23,5 @@ RESPONDERS: dict[str, Responder] = {
 RESPONDERS.update({f"{name}_trainer": with_optimizer_roles(RESPONDERS[name],
                                                            _shipped_cause if name in ("multihop", "react_agent") else hidden_cause)
                    for name in ("object_count", "trec", "multihop", "react_agent", "item_kind")})
+RESPONDERS["conflicts_trainer"] = conflicts.respond_as_trainer
 RESPONDERS["object_count_noise_trainer"] = with_optimizer_roles(object_count.respond, gradient_noise=True)

@@ -2,6 +2,7 @@
 trainer's tests and benchmarks optimize on the simulated provider."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,19 @@ from raygrad.runs.config import RunConfig
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Each local config's name and the responder that answers its task and plays backward engine and optimizer.
 TRAINER_RESPONDERS = {"objectcount": "object_count_trainer", "trec": "trec_trainer", "multihop": "multihop_trainer",
-                      "agent": "react_agent_trainer"}
+                      "agent": "react_agent_trainer", "conflicts": "conflicts_trainer"}
+# ObjectCount under raygrad.tasks.conflicts' rules, which only the simulated provider plays (no shipped config).
+CONFLICTS_CONFIG = {"name": "conflicts", "workflow": {"name": "object_count"},
+                    "data": {"generator": {"name": "object_count", "size": 250, "seed": 0},
+                             "splits": {"train": "0:50", "val": "50:100", "test": "100:200"}},
+                    "trainer": {"validation_chunk": 8}}
 
 
 def weak_prompt_config(task: str) -> dict[str, Any]:
-    """The raw local config of a built-in task (`raygrad/configs/<task>_local.yaml`), its prompts weak."""
-    raw = yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
+    """The raw local config of a built-in task (`raygrad/configs/<task>_local.yaml`, or the conflicts task's),
+    its prompts weak."""
+    raw = copy.deepcopy(CONFLICTS_CONFIG) if task == "conflicts" else \
+        yaml.safe_load((CONFIGS / f"{task}_local.yaml").read_text())
     raw["workflow"].update(instruction="Answer.", output_format="Reply.")
     return raw
 

@@ -16,9 +16,10 @@ import pytest
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer
 from raygrad.testing import ScriptedLLM
-from raygrad.testing.weak_prompts import TRAINER_RESPONDERS as TASKS
+from raygrad.testing.weak_prompts import TRAINER_RESPONDERS
 from raygrad.testing.weak_prompts import from_weak_prompts
 
+TASKS = {task: TRAINER_RESPONDERS[task] for task in ("objectcount", "trec", "multihop", "agent")}
 SETTINGS = {"default": {}, "early_rejection_off": {"early_rejection": False},
             "per_parameter": {"candidates": "per_parameter"}, "no_pool": {"error_pool": 0},
             "stage2_1": {"stage2_per_parameter": 1}, "until_error_4": {"batches_until_error": 4},
