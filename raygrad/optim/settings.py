@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from raygrad.llm.models import Strict
 from raygrad.optim.candidates import CandidateMode
+from raygrad.optim.parents import ParentMode
 
 
 class SpendLimits(Strict):
@@ -80,6 +81,14 @@ class TrainerConfig(SpendLimits):
         "optimizer seeing the earlier ones' first proposal as its peers' values; the i-th candidate holds each "
         "one's i-th proposal, so one stage-2 validation can accept changes to all of them. per_parameter: one "
         "parameter at a time, as in the paper"))
+    parents: ParentMode = Field("best", description=(
+        "which values a step builds on. best: the best so far. pareto: GEPA's parent selection; every candidate "
+        "that passes stage 1 is validated on the whole set (no early rejection in stage 2) and joins a pool "
+        "when no member answers right every sample it does; a step builds on a member that is best on some "
+        "validation sample, drawn as often as the samples it is best on"))
+    merges: int = Field(0, ge=0, description=(
+        "with parents: pareto, merges tried (at most one a step): two pool members that changed different "
+        "parameters from a common ancestor, combined and validated as a candidate (0: none)"))
     labeled_demos: bool = Field(False, description="wrong samples add (input, target) demos to the pool too, when "
                                                    "the parameter's one call was given the sample's inputs: a model "
                                                    "that gets nothing right can then learn from demos")
@@ -106,4 +115,9 @@ class TrainerConfig(SpendLimits):
         if self.early_acceptance is not None and not self.early_rejection:
             raise ValueError("early_acceptance needs early_rejection: both rely on stage 2 running the current "
                              "values' misses first")
+        if self.parents == "pareto" and self.early_acceptance is not None:
+            raise ValueError("early_acceptance does not go with parents: pareto, whose pool needs every candidate's "
+                             "whole stage 2")
+        if self.merges and self.parents != "pareto":
+            raise ValueError("merges needs parents: pareto (it combines members of the candidate pool)")
         return self

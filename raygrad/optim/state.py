@@ -44,6 +44,8 @@ class StepRecord(BaseModel):
     unparsed_example: str | None = None  # one backward or optimizer reply of this step that did not parse
     raised: dict[str, Raised] = Field(default_factory=dict)  # samples whose workflow raised: minibatch and stage 2
     gradient_samples: dict[str, int] = Field(default_factory=dict)  # per parameter: error samples that gave it one
+    parent: int | None = None  # trainer.parents: pareto: the pool position it built on, when not the best values
+    merged: list[int] = Field(default_factory=list)  # trainer.merges: the pool pair whose merge this step validated
 
 
 class PooledError(BaseModel):
@@ -53,6 +55,15 @@ class PooledError(BaseModel):
     position: int
     score: float
     gradients: list[Gradient]
+
+
+class PoolMember(BaseModel):
+    """A fully validated set of values in the candidate pool (trainer.parents: pareto)."""
+
+    values: dict[str, str]
+    score: float
+    missed: list[int]  # validation positions it scored below 1 or failed (Stage2Result.weak)
+    parents: list[int] = Field(default_factory=list)  # pool positions it was built on (two for a merge)
 
 
 class TrainState(BaseModel):
@@ -84,6 +95,8 @@ class TrainState(BaseModel):
     # trainer.early_acceptance: the samples best_val was measured on when it is an estimate (None: all of them).
     best_val_samples: int | None = None
     initial_raised: dict[str, Raised] = Field(default_factory=dict)  # samples of the initial validation that raised
+    pool: list[PoolMember] = Field(default_factory=list)  # trainer.parents: pareto; the initial values first
+    merges: list[list[int]] = Field(default_factory=list)  # trainer.merges: the pool pairs whose merge was tried
 
 
 class CheckpointStore(Protocol):

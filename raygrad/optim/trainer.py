@@ -23,10 +23,12 @@ from raygrad.optim.evaluate import add_raised, count_raised, raised_text
 from raygrad.optim.events import Accepted, Started, StepEnded, TrainerEvent
 from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
 from raygrad.optim.metrics import Metric
+from raygrad.optim.merge import next_merge
 from raygrad.optim.minibatches import Minibatch, Minibatches
 from raygrad.optim.optimizer import Optimizer, ProposalContext, Proposed, ScoredValue
+from raygrad.optim.parents import Parents, parents_of
 from raygrad.optim.settings import TrainerConfig
-from raygrad.optim.state import CheckpointStore, StepRecord, TrainState
+from raygrad.optim.state import CheckpointStore, PoolMember, StepRecord, TrainState
 from raygrad.optim.stopping import Stopper
 from raygrad.optim.tgd import TextualGradientDescent
 from raygrad.optim.validation import Candidate, Passed, TwoStageValidation
@@ -47,9 +49,9 @@ def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
 
 
 class Trainer:
-    """The optimization loop, composed of parts: where minibatches come from (Minibatches), how candidates
-    are formed (Candidates), how they are validated (TwoStageValidation) and when to stop (Stopper). Each
-    is built from the config unless given. Samples run on an executor: this process by default, Ray
+    """The optimization loop, composed of parts: where minibatches come from (Minibatches), which values a
+    step builds on (Parents), how candidates are formed (Candidates), how they are validated
+    (TwoStageValidation) and when to stop (Stopper). Each is built from the config unless given. Samples run on an executor: this process by default, Ray
     workers in the runtime.
 
     `clients` holds the optimizer's client, and the task and backward clients when no executor is given.
@@ -60,7 +62,7 @@ class Trainer:
                  eval_name: str = "", executor: Executor | None = None,
                  on_event: Callable[[TrainerEvent], None] | None = None, *, minibatches: Minibatches | None = None,
                  candidates: Candidates | None = None, validation: TwoStageValidation | None = None,
-                 stopper: Stopper | None = None):
+                 stopper: Stopper | None = None, parents: Parents | None = None):
         self.workflow, self.clients = workflow, clients
         self.on_event = on_event or (lambda event: None)  # progress, for whoever renders it
         cfg = self.config = config or TrainerConfig()
@@ -73,6 +75,7 @@ class Trainer:
         self.minibatches = minibatches or Minibatches(cfg.batch_size, cfg.batches_until_error, cfg.error_pool,
                                                       cfg.error_threshold)
         self.candidates = candidates or candidates_of(cfg.candidates)
+        self.parents = parents or parents_of(cfg.parents)
         self.validation = validation or TwoStageValidation(
             self.executor, stage1=cfg.stage1, early_rejection=cfg.early_rejection,
             early_acceptance=cfg.early_acceptance, stage2_per_group=cfg.stage2_per_parameter,
@@ -170,18 +173,29 @@ class Trainer:
         return TrainState(values=self.workflow.state(), initial_val=initial, best_val=initial,
                           skipped_rows=first.skipped, val_weak=first.weak, initial_raised=first.raised,
                           history={n: [ScoredValue(value=p.value, score=initial)]
-                                   for n, p in self.workflow.parameters().items() if p.trainable})
+                                   for n, p in self.workflow.parameters().items() if p.trainable},
+                          pool=[PoolMember(values=self.workflow.state(), score=initial, missed=first.weak)]
+                          if self.parents.pool else [])
 
     async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
         """One round: `parallel_steps` steps at once from the same values (fewer at the end), each with its own
-        minibatch, gradients and proposals; their candidates are validated together, one call's at a time."""
+        minibatch, gradients and proposals; their candidates are validated together, one call's at a time.
+        The values are the parent's (the best so far unless trainer.parents says otherwise); when no candidate
+        is accepted the best ones are restored."""
         cfg, parameters = self.config, self.workflow.parameters()
         names = sorted(n for n, p in parameters.items() if p.trainable)
+        best = self.workflow.state()
+        parent = self.parents.choose(state, rng, len(val))
+        if parent is not None:
+            self.workflow.load_state(state.pool[parent].values)
         lanes = min(cfg.parallel_steps, cfg.steps - state.step)
+        # Pooled errors are the best values' errors: a step from another parent neither uses nor adds to them.
         batches = await self.minibatches.draw(state, rng, train, self.executor, self.workflow.state(),
-                                              pool_errors=any(parameters[n].role != "demos" for n in names),
-                                              lanes=lanes)
+                                              pool_errors=self.workflow.state() == best and
+                                              any(parameters[n].role != "demos" for n in names), lanes=lanes)
         records = [self._record(state.step + lane, state.best_val, batch) for lane, batch in enumerate(batches)]
+        for record in records:
+            record.parent = parent if self.workflow.state() != best else None
         state.steps += records
         for batch in batches:
             for name, demos in batch.outcome.demos.items():
@@ -190,7 +204,16 @@ class Trainer:
         learning = [lane for lane, batch in enumerate(batches) if batch.errors or batch.pooled]
         # Each lane's bar in stage 1: the current values' scores on its minibatch (per sample, and their mean).
         bars: dict[int, tuple[list[float | None] | None, float]] = {
-            lane: (batches[lane].current, batches[lane].score) for lane in learning}
+            lane: (batch.current, batch.score) for lane, batch in enumerate(batches)}
+        accepted = False
+        merge = next_merge(state, len(val)) if self.parents.pool and len(state.merges) < cfg.merges else None
+        if merge is not None:
+            (merged, pair), current = merge, self.workflow.state()
+            state.merges.append(pair)
+            records[0].merged = pair
+            change = {name: value for name, value in merged.items() if value != current[name]}
+            accepted |= await self._validate(state, records, [self._candidate(change, 0, batches, bars)], train, val,
+                                           bars, pair)
         aggregated = {lane: aggregate(batches[lane].gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
                       for lane in learning}  # none when nothing is to be learnt: no backward call was paid
         for group in self.candidates.groups(names, parameters) if learning else []:
@@ -206,22 +229,47 @@ class Trainer:
                 record.unparsed_proposals += counts.unparsed
                 record.failed_proposals += counts.failed
                 record.unparsed_example = record.unparsed_example or counts.unparsed_example
-                current, bar = bars[lane]
-                candidates += [Candidate(change, lane, batches[lane].positions, current, bar) for change in changes]
-            passed = await self.validation.first_to_pass(state, records, candidates, self.workflow.state(), train,
-                                                         val)
-            if passed is not None:
-                self._accept(state, records[passed.candidate.lane], passed)
-                # Later candidates must beat the new values, whose per-sample scores are unknown; on its own
-                # minibatch their mean is the accepted candidate's stage-1 score.
-                won = passed.candidate.lane
-                bars = {lane: (None, (passed.record.stage1 if cfg.stage1 else bar) if lane == won else bar)
-                        for lane, (_, bar) in bars.items()}
+                candidates += [self._candidate(change, lane, batches, bars) for change in changes]
+            parent = self._member(state, parent)
+            accepted |= await self._validate(state, records, candidates, train, val, bars,
+                                             [parent] if parent is not None else [])
             for name in group:
                 if name in state.failed:
                     state.failed[name] = state.failed[name][-20:]  # bounded: the optimizer sees the last few
+        if not accepted:
+            self.workflow.load_state(best)
         for record in records:
             record.best_val = state.best_val
+
+    @staticmethod
+    def _candidate(change: dict[str, str], lane: int, batches: list[Minibatch],
+                   bars: dict[int, tuple[list[float | None] | None, float]]) -> Candidate:
+        current, bar = bars[lane]
+        return Candidate(change, lane, batches[lane].positions, current, bar)
+
+    async def _validate(self, state: TrainState, records: list[StepRecord], candidates: list[Candidate],
+                        train: Dataset, val: Dataset, bars: dict[int, tuple[list[float | None] | None, float]],
+                        parents: list[int]) -> bool:
+        """Validate candidates of the current values; accept the first to pass (and raise its lane's bar in
+        `bars`). True when one was. `parents`: the pool positions the candidates are built on."""
+        admit = (lambda values, result: self.parents.admit(state, values, result, parents)) \
+            if self.parents.pool else None
+        passed = await self.validation.first_to_pass(state, records, candidates, self.workflow.state(), train, val,
+                                                     admit)
+        if passed is None:
+            return False
+        self._accept(state, records[passed.candidate.lane], passed)
+        # Later candidates must beat the new values, whose per-sample scores are unknown; on its own
+        # minibatch their mean is the accepted candidate's stage-1 score.
+        won = passed.candidate.lane
+        bars.update({lane: (None, (passed.record.stage1 if self.config.stage1 else bar) if lane == won else bar)
+                     for lane, (_, bar) in bars.items()})
+        return True
+
+    def _member(self, state: TrainState, parent: int | None) -> int | None:
+        """The pool position of the current values (after an acceptance, the new member), else `parent`."""
+        values = self.workflow.state()
+        return next((i for i in range(len(state.pool) - 1, -1, -1) if state.pool[i].values == values), parent)
 
     def _record(self, step: int, best_val: float, batch: Minibatch) -> StepRecord:
         outcome = batch.outcome

@@ -8,6 +8,7 @@ early acceptance (a confidence) stops one once it wins with that confidence.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raygrad.data import Dataset
@@ -59,12 +60,14 @@ class TwoStageValidation:
         self.stage2_per_group, self.chunk, self.width = stage2_per_group, chunk, width
 
     async def first_to_pass(self, state: TrainState, records: list[StepRecord], candidates: list[Candidate],
-                            values: dict[str, str], train: Dataset, val: Dataset) -> Passed | None:
+                            values: dict[str, str], train: Dataset, val: Dataset,
+                            admit: Callable[[dict[str, str], Stage2Result], bool] | None = None) -> Passed | None:
         """Each candidate (a change to the current `values`) through both stages; rejected ones are recorded in
         `state` (their values as failed) and the one accepted is returned, not applied. `records` are the
-        round's steps, by lane."""
-        trials = [_Trial(c, state, f"step{state.step + c.lane}-{','.join(c.change)}-{number}", {**values, **c.change})
-                  for c, number in zip(candidates, _numbers(candidates))]
+        round's steps, by lane. With `admit` (a candidate pool), stage 2 runs to the end and every candidate
+        validated in full is offered to it: `admit(values, result)` says whether it joined."""
+        trials = [_Trial(c, state, f"step{state.step + c.lane}-{','.join(c.change)}-{number}", {**values, **c.change},
+                         admit) for c, number in zip(candidates, _numbers(candidates))]
         ahead: dict[int, asyncio.Task] = {}  # each candidate's stages, as far as they go with the values as they are
         try:
             validations = 0
@@ -105,7 +108,7 @@ class TwoStageValidation:
         await trial.turn.wait()
         if _known(state, trial) is not None:  # the same values, proposed before it, were validated meanwhile
             return
-        trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2")
+        trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2", full=trial.admit is not None)
 
     def _judge(self, state: TrainState, record: StepRecord, trial: _Trial) -> bool:
         """Record a stage 2; True when the candidate beats the best so far."""
@@ -116,6 +119,8 @@ class TwoStageValidation:
             state.validated[values_digest(trial.values)] = state.best_val if result.stopped_early else \
                 result.strict_score
         note_skipped(state, result.skipped)
+        pooled = not result.failed and not result.stopped_early and trial.admit is not None and \
+            trial.admit(trial.values, result)
         if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
             raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                 f"{trial.record.parameter} failed, so it cannot be kept as best (the first: "
@@ -123,15 +128,17 @@ class TwoStageValidation:
         if result.stopped_early or result.strict_score <= state.best_val + TIE:
             trial.reject(f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} "
                          "samples" if result.stopped_early else
-                         f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}")
+                         f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}"
+                         f"{' (kept in the pool)' if pooled else ''}")
             return False
         trial.record.accepted = True
         trial.record.reason = (f"accepted after {result.evaluated}/{result.total} samples (score estimated)"
                                if result.estimated else "accepted")
         return True
 
-    async def _stage2(self, state: TrainState, values: dict[str, str], val: Dataset, label: str) -> Stage2Result:
-        must_beat, first = (state.best_val, state.val_weak) if self.early_rejection else (None, [])
+    async def _stage2(self, state: TrainState, values: dict[str, str], val: Dataset, label: str,
+                      full: bool = False) -> Stage2Result:
+        must_beat, first = (state.best_val, state.val_weak) if self.early_rejection and not full else (None, [])
         return await self.executor.validate(values, val, must_beat=must_beat, chunk=self.chunk, label=label,
                                             first=first, accept_confidence=self.early_acceptance)
 
@@ -160,8 +167,9 @@ class TwoStageValidation:
 class _Trial:
     """One candidate on its way through the stages, and their results."""
 
-    def __init__(self, candidate: Candidate, state: TrainState, label: str, values: dict[str, str]):
-        self.candidate, self.state, self.label, self.values = candidate, state, label, values
+    def __init__(self, candidate: Candidate, state: TrainState, label: str, values: dict[str, str],
+                 admit: Callable[[dict[str, str], Stage2Result], bool] | None = None):
+        self.candidate, self.state, self.label, self.values, self.admit = candidate, state, label, values, admit
         self.record = CandidateRecord(step=state.step + candidate.lane, parameter=",".join(candidate.change),
                                       value=shown(candidate.change))
         self.stage1: tuple[float, bool] | None = None  # its minibatch score, and whether that was cut short
