@@ -20,7 +20,8 @@ them rewards a prompt for wording, and the optimizer does not know which instruc
   an instruction drawn from the whole CATALOG (the four fixes among twelve decoys that fix nothing).
 - Optimizer (schema Proposals). It reads only its request: the value, its PEERS and the GRADIENTS.
   It adds to the value the catalog instructions the gradients name most often that neither the
-  value nor a peer holds (a guess, also none its failed proposals held);
+  value nor a peer holds, never making a value its request lists as failed (a guess, also none its
+  failed proposals held);
   each proposal is, with probability OPTIMIZER_NOISE, a random catalog instruction instead. Gradients
   that name nothing leave it guessing from the catalog, one fix in four.
 - `gradient_noise=True` replaces the backward engine's feedback by a random catalog instruction,
@@ -142,13 +143,14 @@ def feedback(call_input: str, rng: random.Random, cause_of: Callable[[str], str 
 
 def proposals(value: str, gradients: str, k: int, rng: random.Random, peers: str = "", failed: str = "") -> list[str]:
     """The optimizer's k proposals: the value plus the instructions the gradients name most, noisily;
-    never one the value or its peers (the other parts of the prompt, shown in the request) hold, and
-    a guess never one its failed proposals held."""
+    never one the value or its peers (the other parts of the prompt, shown in the request) hold, never
+    a value its request lists as failed, and a guess never one its failed proposals held."""
     counts = Counter()
     for line in gradients.splitlines():  # one vote per sample's feedback
         counts.update(instruction for instruction in CATALOG if holds(line, instruction))
     present = f"{value}\n{peers}"
-    wanted = [i for i, _ in sorted(counts.items(), key=lambda item: (-item[1], rng.random())) if not holds(present, i)]
+    wanted = [i for i, _ in sorted(counts.items(), key=lambda item: (-item[1], rng.random()))
+              if not holds(present, i) and not holds(failed, f"{value} {i}".strip())]
     absent = [i for i in CATALOG if not holds(present, i) and not holds(failed, i)] or list(CATALOG)
     chosen = []
     for _ in range(k):

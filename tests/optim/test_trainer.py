@@ -197,7 +197,7 @@ async def test_early_rejection_saves_calls_and_changes_no_decision():
     runs = {}
     for early in (True, False):
         clients = scripted_clients()
-        config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=6, early_rejection=early)  # has hopeless ones
+        config = TrainerConfig(steps=6, batch_size=4, proposals=3, seed=11, early_rejection=early)  # has hopeless ones
         # Two fixes held already: candidates that add nothing new reach stage 2 and lose there.
         state = await Trainer(ObjectCount(instruction="Answer. " + " ".join(FIXES[:2]), output_format="Reply."),
                               number_match, clients, config).fit(train, val)

@@ -51,8 +51,10 @@ def mostly_right() -> ObjectCount:
 
 
 async def test_the_error_pool_lets_a_step_with_a_perfect_minibatch_learn_from_earlier_errors(tmp_path):
+    # Seed 8: a run where each situation checked here occurs. Whether the pool raises the score is the
+    # switches benchmark's question (this one's data are mostly answered right: 30 seeds end 0.826 against 0.822).
     def config(pool: int, steps: int = 8) -> TrainerConfig:
-        return TrainerConfig(steps=steps, batch_size=2, proposals=2, seed=6, error_pool=pool,
+        return TrainerConfig(steps=steps, batch_size=2, proposals=2, seed=8, error_pool=pool,
                              candidates="per_parameter")
 
     train, val = data(40, 10), data(30, 11)
@@ -62,7 +64,6 @@ async def test_the_error_pool_lets_a_step_with_a_perfect_minibatch_learn_from_ea
     pooled = await Trainer(mostly_right(), number_match, scripted_clients(), config(4)).fit(train, val)
     perfect = {s.step for s in pooled.steps if s.errors == 0}
     assert {c.step for c in pooled.candidates} & perfect  # such a step proposed from earlier errors all the same
-    assert pooled.best_val > off.best_val
     # An acceptance empties the pool (its scores and gradients were of the old values): a perfect minibatch
     # right after one has nothing to learn from.
     after = [s.step + 1 for s in pooled.steps if s.accepted and s.step + 1 in perfect]
