@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import statistics
 import subprocess
 import sys
 import urllib.request
@@ -65,6 +66,11 @@ def measured_on() -> str:
 
 
 measured_on()  # at the benchmark's start (cached)
+
+
+def spread(values: list[float], digits: int) -> str:
+    """Mean (min-max)."""
+    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

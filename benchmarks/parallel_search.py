@@ -2,9 +2,11 @@
 
 The built-in tasks as `switches.py` runs them (weak prompts, 12 steps, batch 4, 5 proposals), on the
 simulated provider over HTTP with no rate limit and a fixed latency per call, so wall time is round
-trips. Settings: `parallel_candidates` (candidates validated at once, the best to pass accepted) and
-`parallel_steps` (steps run at once from the same values, each with its own minibatch). Mean over
-trainer seeds, with the range; calls counted at the server (test scoring left out).
+trips. Settings: `parallel_candidates` (candidates whose stage 1 runs at once, decided in order, the first
+to pass accepted), `parallel_steps` (steps run at once, each with its own minibatch) and, with
+`parents: pareto`, each of those steps built on its own pool member (GEPA's parallel proposals from
+several parents). Mean over trainer seeds, with the range; calls counted at the server (test scoring
+left out).
 
     python benchmarks/parallel_search.py [--seeds 0 1 2 3 4] [--latency 0.1]
 """
@@ -14,17 +16,16 @@ import argparse
 import logging
 import statistics
 
-from common import write_table
+from common import spread, write_table
 from switches import TASKS, run
 
 SETTINGS = {"one at a time (default)": {},
             "parallel_candidates: 5": {"parallel_candidates": 5},
             "parallel_steps: 2, parallel_candidates: 5": {"parallel_steps": 2, "parallel_candidates": 5},
-            "parallel_steps: 3, parallel_candidates: 10": {"parallel_steps": 3, "parallel_candidates": 10}}
-
-
-def spread(values: list[float], digits: int) -> str:
-    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+            "parallel_steps: 3, parallel_candidates: 10": {"parallel_steps": 3, "parallel_candidates": 10},
+            "parents: pareto": {"parents": "pareto"},
+            "parents: pareto, parallel_steps: 3, parallel_candidates: 10": {"parents": "pareto", "parallel_steps": 3,
+                                                                          "parallel_candidates": 10}}
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import argparse
 import logging
 import statistics
 
-from common import write_table
+from common import spread, write_table
 from switches import TASKS, run
 
 from raygrad.optim.state import TrainState
@@ -28,10 +28,6 @@ STRATEGIES = {
     "per_parameter, pareto": {"candidates": "per_parameter", "parents": "pareto"},
     "per_parameter, pareto, merges: 5": {"candidates": "per_parameter", "parents": "pareto", "merges": 5},
 }
-
-
-def spread(values: list[float], digits: int) -> str:
-    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def main() -> None:

@@ -41,17 +41,19 @@ class Minibatches:
         self.error_pool, self.error_threshold = error_pool, error_threshold
 
     async def draw(self, state: TrainState, rng: random.Random, train: Dataset, executor: Executor,
-                   values: dict[str, str], pool_errors: bool, lanes: int = 1) -> list[Minibatch]:
-        """Run the next minibatch of each of `lanes` steps at once (backward for their errors); the pooled
-        errors of earlier steps join the first. `pool_errors` is false when only demos are trained (their
-        candidates come from the demo pool, not from gradients)."""
+                   values: list[dict[str, str]], pooling: list[int]) -> list[Minibatch]:
+        """Run the next minibatch of each lane (a step of the round, under its `values`) at once, with backward
+        for their errors. The pool holds the best values' errors: only the lanes in `pooling` (those running
+        them) add to it, and the pooled errors of earlier steps join the first of them. None pools when only
+        demos are trained (their candidates come from the demo pool, not from gradients)."""
+        lanes = len(values)
         positions: list[list[int]] = [[] for _ in range(lanes)]
         outcomes: list[BatchOutcome] = [BatchOutcome(results=[]) for _ in range(lanes)]
         waiting = list(range(lanes))
         for attempt in range(self.batches_until_error):  # a minibatch with no error sample teaches nothing
             for lane in waiting:  # drawn in lane order, run at once: the same draws whatever finishes first
                 positions[lane] = self._next_positions(state, rng, len(train))
-            runs = await gather_all(*(executor.train_batch(values, train, positions[lane],
+            runs = await gather_all(*(executor.train_batch(values[lane], train, positions[lane],
                                                            label=f"step{state.step + lane}-batch{attempt or ''}")
                                       for lane in waiting))
             for lane, outcome in zip(waiting, runs):
@@ -59,8 +61,10 @@ class Minibatches:
             waiting = [lane for lane in waiting if not any(self._is_error(r.score) for r in outcomes[lane].results)]
             if not waiting:
                 break
-        pooled = self._pool(state, positions, outcomes) if pool_errors else []
-        return [self._minibatch(state, positions[lane], outcomes[lane], pooled if lane == 0 else [])
+        pooled = self._pool(state, [positions[lane] for lane in pooling], [outcomes[lane] for lane in pooling]) \
+            if pooling else []
+        first = pooling[0] if pooling else None
+        return [self._minibatch(state, positions[lane], outcomes[lane], pooled if lane == first else [])
                 for lane in range(lanes)]
 
     def _minibatch(self, state: TrainState, positions: list[int], outcome: BatchOutcome,

@@ -22,8 +22,8 @@ from raygrad.optim.demos import BootstrapDemos, add_to_pool
 from raygrad.optim.evaluate import add_raised, count_raised, raised_text
 from raygrad.optim.events import Accepted, Started, StepEnded, TrainerEvent
 from raygrad.optim.execution import Executor, LocalExecutor, SamplesFailed
-from raygrad.optim.metrics import Metric
 from raygrad.optim.merge import next_merge
+from raygrad.optim.metrics import Metric
 from raygrad.optim.minibatches import Minibatch, Minibatches
 from raygrad.optim.optimizer import Optimizer, ProposalContext, Proposed, ScoredValue
 from raygrad.optim.parents import Parents, parents_of
@@ -51,8 +51,8 @@ def select_trainable(workflow: Workflow, names: list[str] | None) -> None:
 class Trainer:
     """The optimization loop, composed of parts: where minibatches come from (Minibatches), which values a
     step builds on (Parents), how candidates are formed (Candidates), how they are validated
-    (TwoStageValidation) and when to stop (Stopper). Each is built from the config unless given. Samples run on an executor: this process by default, Ray
-    workers in the runtime.
+    (TwoStageValidation) and when to stop (Stopper). Each is built from the config unless given. Samples run
+    on an executor: this process by default, Ray workers in the runtime.
 
     `clients` holds the optimizer's client, and the task and backward clients when no executor is given.
     """
@@ -178,42 +178,39 @@ class Trainer:
                           if self.parents.pool else [])
 
     async def _step(self, state: TrainState, rng: random.Random, train: Dataset, val: Dataset) -> None:
-        """One round: `parallel_steps` steps at once from the same values (fewer at the end), each with its own
-        minibatch, gradients and proposals; their candidates are validated together, one call's at a time.
-        The values are the parent's (the best so far unless trainer.parents says otherwise); when no candidate
-        is accepted the best ones are restored."""
+        """One round: `parallel_steps` steps at once (fewer at the end), each with its own minibatch, gradients
+        and proposals; their candidates are validated together, one call's at a time. A step builds on the
+        best values, or on the pool member trainer.parents drew for it (its lane's `base`)."""
         cfg, parameters = self.config, self.workflow.parameters()
         names = sorted(n for n, p in parameters.items() if p.trainable)
-        best = self.workflow.state()
-        parent = self.parents.choose(state, rng, len(val))
-        if parent is not None:
-            self.workflow.load_state(state.pool[parent].values)
-        lanes = min(cfg.parallel_steps, cfg.steps - state.step)
-        # Pooled errors are the best values' errors: a step from another parent neither uses nor adds to them.
-        batches = await self.minibatches.draw(state, rng, train, self.executor, self.workflow.state(),
-                                              pool_errors=self.workflow.state() == best and
-                                              any(parameters[n].role != "demos" for n in names), lanes=lanes)
+        best, lanes = self.workflow.state(), min(cfg.parallel_steps, cfg.steps - state.step)
+        drawn = [self.parents.choose(state, rng, len(val)) for _ in range(lanes)]
+        bases = [state.pool[p].values if p is not None and state.pool[p].values != best else {} for p in drawn]
+        # Pooled errors are the best values' errors: a step built on other values neither uses nor adds to them.
+        pooling = [lane for lane in range(lanes) if not bases[lane]] \
+            if any(parameters[n].role != "demos" for n in names) else []
+        batches = await self.minibatches.draw(state, rng, train, self.executor, [base or best for base in bases],
+                                              pooling)
         records = [self._record(state.step + lane, state.best_val, batch) for lane, batch in enumerate(batches)]
-        for record in records:
-            record.parent = parent if self.workflow.state() != best else None
+        for record, parent, base in zip(records, drawn, bases):
+            record.parent = parent if base else None
         state.steps += records
         for batch in batches:
             for name, demos in batch.outcome.demos.items():
                 add_to_pool(state.demo_pool.setdefault(name, []),
                             [d for d in demos if cfg.labeled_demos or not d.labeled], cfg.demo_pool_size)
         learning = [lane for lane, batch in enumerate(batches) if batch.errors or batch.pooled]
-        # Each lane's bar in stage 1: the current values' scores on its minibatch (per sample, and their mean).
+        # Each lane's bar in stage 1: its values' scores on its minibatch (per sample, and their mean).
         bars: dict[int, tuple[list[float | None] | None, float]] = {
             lane: (batch.current, batch.score) for lane, batch in enumerate(batches)}
-        accepted = False
         merge = next_merge(state, len(val)) if self.parents.pool and len(state.merges) < cfg.merges else None
-        if merge is not None:
-            (merged, pair), current = merge, self.workflow.state()
+        if merge is not None:  # validated as a candidate built on the first lane's values
+            (merged, pair), on = merge, bases[0] or best
             state.merges.append(pair)
             records[0].merged = pair
-            change = {name: value for name, value in merged.items() if value != current[name]}
-            accepted |= await self._validate(state, records, [self._candidate(change, 0, batches, bars)], train, val,
-                                           bars, pair)
+            change = {name: value for name, value in merged.items() if value != on[name]}
+            await self._validate(state, records, [self._candidate(change, 0, batches, bars, bases[0], pair)],
+                                 train, val, bars, bases)
         aggregated = {lane: aggregate(batches[lane].gradients, cfg.max_gradient_samples, cfg.max_feedback_chars)
                       for lane in learning}  # none when nothing is to be learnt: no backward call was paid
         for group in self.candidates.groups(names, parameters) if learning else []:
@@ -221,55 +218,55 @@ class Trainer:
             asking = [lane for lane in learning if bars[lane][1] < 1.0]
             if not asking:
                 break
-            proposed = await gather_all(*(propose(group, self._asker(state, rng, records[lane], aggregated[lane]))
-                                          for lane in asking))
+            proposed = await gather_all(*(propose(group, self._asker(state, rng, records[lane], aggregated[lane],
+                                                                     bases[lane])) for lane in asking))
             candidates = []
+            current = self._member(state)  # the pool position of the best values, built on by lanes without a base
             for lane, (changes, counts) in zip(asking, proposed):
                 record = records[lane]
                 record.unparsed_proposals += counts.unparsed
                 record.failed_proposals += counts.failed
                 record.unparsed_example = record.unparsed_example or counts.unparsed_example
-                candidates += [self._candidate(change, lane, batches, bars) for change in changes]
-            parent = self._member(state, parent)
-            accepted |= await self._validate(state, records, candidates, train, val, bars,
-                                             [parent] if parent is not None else [])
+                parents = [drawn[lane]] if bases[lane] else [current] if current is not None else []
+                candidates += [self._candidate(change, lane, batches, bars, bases[lane], parents)
+                               for change in changes]
+            await self._validate(state, records, candidates, train, val, bars, bases)
             for name in group:
                 if name in state.failed:
                     state.failed[name] = state.failed[name][-20:]  # bounded: the optimizer sees the last few
-        if not accepted:
-            self.workflow.load_state(best)
         for record in records:
             record.best_val = state.best_val
 
     @staticmethod
     def _candidate(change: dict[str, str], lane: int, batches: list[Minibatch],
-                   bars: dict[int, tuple[list[float | None] | None, float]]) -> Candidate:
+                   bars: dict[int, tuple[list[float | None] | None, float]], base: dict[str, str],
+                   parents: list[int]) -> Candidate:
         current, bar = bars[lane]
-        return Candidate(change, lane, batches[lane].positions, current, bar)
+        return Candidate(change, lane, batches[lane].positions, current, bar, base, parents)
 
     async def _validate(self, state: TrainState, records: list[StepRecord], candidates: list[Candidate],
                         train: Dataset, val: Dataset, bars: dict[int, tuple[list[float | None] | None, float]],
-                        parents: list[int]) -> bool:
-        """Validate candidates of the current values; accept the first to pass (and raise its lane's bar in
-        `bars`). True when one was. `parents`: the pool positions the candidates are built on."""
-        admit = (lambda values, result: self.parents.admit(state, values, result, parents)) \
+                        bases: list[dict[str, str]]) -> None:
+        """Validate candidates; accept the first to pass. Its lane then builds on the new best values (its base
+        in `bases` emptied), with the bar in `bars` raised."""
+        admit = (lambda values, result, parents: self.parents.admit(state, values, result, parents)) \
             if self.parents.pool else None
         passed = await self.validation.first_to_pass(state, records, candidates, self.workflow.state(), train, val,
                                                      admit)
         if passed is None:
-            return False
+            return
         self._accept(state, records[passed.candidate.lane], passed)
         # Later candidates must beat the new values, whose per-sample scores are unknown; on its own
         # minibatch their mean is the accepted candidate's stage-1 score.
         won = passed.candidate.lane
+        bases[won] = {}
         bars.update({lane: (None, (passed.record.stage1 if self.config.stage1 else bar) if lane == won else bar)
                      for lane, (_, bar) in bars.items()})
-        return True
 
-    def _member(self, state: TrainState, parent: int | None) -> int | None:
-        """The pool position of the current values (after an acceptance, the new member), else `parent`."""
+    def _member(self, state: TrainState) -> int | None:
+        """The pool position of the best values (the last member holding them), if they are in the pool."""
         values = self.workflow.state()
-        return next((i for i in range(len(state.pool) - 1, -1, -1) if state.pool[i].values == values), parent)
+        return next((i for i in range(len(state.pool) - 1, -1, -1) if state.pool[i].values == values), None)
 
     def _record(self, step: int, best_val: float, batch: Minibatch) -> StepRecord:
         outcome = batch.outcome
@@ -280,15 +277,17 @@ class Trainer:
                           gradient_samples={name: len({g.sample_id for g in outcome.gradients if g.parameter == name})
                                             for name in {g.parameter for g in outcome.gradients}})
 
-    def _asker(self, state: TrainState, rng: random.Random, record: StepRecord, aggregated: dict[str, str]
-               ) -> Callable[[str, dict[str, str]], Awaitable[Proposed]]:
-        """How one step asks a parameter's optimizer for proposals, its peers shown with `peer_values`."""
+    def _asker(self, state: TrainState, rng: random.Random, record: StepRecord, aggregated: dict[str, str],
+               base: dict[str, str]) -> Callable[[str, dict[str, str]], Awaitable[Proposed]]:
+        """How one step asks a parameter's optimizer for proposals: the parameter and its peers shown with the
+        values the step built on (`base`, when not the best ones), and peers with `peer_values` over those."""
         cfg, parameters, peers = self.config, self.workflow.parameters(), self.workflow.peers()
 
         async def ask(name: str, peer_values: dict[str, str]) -> Proposed:
             optimizer = next(o for o in self.optimizers if o.handles(parameters[name]))
             return await optimizer.propose(ProposalContext(
-                parameter=parameters[name], peers=[_valued(p, peer_values) for p in peers[name]],
+                parameter=_valued(parameters[name], base),
+                peers=[_valued(p, {**base, **peer_values}) for p in peers[name]],
                 gradients=aggregated.get(name, ""),
                 history=sorted(state.history.get(name, []), key=lambda h: -h.score)[:cfg.history_size],
                 failed=state.failed.get(name, []), k=cfg.proposals, step=record.step, batch=set(record.batch),
@@ -297,7 +296,9 @@ class Trainer:
         return ask
 
     def _accept(self, state: TrainState, record: StepRecord, passed: Passed) -> None:
-        score, change = passed.result.strict_score, passed.candidate.change
+        score, old = passed.result.strict_score, self.workflow.state()
+        base = {name: value for name, value in passed.candidate.base.items() if value != old[name]}
+        change = {**base, **passed.candidate.change}  # what differs from the best values, proposed last
         self.on_event(Accepted(step=record.step, parameter=passed.record.parameter, best_val=score))
         self.workflow.load_state(change)
         state.best_val, state.val_weak = score, passed.result.weak

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from raygrad.data import Dataset
 from raygrad.optim.evaluate import add_raised
@@ -20,14 +20,21 @@ from raygrad.optim.state import CandidateRecord, StepRecord, TrainState, note_sk
 @dataclass
 class Candidate:
     """New values for some parameters, proposed from one minibatch (a lane of the round), which stage 1 scores
-    it on: `positions` (pooled errors included), the current values' scores there (`current`; None when
-    unknown, after an acceptance earlier in the step) and their mean `bar`, which it must beat."""
+    it on: `positions` (pooled errors included), the lane's values' scores there (`current`; None when
+    unknown, after an acceptance earlier in the step) and their mean `bar`, which it must beat. The change
+    applies to the current values, or to `base` when its lane built on other ones (a pool member); `parents`
+    are the pool positions it was built on."""
 
     change: dict[str, str]
     lane: int
     positions: list[int]
     current: list[float | None] | None
     bar: float
+    base: dict[str, str] = field(default_factory=dict)
+    parents: list[int] = field(default_factory=list)
+
+    def values(self, current: dict[str, str]) -> dict[str, str]:
+        return {**current, **self.base, **self.change}
 
 
 @dataclass
@@ -61,12 +68,13 @@ class TwoStageValidation:
 
     async def first_to_pass(self, state: TrainState, records: list[StepRecord], candidates: list[Candidate],
                             values: dict[str, str], train: Dataset, val: Dataset,
-                            admit: Callable[[dict[str, str], Stage2Result], bool] | None = None) -> Passed | None:
+                            admit: Callable[[dict[str, str], Stage2Result, list[int]], bool] | None = None
+                            ) -> Passed | None:
         """Each candidate (a change to the current `values`) through both stages; rejected ones are recorded in
         `state` (their values as failed) and the one accepted is returned, not applied. `records` are the
         round's steps, by lane. With `admit` (a candidate pool), stage 2 runs to the end and every candidate
-        validated in full is offered to it: `admit(values, result)` says whether it joined."""
-        trials = [_Trial(c, state, f"step{state.step + c.lane}-{','.join(c.change)}-{number}", {**values, **c.change},
+        validated in full is offered to it: `admit(values, result, parents)` says whether it joined."""
+        trials = [_Trial(c, state, f"step{state.step + c.lane}-{','.join(c.change)}-{number}", c.values(values),
                          admit) for c, number in zip(candidates, _numbers(candidates))]
         ahead: dict[int, asyncio.Task] = {}  # each candidate's stages, as far as they go with the values as they are
         try:
@@ -108,7 +116,8 @@ class TwoStageValidation:
         await trial.turn.wait()
         if _known(state, trial) is not None:  # the same values, proposed before it, were validated meanwhile
             return
-        trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2", full=trial.admit is not None)
+        trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2",
+                                          full=trial.admit is not None)
 
     def _judge(self, state: TrainState, record: StepRecord, trial: _Trial) -> bool:
         """Record a stage 2; True when the candidate beats the best so far."""
@@ -120,7 +129,7 @@ class TwoStageValidation:
                 result.strict_score
         note_skipped(state, result.skipped)
         pooled = not result.failed and not result.stopped_early and trial.admit is not None and \
-            trial.admit(trial.values, result)
+            trial.admit(trial.values, result, trial.candidate.parents)
         if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
             raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                 f"{trial.record.parameter} failed, so it cannot be kept as best (the first: "
@@ -168,7 +177,7 @@ class _Trial:
     """One candidate on its way through the stages, and their results."""
 
     def __init__(self, candidate: Candidate, state: TrainState, label: str, values: dict[str, str],
-                 admit: Callable[[dict[str, str], Stage2Result], bool] | None = None):
+                 admit: Callable[[dict[str, str], Stage2Result, list[int]], bool] | None = None):
         self.candidate, self.state, self.label, self.values, self.admit = candidate, state, label, values, admit
         self.record = CandidateRecord(step=state.step + candidate.lane, parameter=",".join(candidate.change),
                                       value=shown(candidate.change))

@@ -84,11 +84,13 @@ def test_early_acceptance_on_ray_decides_as_one_process_does(ray_cluster, sim_se
     assert [(c.reason, c.stage2) for c in state.candidates] == [(c.reason, c.stage2) for c in expected.candidates]
 
 
-def test_steps_and_candidates_at_once_on_ray_decide_as_one_process_does(ray_cluster, sim_server, tmp_path):
+@pytest.mark.parametrize("parents", [{}, {"parents": "pareto", "candidates": "per_parameter", "merges": 2}])
+def test_steps_and_candidates_at_once_on_ray_decide_as_one_process_does(ray_cluster, sim_server, tmp_path, parents):
     # Two steps' minibatches and backward passes at once through the one aggregator, three candidates
-    # validated at once and those after an accepted one cancelled: the decisions of one process.
+    # validated at once and those after an accepted one cancelled: the decisions of one process. With a
+    # Pareto pool, each step built on its own pool member: the same pool.
     server = sim_server(responder="object_count_trainer")
-    wide = {"parallel_steps": 2, "parallel_candidates": 3, "steps": 4}
+    wide = {"parallel_steps": 2, "parallel_candidates": 3, "steps": 4, **parents}
     expected = single_process(run_config(tmp_path, server, "local-wide", trainer=wide))
     config = run_config(tmp_path, server, "ray-wide", trainer=wide)
     with distributed_run(config) as run:
@@ -104,6 +106,7 @@ def test_steps_and_candidates_at_once_on_ray_decide_as_one_process_does(ray_clus
     assert [s.errors for s in state.steps] == [s.errors for s in expected.steps]
     assert state.values == expected.values and state.best_val == expected.best_val
     assert decided(state.candidates) == decided(expected.candidates) and any(c.accepted for c in state.candidates)
+    assert state.pool == expected.pool and (len(state.pool) > 1) == bool(parents)
 
 
 def max_in_window(times: list[float], window: float) -> int:

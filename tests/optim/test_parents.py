@@ -94,12 +94,18 @@ def fit(setting: dict, steps: int = 12, checkpoint: CheckpointFile | None = None
     return asyncio.run(trainer.fit(train, val)), workflow, metric, val, clients
 
 
-def test_a_pareto_run_builds_on_members_other_than_the_best_and_each_members_score_is_its_whole_validation():
-    state, workflow, metric, val, clients = fit({"parents": "pareto", "candidates": "per_parameter", "merges": 5})
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_a_pareto_run_builds_on_members_other_than_the_best_and_each_members_score_is_its_whole_validation(lanes):
+    state, workflow, metric, val, clients = fit({"parents": "pareto", "candidates": "per_parameter", "merges": 5,
+                                                 "parallel_steps": lanes})
     assert state.pool[0].score == state.initial_val and state.pool[0].values["instruction"] == "Answer."
     assert any(record.parent is not None for record in state.steps)
+    if lanes > 1:  # GEPA's parallel proposals: steps of one round built on different members
+        rounds = [{r.parent for r in state.steps[i:i + lanes]} for i in range(0, len(state.steps), lanes)]
+        assert any(len(parents) > 1 for parents in rounds)
     assert any(record.merged for record in state.steps)  # the per-parameter pool has members to merge
     assert state.best_val == max(m.score for m in state.pool)
+    assert state.values in [m.values for m in state.pool if m.score == state.best_val]
     for pooled in state.pool:
         workflow.load_state(pooled.values)
         whole = asyncio.run(evaluate(workflow, list(val), clients["task"], metric))

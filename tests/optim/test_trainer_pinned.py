@@ -16,8 +16,7 @@ import pytest
 from raygrad.optim.settings import TrainerConfig
 from raygrad.optim.trainer import Trainer
 from raygrad.testing import ScriptedLLM
-from raygrad.testing.weak_prompts import TRAINER_RESPONDERS
-from raygrad.testing.weak_prompts import from_weak_prompts
+from raygrad.testing.weak_prompts import TRAINER_RESPONDERS, from_weak_prompts
 
 TASKS = {task: TRAINER_RESPONDERS[task] for task in ("objectcount", "trec", "multihop", "agent")}
 SETTINGS = {"default": {}, "early_rejection_off": {"early_rejection": False},
