@@ -23,7 +23,8 @@ GEPA's metric is what a user writes: 1 or 0 and that feedback text. Calls counte
 role; dollars at the paper's models' prices (task gpt-3.5-turbo; backward, optimizer and GEPA's
 reflection model gpt-4o).
 
-    pip install -e ".[bench]" gepa==0.1.4; cd benchmarks && python peers_gepa.py [--seeds 0 1 2 3 4] [--budgets 250 500 1000]
+    pip install -e ".[bench]"
+    cd benchmarks && python peers_gepa.py [--seeds 0 1 2 3 4] [--budgets 250 500 1000]
 """
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ def main() -> None:
 the test scoring left out). raygrad stops at its budget (its last step rolled back); GEPA's
 `max_metric_calls` is 0.98 of the budget, its reflection calls on top.
 
-    pip install -e ".[bench]" gepa==0.1.4; cd benchmarks && python peers_gepa.py --seeds {' '.join(map(str, args.seeds))} --budgets {' '.join(map(str, args.budgets))}""")
+    cd benchmarks && python peers_gepa.py --seeds {' '.join(map(str, args.seeds))} \
+        --budgets {' '.join(map(str, args.budgets))}""")
 
 
 if __name__ == "__main__":
