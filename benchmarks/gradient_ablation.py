@@ -73,7 +73,7 @@ def main() -> None:
                                      f"40 validation questions; seeds {args.seeds})",
                 ["backward engine", "validation gain", "test gain (200 held out)", "test after", "calls per run"],
                 rows, notes="Mean (range) over the seeds; one run each on the simulated provider over HTTP. "
-                            "tests/tasks/test_simulated.py asserts the same gap on three seeds.\n"
+                            "tests/tasks/test_simulated.py asserts a gap on ten seeds of 4-step runs.\n"
                             f"    python benchmarks/gradient_ablation.py --seeds {' '.join(map(str, args.seeds))} "
                             f"--steps {args.steps}")
 
