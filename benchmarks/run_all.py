@@ -13,6 +13,7 @@ quote are measured within one run.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import time
@@ -42,7 +43,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     "role_models": ("role_models.py", [], ""),
     "peers_throughput": ("peers_throughput.py", [], "bench extras"),
     "peers_cost": ("peers_cost.py", ["--seeds", *map(str, range(10))], "bench extras"),
-    "peers_cost_val200": ("peers_cost.py", ["--seeds", *map(str, range(10)), "--val", "200"], "bench extras"),
+    "peers_cost_val200": ("peers_cost.py", ["--seeds", *map(str, range(10)), "--val", "200", "--only", "raygrad",
+                                            "raygrad, stage 1 off", "raygrad, early acceptance at 0.95", "AdalFlow",
+                                            "AdalFlow, again"], "bench extras"),
+    "peers_gepa": ("peers_gepa.py", ["--seeds", "0", "1", "2", "3", "4", "--budgets", "250", "500", "1000"],
+                   "bench extras"),
     "local_model": ("local_model.py", [], "the embedded model"),
     "demo_task": ("demo_task.py", ["--seeds", "0", "1", "2"], "the embedded model"),
 }
@@ -59,18 +64,19 @@ def main() -> None:
     if args.list:
         for name in chosen:
             script, arguments, needs = BENCHMARKS[name]
-            print(f"python {script} {' '.join(arguments)}".strip() + (f"    # needs {needs}" if needs else ""))
+            print(shlex.join(["python", script, *arguments]) + (f"    # needs {needs}" if needs else ""))
         return
     rows = []
     for name in chosen:
         script, arguments, needs = BENCHMARKS[name]
         before = {path: path.stat().st_mtime for path in RESULTS.glob("*.md")}
         started = time.monotonic()
-        print(f"== {name}: python {script} {' '.join(arguments)}", flush=True)
+        command = shlex.join(["python", script, *arguments])
+        print(f"== {name}: {command}", flush=True)
         status = subprocess.call([sys.executable, script, *arguments], cwd=here)
         written = sorted(path.name for path in RESULTS.glob("*.md")
                          if path.name != "run_all.md" and before.get(path) != path.stat().st_mtime)
-        rows.append([name, f"python {script} {' '.join(arguments)}".strip(), needs or "-",
+        rows.append([name, command, needs or "-",
                      "ok" if status == 0 else f"exit {status}", f"{(time.monotonic() - started) / 60:.1f}",
                      ", ".join(written) or "-"])
     write_table("run_all", f"Benchmarks re-run on commit {measured_on()}",
