@@ -19,6 +19,8 @@ import statistics
 from common import spread, write_table
 from switches import TASKS, run
 
+from raygrad.optim.state import TrainState
+
 SETTINGS = {"one at a time (default)": {},
             "parallel_candidates: 5": {"parallel_candidates": 5},
             "parallel_steps: 2, parallel_candidates: 5": {"parallel_steps": 2, "parallel_candidates": 5},
@@ -40,7 +42,10 @@ def main() -> None:
         task, responder = TASKS[label]
         base = None
         for name, setting in SETTINGS.items():
-            runs = [run(task, responder, setting, seed, args.latency) for seed in args.seeds]
+            states: list[TrainState] = []
+            runs = [run(task, responder, setting, seed, args.latency, on_state=states.append) for seed in args.seeds]
+            by_role = " / ".join(f"{statistics.mean(s.usage[role].calls for s in states):.0f}"
+                                 for role in ("task", "backward", "optimizer"))
             tests, calls, walls = ([r[i] for r in runs] for i in (2, 3, 4))
             base = base or (statistics.mean(tests), statistics.mean(calls), statistics.mean(walls))
             wall_ratio, call_ratio = statistics.mean(walls) / base[2], statistics.mean(calls) / base[1]
@@ -48,17 +53,19 @@ def main() -> None:
             ratios[name][1].append(call_ratio)
             ratios[name][2].append(statistics.mean(tests) - base[0])
             rows.append([label, name, spread([best - initial for initial, best, *_ in runs], 3), spread(tests, 3),
-                         spread(calls, 0), spread(walls, 1), f"{wall_ratio:.2f}", f"{call_ratio:.2f}"])
+                         spread(calls, 0), by_role, spread(walls, 1), f"{wall_ratio:.2f}", f"{call_ratio:.2f}"])
             print(rows[-1], flush=True)
     summary = "\n".join(f"- {name}: wall {statistics.mean(w):.2f}x, calls {statistics.mean(c):.2f}x, test "
                         f"{statistics.mean(t):+.3f} (means over the tasks of the ratios to one at a time)"
                         for name, (w, c, t) in ratios.items())
     write_table("parallel_search", f"One run's steps and candidates at once (12 steps, batch 4, 5 proposals; "
                                    f"{args.latency} s a call, no rate limit; seeds {args.seeds})",
-                ["task", "trainer setting", "validation gain", "test after", "calls", "wall s",
-                 "wall / default", "calls / default"], rows,
+                ["task", "trainer setting", "validation gain", "test after", "calls", "task / backward / optimizer",
+                 "wall s", "wall / default", "calls / default"], rows,
                 notes=f"""Mean (range) over the seeds, one run each on the simulated provider over HTTP; calls counted
-at the server (all roles, test scoring left out). Goal: a third of the default's wall time for at
+at the server (all roles, test scoring left out), and per role by the trainer's clients (where the calls
+go: the task model's forward passes and validations, the backward engine's gradients, the optimizer's
+proposals). Goal: a third of the default's wall time for at
 most 1.2x its calls and no lower test score.
 
 {summary}
