@@ -143,7 +143,8 @@ def step_rows(state: TrainState) -> list[dict]:
                "accepted": ",".join(step.accepted), "unparsed_gradients": step.unparsed_gradients,
                "unparsed_proposals": step.unparsed_proposals, "failed_gradients": step.failed_gradients,
                "failed_proposals": step.failed_proposals,
-               "raised": sum(r.count for r in step.raised.values()), "raised_types": raised_text(step.raised)}
+               "raised": sum(r.count for r in step.raised.values()), "raised_types": raised_text(step.raised),
+               "parent": step.parent, "merged": ",".join(map(str, step.merged))}
         for role in ROLES:  # spent during this step: the running totals' difference
             now, then = step.usage.get(role), before.get(role)
             for counter in ("calls", "prompt_tokens", "completion_tokens", "cost"):
@@ -156,14 +157,19 @@ def step_rows(state: TrainState) -> list[dict]:
 
 def candidate_rows(state: TrainState) -> list[dict]:
     """Each candidate with its parent: the parameter's value when it was proposed (for a joint candidate, the
-    values of its parameters, as a JSON object like its value)."""
+    values of its parameters, as a JSON object like its value); with a Pareto pool, the value of the member
+    its step built on when that was not the best."""
     current = {name: history[0].value for name, history in state.history.items() if history}
-    rows = []
+    steps = {record.step: record for record in state.steps}
+    rows, moved = [], set()  # steps whose values became the best: their later candidates build on the best
     for candidate in state.candidates:
-        changes = candidate.changes()
-        rows.append({**candidate.model_dump(), "parent": shown({name: current.get(name) for name in changes})})
+        changes, record = candidate.changes(), steps.get(candidate.step)
+        built_on = current if record is None or record.parent is None or candidate.step in moved else \
+            {**current, **{n: v for n, v in state.pool[record.parent].values.items() if n in current}}
+        rows.append({**candidate.model_dump(), "parent": shown({name: built_on.get(name) for name in changes})})
         if candidate.accepted:
-            current.update(changes)
+            current = {**built_on, **changes}
+            moved.add(candidate.step)
     return rows
 
 

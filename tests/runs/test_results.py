@@ -6,8 +6,8 @@ import pytest
 
 from raygrad.optim.evaluate import SampleResult
 from raygrad.optim.optimizer import ScoredValue
-from raygrad.optim.state import CandidateRecord, StepRecord, TrainState
-from raygrad.runs.results import SampleTables, candidate_rows, write_tables
+from raygrad.optim.state import CandidateRecord, PoolMember, StepRecord, TrainState
+from raygrad.runs.results import SampleTables, candidate_rows, step_rows, write_tables
 from raygrad.runs.rundir import CheckpointError
 
 
@@ -38,6 +38,24 @@ def test_a_candidates_parent_is_what_it_replaces_for_one_parameter_or_several_at
     parents = [row["parent"] for row in candidate_rows(state)]
     assert [json.loads(parents[0]), parents[1], json.loads(parents[2])] == [
         {"a": "a0", "b": "b0"}, "a1", {"a": "a2", "b": "b1"}]
+
+
+def test_a_candidate_built_on_a_pool_member_shows_that_members_value_as_its_parent():
+    def step(number: int, parent: int | None = None) -> StepRecord:
+        return StepRecord(step=number, batch=[], batch_score=0.5, errors=1, best_val=0.5, parent=parent)
+
+    state = TrainState(values={}, initial_val=0.1, best_val=0.5, history={
+        "a": [ScoredValue(value="a0", score=0.1)], "b": [ScoredValue(value="b0", score=0.1)]},
+        pool=[PoolMember(values={"a": "a0", "b": "b0"}, score=0.1, missed=[]),
+              PoolMember(values={"a": "aP", "b": "bP"}, score=0.3, missed=[], parents=[0])],
+        steps=[step(0, parent=1), step(1)], candidates=[
+            CandidateRecord(step=0, parameter="a", value="a1"),
+            CandidateRecord(step=0, parameter="a", value="a2", accepted=True),
+            CandidateRecord(step=0, parameter="b", value="b3"),  # after the acceptance: on the new best
+            CandidateRecord(step=1, parameter="a", value="a4")])
+    rows = candidate_rows(state)
+    assert [row["parent"] for row in rows] == ["aP", "aP", "bP", "a2"]
+    assert [row["parent"] for row in step_rows(state)] == [1, None]
 
 
 def test_a_killed_runs_tables_hold_every_step_it_finished(sim_server, tmp_path, simulated_run_config):
