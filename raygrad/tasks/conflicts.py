@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raygrad.tasks.object_count import solve_object_counting
-from raygrad.tasks.simulated import FIXES, answers_right, holds, last, unit_hash, with_optimizer_roles
+from raygrad.tasks import object_count
+from raygrad.tasks.simulated import FIXES, answers_right, holds, unit_hash, with_optimizer_roles
 
 READ_ALL, LEAVE_OUT, WORK_THROUGH, ONLY_ANSWER = FIXES
 SHARES = ((ONLY_ANSWER, 0.30), (WORK_THROUGH, 0.20), (READ_ALL, 0.20), (LEAVE_OUT, 0.05))
@@ -45,12 +45,8 @@ def takes_effect(system: str, fix: str) -> bool:
 
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
     """The task model's answer to an ObjectCount question under these rules (the right count, or one more)."""
-    system, question = last(messages, "system"), last(messages, "user")
-    truth = solve_object_counting(question)
-    if truth is None:
-        return "I do not know."
-    correct = answers_right(system, question, conflicting_cause, takes_effect)
-    return f"Let me count.\nAnswer: {truth if correct else truth + 1}"
+    return object_count.respond(messages, body, right=lambda system, question: answers_right(
+        system, question, conflicting_cause, takes_effect))
 
 
 respond_as_trainer = with_optimizer_roles(respond, conflicting_cause)

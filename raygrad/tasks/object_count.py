@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from typing import Any
 
 from raygrad.optim.metrics import NUMBER_WORDS
@@ -88,14 +89,15 @@ def solve_object_counting(question: str) -> int | None:
     return total
 
 
-def respond(messages: list[dict], body: dict[str, Any]) -> str:
+def respond(messages: list[dict], body: dict[str, Any],
+            right: Callable[[str, str], bool] = answers_right) -> str:
     """Simulated answers: the right count when the system prompt fixes the question's hidden cause
-    (raygrad.tasks.simulated), else one more."""
+    (raygrad.tasks.simulated; `right(system, question)` for a task with rules of its own), else one more."""
     system, question = last(messages, "system"), last(messages, "user")
     truth = solve_object_counting(question)
     if truth is None:
         return "I do not know."
-    correct = answers_right(system, question)
+    correct = right(system, question)
     return f"Let me count.\nAnswer: {truth if correct else truth + 1}"
 
 
