@@ -1,6 +1,7 @@
-"""The LLM layer: one async client over litellm (client.py), endpoint configs (models.py), rate limits
-(limits.py) and the cluster-wide budget ledger's algorithm (ledger.py), the call journal (journal.py),
-role clients per endpoint (endpoints.py), and the embedded local model (local.py).
+"""The LLM layer: one async client (client.py) sending through litellm or the OpenAI SDK (transport.py),
+endpoint configs (models.py), rate limits (limits.py) and the cluster-wide budget ledger's algorithm
+(ledger.py), the call journal (journal.py), role clients per endpoint (endpoints.py), and the embedded
+local model (local.py).
 
 Imports only raygrad.errors; never Ray (the RateBudget actor wraps ledger.py from distributed/).
 """

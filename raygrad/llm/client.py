@@ -1,4 +1,4 @@
-"""One async LLM client over litellm: limits, bounded retries, journal, usage, structured output."""
+"""One async LLM client: limits, bounded retries, journal, usage, structured output (transports in transport.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +16,7 @@ from raygrad.llm import import_litellm
 from raygrad.llm.journal import Journal, call_key
 from raygrad.llm.limits import EndpointLimiter, Slot, parse_duration
 from raygrad.llm.models import ModelConfig
+from raygrad.llm.transport import Reply, transport_for
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -101,6 +102,7 @@ class LLMClient:
         # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
         self.budget_guard: Callable[[], str | None] | None = None
         self._litellm = import_litellm()
+        self._transport = transport_for(config, self._litellm, self._api_key)
         self._warm_up_task: asyncio.Task | None = None
         self._schema_support: bool | None = None  # does the model take json_schema (asked of litellm once)
         import openai  # litellm's own errors derive from openai's
@@ -198,17 +200,9 @@ class LLMClient:
         return self._schema_support
 
     async def _warm_up(self) -> None:
-        """A process's first litellm call spends about 0.4 s setting litellm up after its send time, so it
-        reaches a rate-limited provider late, bunched with the next ones (refusals on a cold start). A mock
-        reply (no network, no budget) spends that time before the first send time is taken."""
-        async def mock() -> None:
-            try:
-                await self._litellm.acompletion(model=self.config.model, messages=[{"role": "user", "content": "."}],
-                                                mock_response=".")
-            except Exception:  # noqa: BLE001 - a warm-up only saves time; the real call reports real errors
-                pass
+        """Once per client, before its first send time is taken (the transport's set-up)."""
         if self._warm_up_task is None:
-            self._warm_up_task = asyncio.ensure_future(mock())
+            self._warm_up_task = asyncio.ensure_future(self._transport.warm_up())
         await asyncio.shield(self._warm_up_task)
 
     def _retrying(self, why: str) -> None:
@@ -219,15 +213,15 @@ class LLMClient:
                                  answered_late: Callable[[Completion], None] | None = None) -> Completion:
         """`answered_late` gets the reply to a request that was sent before its caller was cancelled (a
         validation shard cut by early rejection): paid for, so journaled, and a resume replays it."""
-        litellm = self._litellm
+        openai = self._openai  # both transports raise the SDK's errors (litellm's derive from them)
         await self._warm_up()
         cfg = self.config
-        fatal = (litellm.BadRequestError, litellm.NotFoundError)
-        refused = (litellm.AuthenticationError, litellm.PermissionDeniedError)  # the key: no call will pass
-        # What a provider or the network does (429, 5xx, time-outs, broken connections or bodies: litellm
-        # raises them all as openai errors; a reply with no answer); anything else is a bug and fails at
-        # once with its traceback.
-        retryable = (self._openai.OpenAIError, asyncio.TimeoutError, ConnectionError, NoAnswer)
+        fatal = (openai.BadRequestError, openai.NotFoundError)
+        refused = (openai.AuthenticationError, openai.PermissionDeniedError)  # the key: no call will pass
+        # What a provider or the network does (429, 5xx, time-outs, broken connections or bodies: raised
+        # as openai errors; a reply with no answer); anything else is a bug and fails at once with its
+        # traceback.
+        retryable = (openai.OpenAIError, asyncio.TimeoutError, ConnectionError, NoAnswer)
         no_answers = 0
         estimated_tokens = sum(len(m.get("content") or "") for m in messages) // 4 + (cfg.max_tokens or 256)
         started = time.monotonic()
@@ -236,18 +230,16 @@ class LLMClient:
             attempt += 1
             try:
                 async with self.limiter.slot(estimated_tokens, lambda: check_budget(self.budget_guard)) as slot:
-                    request = asyncio.ensure_future(litellm.acompletion(
-                        model=cfg.model, messages=messages, api_base=cfg.api_base, api_key=self._api_key(),
-                        timeout=cfg.timeout_s, num_retries=0, max_retries=0, **cfg.pricing(), **sampling))
+                    request = asyncio.ensure_future(self._transport.send(messages, sampling))
                     try:
-                        response = await asyncio.shield(request)
+                        reply = await asyncio.shield(request)
                     except asyncio.CancelledError:
                         request.add_done_callback(
                             lambda done, tries=attempt: self._late(done, slot, tries, answered_late))
                         raise
                     latency = time.monotonic() - slot.admitted
                     self.limiter.settle(slot, latency)
-                check_answer(response)
+                check_answer(reply.response)
             except (BudgetExhausted, ConfigError):  # a missing key variable will not appear by retrying
                 raise
             except refused as err:
@@ -272,7 +264,7 @@ class LLMClient:
                     raise LLMCallFailed(f"{cfg.model}: litellm failed in its own code, not at the provider (not "
                                         f"retried): {type(internal).__name__}: {_short(internal)}") from err
                 wait = _retry_after(err)
-                if isinstance(err, litellm.RateLimitError):
+                if isinstance(err, openai.RateLimitError):
                     self.usage.rate_limited += 1
                     if wait is not None:
                         self.limiter.pause_until(time.monotonic() + wait)
@@ -287,7 +279,7 @@ class LLMClient:
                 await asyncio.sleep(wait)
                 continue
             break
-        return self._completion(response, slot, attempt, latency)
+        return self._completion(reply, slot, attempt, latency)
 
     def _late(self, request: asyncio.Future, slot: Slot, attempt: int,
               answered: Callable[[Completion], None] | None) -> None:
@@ -295,20 +287,19 @@ class LLMClient:
         handed on; a failure is dropped (nobody waits for it, and the caller never saw it paid)."""
         if request.cancelled() or request.exception() is not None:
             return
-        response = request.result()
+        reply = request.result()
         try:
-            check_answer(response)
+            check_answer(reply.response)
         except NoAnswer:
             return
-        completion = self._completion(response, slot, attempt, time.monotonic() - slot.admitted)
+        completion = self._completion(reply, slot, attempt, time.monotonic() - slot.admitted)
         if answered is not None:
             answered(completion)
 
-    def _completion(self, response: Any, slot: Slot, attempt: int, latency: float) -> Completion:
+    def _completion(self, reply: Reply, slot: Slot, attempt: int, latency: float) -> Completion:
         """A reply as a Completion, counted in this client's usage."""
-        cfg = self.config
-        headers = (getattr(response, "_hidden_params", None) or {}).get("additional_headers") or {}
-        self.limiter.observe_headers(headers, slot.admitted + slot.delay)
+        cfg, response = self.config, reply.response
+        self.limiter.observe_headers(reply.headers, slot.admitted + slot.delay)
         usage = getattr(response, "usage", None)
         message = response.choices[0].message  # check_answer made sure there is one
         completion = Completion(
@@ -318,7 +309,7 @@ class LLMClient:
                         for call in getattr(message, "tool_calls", None) or []] or None,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            cost=_cost(response))
+            cost=reply.cost)
         self.usage.calls += 1
         self.usage.prompt_tokens += completion.prompt_tokens
         self.usage.completion_tokens += completion.completion_tokens
@@ -395,12 +386,6 @@ def _retry_after(err: Exception) -> float | None:
         if seconds is not None:
             return seconds
     return None
-
-
-def _cost(response: Any) -> float | None:
-    """The price litellm computed for the call where it knows the model's price; None means unknown, not free."""
-    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    return float(cost) if cost else None
 
 
 def _short(err: BaseException, limit: int = 300) -> str:

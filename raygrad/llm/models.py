@@ -40,6 +40,10 @@ class ModelConfig(Strict):
     extra: dict[str, Any] = Field(default_factory=dict, description="further litellm sampling params")
     input_cost_per_token: float | None = Field(None, ge=0, description="price for models litellm has no price for")
     output_cost_per_token: float | None = Field(None, ge=0)
+    transport: Literal["auto", "litellm", "openai"] = Field(
+        "auto", description="how requests are sent: litellm (every provider it knows), or the OpenAI SDK to an "
+                            "OpenAI-compatible server (a third of litellm's CPU per call); auto: the SDK for an "
+                            "openai/ model with an api_base, litellm for the rest")
     structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
         "auto", description="how to ask for JSON: OpenAI's json_schema, json_object with a schema (llama.cpp, some "
                             "OpenAI-compatible servers), or in the prompt (no structured output); auto: json_schema, "

@@ -117,7 +117,8 @@ class SimulatedServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def model_config(self, **overrides: Any) -> ModelConfig:
-        """A ModelConfig that calls this server through litellm, as any OpenAI-compatible provider."""
+        """A ModelConfig that calls this server as any OpenAI-compatible provider (through the OpenAI SDK;
+        `transport="litellm"` through litellm)."""
         return ModelConfig(model="openai/simulated", api_base=self.url, **overrides)
 
     def answered(self) -> list[LogEntry]:

@@ -92,9 +92,10 @@ async def test_a_model_that_never_stops_calling_tools_or_calls_an_unknown_one_ra
         await run_forward(Support(), "?", bad_arguments)
 
 
-async def test_the_tool_protocol_over_http_as_openai_speaks_it(sim_server):
+@pytest.mark.parametrize("transport", ["openai", "litellm"])
+async def test_the_tool_protocol_over_http_as_openai_speaks_it(sim_server, transport):
     server = sim_server(responder_fn=agent_replies)
-    client = LLMClient(server.model_config())
+    client = LLMClient(server.model_config(transport=transport))
     answer, _ = await run_forward(Support(), "Cancel B22 please", client)
     assert answer == "Done: cancelled B22."
     requests = server.answered()

@@ -27,12 +27,14 @@ def examples(n: int, seed: int = 3) -> list[Example]:
     return [Example(id=str(i), **row) for i, row in enumerate(generate_object_counting(n, seed))]
 
 
-async def test_429_storm_and_injected_faults_lose_no_sample_and_score_none_wrong(sim_server):
+@pytest.mark.parametrize("transport", ["openai", "litellm"])
+async def test_429_storm_and_injected_faults_lose_no_sample_and_score_none_wrong(sim_server, transport):
     # A tight budget (20 per 1 s window) plus 5xx, hangs and broken bodies.
     server = sim_server(responder="object_count", rpm=1200, window_s=1, error_rate=0.15, hang_rate=0.05,
                         hang_s=2, malformed_rate=0.05, seed=7)
     # The client is told a looser rpm than the server enforces, so it really meets 429s.
-    client = LLMClient(server.model_config(rpm=4800, timeout_s=0.5, retry_deadline_s=60, max_in_flight=64))
+    client = LLMClient(server.model_config(rpm=4800, timeout_s=0.5, retry_deadline_s=60, max_in_flight=64,
+                                           transport=transport))
     workflow = ObjectCount(instruction=PERFECT_PROMPT, output_format="")
     data = examples(60)
     report = await evaluate(workflow, data, client, number_match)
@@ -61,7 +63,7 @@ async def test_a_fresh_client_sets_litellm_up_before_its_first_send_time_without
     """litellm's first call in a process spends ~0.4 s on itself; spent after a send time, the request
     reached the provider late, bunched with the next ones (refusals at a sweep's cold start)."""
     server = sim_server(responder="echo")
-    client = LLMClient(server.model_config(rpm=600))
+    client = LLMClient(server.model_config(rpm=600, transport="litellm"))
     events, slot, acompletion = [], client.limiter.slot, litellm.acompletion
 
     def recorded_slot(*args, **kwargs):
@@ -137,15 +139,18 @@ def test_a_refusal_waits_as_long_as_its_retry_after_headers_say(headers, seconds
 async def test_the_simulated_provider_writes_openais_headers_and_error_body(sim_server):
     server = sim_server(responder="echo", rpm=600, window_s=0.2)  # 2 per 0.2 s
     async with aiohttp.ClientSession() as session:
-        replies = []
+        replies, sent = [], []
         for _ in range(3):
+            sent.append(time.monotonic())
             async with session.post(f"{server.url}/chat/completions", json={"model": "m", "messages": []}) as reply:
                 replies.append((reply.status, reply.headers.copy(), await reply.json()))
     (ok, first, _), (_, second, _), (refused, third, body) = replies
     assert (ok, refused) == (200, 429)
     assert first["x-ratelimit-limit-requests"] == "600" and first["x-ratelimit-remaining-requests"] == "599"
     assert first["x-ratelimit-reset-requests"] == "100ms"  # the minute's bucket refills one request per 0.1 s
-    assert parse_duration(second["x-ratelimit-reset-requests"]) == pytest.approx(0.2, abs=0.005)
+    # The window opened with the first request: the second's reset is what remains of it when it arrived.
+    remaining = parse_duration(second["x-ratelimit-reset-requests"])
+    assert 0.2 - (sent[2] - sent[0]) - 0.005 <= remaining <= 0.2 + 0.005
     assert int(third["retry-after-ms"]) <= 200 and third["retry-after"] == "1"
     assert body["error"]["code"] == "rate_limit_exceeded" and body["error"]["type"] == "requests"
     assert body["error"]["message"].startswith("Rate limit reached for m in organization ")
@@ -245,6 +250,41 @@ async def test_structured_output_is_requested_and_validated(sim_server):
         await client.complete_structured([{"role": "user", "content": "count again"}], Verdict)
 
 
+async def test_both_transports_send_the_same_body_and_read_the_same_reply_tokens_and_price(sim_server):
+    """The OpenAI SDK (the default for an OpenAI-compatible server) and litellm: the same request on the
+    wire, the same Completion, the same price, the same structured reply; so the same journal too."""
+    sent, completions, verdicts = {}, {}, {}
+    for transport in ("openai", "litellm"):
+        bodies = sent[transport] = []
+        server = sim_server(responder_fn=lambda messages, body, seen=bodies: seen.append(body) or (
+            '{"answer": 4, "reason": "counted"}' if body.get("response_format") else "four apples"))
+        client = LLMClient(server.model_config(
+            transport=transport, max_tokens=50, seed=3, extra={"top_k": 5}, input_cost_per_token=2e-6,
+            output_cost_per_token=8e-6))
+        completions[transport] = await client.complete([{"role": "system", "content": "Count."},
+                                                        {"role": "user", "content": "2 apples and 2 more"}])
+        verdicts[transport] = await client.complete_structured([{"role": "user", "content": "count"}], Verdict)
+    assert sent["openai"] == sent["litellm"]
+    assert sent["openai"][0]["model"] == "simulated" and sent["openai"][0]["top_k"] == 5
+    assert sent["openai"][0]["max_tokens"] == 50 and sent["openai"][0]["seed"] == 3
+    ours, theirs = completions["openai"], completions["litellm"]
+    assert ours.model_dump(exclude={"latency_s"}) == theirs.model_dump(exclude={"latency_s"})
+    assert ours.text == "four apples" and ours.cost == pytest.approx(
+        ours.prompt_tokens * 2e-6 + ours.completion_tokens * 8e-6) and ours.cost > 0
+    assert verdicts["openai"] == verdicts["litellm"] == Verdict(answer=4, reason="counted")
+
+
+def test_the_openai_sdk_sends_to_openai_compatible_servers_and_litellm_to_the_rest():
+    from raygrad.llm.models import ModelConfig
+    from raygrad.llm.transport import uses_openai_sdk
+
+    assert uses_openai_sdk(ModelConfig(model="openai/qwen", api_base="http://10.0.0.5:8000/v1"))  # vLLM, say
+    assert not uses_openai_sdk(ModelConfig(model="openai/gpt-4o-mini"))  # OpenAI itself: litellm
+    assert not uses_openai_sdk(ModelConfig(model="anthropic/claude-3-5-haiku-latest", api_base="http://gateway"))
+    assert not uses_openai_sdk(ModelConfig(model="openai/qwen", api_base="http://h/v1", transport="litellm"))
+    assert uses_openai_sdk(ModelConfig(model="openai/gpt-4o-mini", transport="openai"))
+
+
 def test_parse_structured_rejects_prose():
     with pytest.raises(InvalidReply):
         parse_structured("I think the answer is four.", Verdict)
@@ -255,7 +295,7 @@ async def test_a_programming_error_fails_at_once_and_is_not_retried_as_a_provide
     import time
 
     server = sim_server(responder="echo")
-    client = LLMClient(server.model_config(retry_deadline_s=60))
+    client = LLMClient(server.model_config(retry_deadline_s=60, transport="litellm"))
 
     async def broken(**kwargs):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
@@ -274,7 +314,7 @@ async def test_litellms_own_error_wrapped_as_a_connection_error_fails_at_once_an
     from raygrad.llm.client import LLMCallFailed
 
     server = sim_server(responder="echo")
-    client = LLMClient(server.model_config(retry_deadline_s=60))
+    client = LLMClient(server.model_config(retry_deadline_s=60, transport="litellm"))
     real = litellm.acompletion
 
     def wrapped(cause: BaseException):

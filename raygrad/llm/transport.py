@@ -1,0 +1,130 @@
+"""How one request reaches its endpoint, and what comes back: the reply, the provider's headers, the price.
+
+Two transports speak to providers:
+
+LiteLLMTransport   every provider litellm knows, through `litellm.acompletion`
+OpenAITransport    an OpenAI-compatible server (`openai/<model>` with an `api_base`: vLLM, llama.cpp, a
+                   gateway) through the OpenAI SDK that litellm itself uses. litellm's own request and
+                   reply handling (a thread hop per call, its logging, its cost calculation) costs
+                   about three times the SDK's CPU per call (benchmarks/results/ray_overhead.md), and
+                   on a self-hosted endpoint that CPU, not the provider, bounds a run's speed.
+
+Both raise the OpenAI SDK's errors (litellm's derive from them) and give the same `Reply`, so the client's
+retries, limits and journal do not know which one ran.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from raygrad.errors import ConfigError
+from raygrad.llm.models import ModelConfig
+
+ApiKey = Callable[[], "str | None"]  # read from the environment when needed, never stored in a config
+
+
+class Reply(NamedTuple):
+    response: Any  # a chat completion in OpenAI's shape: .choices[0].message, .usage
+    headers: Mapping[str, str]  # the provider's, for its rate-limit state
+    cost: float | None  # None: the price is unknown (not free)
+
+
+def uses_openai_sdk(config: ModelConfig) -> bool:
+    """`transport: auto` sends through the OpenAI SDK an `openai/` model whose `api_base` is set; litellm
+    does nothing for those that the SDK does not."""
+    if config.transport != "auto":
+        return config.transport == "openai"
+    return bool(config.api_base) and (config.model or "").startswith("openai/")
+
+
+class LiteLLMTransport:
+    def __init__(self, config: ModelConfig, litellm: Any, api_key: ApiKey):
+        self.config, self._litellm, self._api_key = config, litellm, api_key
+
+    async def send(self, messages: list[dict], sampling: dict[str, Any]) -> Reply:
+        cfg = self.config
+        response = await self._litellm.acompletion(
+            model=cfg.model, messages=messages, api_base=cfg.api_base, api_key=self._api_key(), timeout=cfg.timeout_s,
+            num_retries=0, max_retries=0, **cfg.pricing(), **sampling)
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cost = hidden.get("response_cost")
+        return Reply(response, hidden.get("additional_headers") or {}, float(cost) if cost else None)
+
+    async def warm_up(self) -> None:
+        """A process's first litellm call spends about 0.4 s setting litellm up after its send time, so it
+        reaches a rate-limited provider late, bunched with the next ones (refusals on a cold start). A mock
+        reply (no network, no budget) spends that time before the first send time is taken."""
+        try:
+            await self._litellm.acompletion(model=self.config.model, messages=[{"role": "user", "content": "."}],
+                                            mock_response=".")
+        except Exception:  # noqa: BLE001 - a warm-up only saves time; the real call reports real errors
+            pass
+
+
+class OpenAITransport:
+    """The SDK's client is made at the warm-up or the first send, with the key read then."""
+
+    def __init__(self, config: ModelConfig, litellm: Any, api_key: ApiKey):
+        self.config, self._api_key = config, api_key
+        self._model = config.model.split("/", 1)[1] if config.model.startswith("openai/") else config.model
+        self._prices = token_prices(config, litellm)
+        self._client: Any = None
+
+    def _sdk(self) -> Any:
+        if self._client is None:
+            import openai
+
+            key = self._api_key() or os.environ.get("OPENAI_API_KEY")  # none set: OpenAI's usual variable
+            if not key:
+                raise ConfigError(f"{self.config.model}: no key; set api_key_env, or OPENAI_API_KEY")
+            self._client = openai.AsyncOpenAI(base_url=self.config.api_base, api_key=key, max_retries=0,
+                                              timeout=self.config.timeout_s)
+        return self._client.chat.completions.with_raw_response
+
+    async def send(self, messages: list[dict], sampling: dict[str, Any]) -> Reply:
+        # Sampling settings travel as the body's own fields, as litellm sends them to such a server; the
+        # SDK would refuse a name it does not know (a server's own settings, in `extra`).
+        raw = await self._sdk().create(
+            model=self._model, messages=messages, extra_body=sampling)
+        try:
+            response = raw.parse()
+        except ValueError as err:  # a body cut short or garbled: the network's fault, retried as litellm does
+            response = err
+        if not hasattr(response, "choices"):  # a broken JSON body, or text where JSON was due
+            import openai
+
+            raise openai.APIResponseValidationError(raw.http_response, None, message=f"unreadable reply: {response}")
+        return Reply(response, raw.headers, self._cost(getattr(response, "usage", None)))
+
+    def _cost(self, usage: Any) -> float | None:
+        if self._prices is None or usage is None:
+            return None
+        cost = (usage.prompt_tokens or 0) * self._prices[0] + (usage.completion_tokens or 0) * self._prices[1]
+        return cost or None
+
+    async def warm_up(self) -> None:
+        """Making the SDK's client takes about 0.15 s: made at the first send, it would delay that request
+        into the next one's place at a rate-limited provider."""
+        try:
+            self._sdk()
+        except ConfigError:  # a key variable not set: the first send reports it
+            pass
+
+
+def token_prices(config: ModelConfig, litellm: Any) -> tuple[float, float] | None:
+    """(input, output) dollars per token: the config's own, else litellm's price map; None when neither
+    knows them."""
+    if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
+        return config.input_cost_per_token or 0.0, config.output_cost_per_token or 0.0
+    try:
+        info = litellm.get_model_info(config.model)
+    except Exception:  # noqa: BLE001 - litellm raises several kinds for a model it does not know
+        return None
+    prices = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    return None if prices == (None, None) else (prices[0] or 0.0, prices[1] or 0.0)
+
+
+def transport_for(config: ModelConfig, litellm: Any, api_key: ApiKey) -> LiteLLMTransport | OpenAITransport:
+    kind = OpenAITransport if uses_openai_sdk(config) else LiteLLMTransport
+    return kind(config, litellm, api_key)
