@@ -1,11 +1,12 @@
 """Ray's overhead, like with like: raygrad on N workers against N plain processes calling the same server.
 
 The simulated server (its own process) answers at once and has no budget, so the client side is
-all there is to measure. A plain process sends the same chat completions through litellm from an
-asyncio loop; N of them split the samples and start together once each has imported litellm (as
-raygrad's workers have before its clock starts). raygrad runs the samples as a sharded validation
-on N ForwardWorker actors with the same calls in flight in all. Both sides: N = 1, then N = 2, each
-side in turn, `--repeats` times.
+all there is to measure. A plain process sends the same chat completions from an asyncio loop, through
+the OpenAI SDK or through litellm; N of them split the samples and start together once each has
+imported its client (as raygrad's workers have before its clock starts). raygrad runs the samples as a
+sharded validation on N ForwardWorker actors with the same calls in flight in all, sending through the
+OpenAI SDK (its default for an OpenAI-compatible server) or through litellm (`transport: litellm`). Each
+side in turn, N = 1 then N = 2, `--repeats` times.
 
     python benchmarks/ray_overhead.py [--samples 5000] [--workers 1 2] [--repeats 3]
 """
@@ -30,38 +31,48 @@ from raygrad.tasks import ObjectCount
 from raygrad.tasks.object_count import generate_object_counting
 
 IN_FLIGHT = 64
-RAY_NICENESS = 15  # what Ray renices the worker processes it starts to, unless told otherwise
+CLIENTS = ("openai", "litellm")  # the plain loops' clients, and raygrad's transports
 
 
-async def plain_loop(url: str, questions: list[str], in_flight: int) -> None:
-    litellm = import_litellm()
+async def plain_loop(url: str, questions: list[str], in_flight: int, client: str) -> None:
     gate = asyncio.Semaphore(in_flight)
     workflow = ObjectCount()
+    if client == "litellm":
+        litellm = import_litellm()
 
-    def messages(inputs: dict) -> list[dict]:
-        return workflow.answer.messages(inputs, workflow.state())
+        async def send(messages: list[dict]) -> None:
+            await litellm.acompletion(model="openai/simulated", api_base=url, api_key="none", temperature=0.0,
+                                      messages=messages)
+    else:
+        import openai
+
+        sdk = openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0)
+
+        async def send(messages: list[dict]) -> None:
+            await sdk.chat.completions.create(model="simulated", temperature=0.0, messages=messages)
 
     async def one(question: str) -> None:
         async with gate:
-            await litellm.acompletion(model="openai/simulated", api_base=url, api_key="none", temperature=0.0,
-                                      messages=messages({"question": question}))
+            await send(workflow.answer.messages({"question": question}, workflow.state()))
 
     await asyncio.gather(*(one(q) for q in questions))
+    if client != "litellm":
+        await sdk.close()  # in this loop: closed after it, the SDK's connections complain
 
 
-def plain_process(url: str, questions: list[str], in_flight: int, start: Any, done: Any) -> None:
-    import_litellm()
+def plain_process(url: str, questions: list[str], in_flight: int, client: str, start: Any, done: Any) -> None:
+    import_litellm()  # imports openai too
     start.wait()
-    asyncio.run(plain_loop(url, questions, in_flight))
+    asyncio.run(plain_loop(url, questions, in_flight, client))
     done.put(time.monotonic())
 
 
-def plain_processes(url: str, questions: list[str], processes: int) -> float:
+def plain_processes(url: str, questions: list[str], processes: int, client: str) -> float:
     """Wall time of `processes` plain loops over an equal part of the questions each, started together."""
     context = multiprocessing.get_context("spawn")
     start, done = context.Event(), context.Queue()
     parts = [questions[i::processes] for i in range(processes)]
-    running = [context.Process(target=plain_process, args=(url, part, IN_FLIGHT // processes, start, done))
+    running = [context.Process(target=plain_process, args=(url, part, IN_FLIGHT // processes, client, start, done))
                for part in parts]
     for process in running:
         process.start()
@@ -105,13 +116,14 @@ def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
 
 
 def raygrad_run(url: str, output: str, samples: int, workers: int,
-                niceness: int) -> tuple[float, int, dict[str, float]]:
+                transport: str) -> tuple[float, int, dict[str, float]]:
     config = RunConfig.model_validate({
         "name": f"overhead-{workers}", "output_dir": output, "workflow": {"name": "object_count"},
         "data": {"generator": {"size": samples, "seed": 2}, "splits": {"val": f"0:{samples}"}},
-        "models": {"task": {"model": "openai/simulated", "api_base": url, "max_in_flight": IN_FLIGHT // workers}},
+        "models": {"task": {"model": "openai/simulated", "api_base": url, "max_in_flight": IN_FLIGHT // workers,
+                            "transport": transport}},
         "trainer": {"validation_chunk": 250},
-        "runtime": {"workers": workers, "cpus_per_worker": 0.5, "shards_per_worker": 2, "niceness": niceness}})
+        "runtime": {"workers": workers, "cpus_per_worker": 0.5, "shards_per_worker": 2}})
     examples = load_split(config.data, "val")
     with distributed_run(config) as run:
         before, started = cpu_seconds(), time.monotonic()
@@ -121,7 +133,8 @@ def raygrad_run(url: str, output: str, samples: int, workers: int,
 
 
 def one_process(url: str, output: str, samples: int) -> tuple[float, float]:
-    """raygrad's evaluation without Ray: the same client, journal, tracing and scoring in this process."""
+    """raygrad's evaluation without Ray (through the OpenAI SDK): the same client, journal, tracing and
+    scoring in this process."""
     from raygrad.llm.client import LLMClient
     from raygrad.llm.journal import Journal
     from raygrad.optim.evaluate import evaluate
@@ -153,47 +166,51 @@ def main() -> None:
     rows, cpu_rows = [], []
     questions = [row["input"] for row in generate_object_counting(args.samples, seed=2)]
     for n in args.workers:
-        plain, ours, ratio, alone = [], [], {0: [], RAY_NICENESS: []}, []
+        plain = {client: [] for client in CLIENTS}  # wall times
+        ours = {client: [] for client in CLIENTS}
+        ratio = {client: [] for client in CLIENTS}  # raygrad / plain, same client, same repeat
+        litellm_share, alone = [], []
         with simulated_server(latency_s=0.0, responder="object_count") as url:
             for _ in range(args.repeats):  # each side in turn: the machine's load drifts within minutes
-                plain.append(plain_processes(url, questions, n))
-                for niceness in ratio:
+                for client in CLIENTS:
+                    plain[client].append(plain_processes(url, questions, n, client))
                     with tempfile.TemporaryDirectory() as output:  # a fresh journal: every call is paid
-                        wall, evaluated, spent = raygrad_run(url, output, args.samples, n, niceness)
-                    ratio[niceness].append(plain[-1] / wall)
-                    if niceness == 0:
-                        ours.append(wall)
-                        workers = spent.pop("ray::ForwardWorker", 0.0)
-                        cpu_rows.append([n, f"{wall:.1f}", f"{workers:.1f} ({workers / wall:.2f} of a core)",
-                                         f"{1000 * workers / evaluated:.2f}", f"{spent.get('simulated server', 0):.1f}",
-                                         f"{sum(v for k, v in spent.items() if k.startswith('ray::')):.1f}"])
+                        wall, evaluated, spent = raygrad_run(url, output, args.samples, n, client)
+                    ours[client].append(wall)
+                    ratio[client].append(plain[client][-1] / wall)
+                    workers = spent.pop("ray::ForwardWorker", 0.0)
+                    cpu_rows.append([n, client, f"{wall:.1f}", f"{workers:.1f} ({workers / wall:.2f} of a core)",
+                                     f"{1000 * workers / evaluated:.2f}", f"{spent.get('simulated server', 0):.1f}",
+                                     f"{sum(v for k, v in spent.items() if k.startswith('ray::')):.1f}"])
+                litellm_share.append(plain["openai"][-1] / plain["litellm"][-1])
                 if n == 1:
                     with tempfile.TemporaryDirectory() as output:
                         wall, cpu = one_process(url, output, args.samples)
-                    alone.append(plain[-1] / wall)
-                    cpu_rows[-1].append(f"{1000 * cpu / args.samples:.2f}")
-                elif cpu_rows:
-                    cpu_rows[-1].append("-")
-        rows.append([n, f"{args.samples / statistics.median(plain):.0f}",
-                     f"{args.samples / statistics.median(ours):.0f}", spread(ratio[0]), spread(ratio[RAY_NICENESS]),
-                     spread(alone) if alone else "-"])
+                    alone.append(plain["openai"][-1] / wall)
+        rate = {side: {c: f"{args.samples / statistics.median(times[c]):.0f}" for c in CLIENTS}
+                for side, times in (("plain", plain), ("ours", ours))}
+        rows.append([n, rate["plain"]["openai"], rate["ours"]["openai"], spread(ratio["openai"]),
+                     rate["plain"]["litellm"], rate["ours"]["litellm"], spread(ratio["litellm"]),
+                     spread(litellm_share), spread(alone) if alone else "-"])
         print(rows[-1], flush=True)
     write_table("ray_overhead", f"Samples/s at zero latency, no budget ({args.samples} samples, {IN_FLIGHT} in flight, "
                                 f"{args.repeats} repeats)",
-                ["processes = Ray workers", "plain processes: samples/s (median)", "raygrad: samples/s (median)",
-                 "raygrad / plain", f"raygrad with its actors at Ray's niceness ({RAY_NICENESS}) / plain",
-                 "raygrad without Ray, 1 process / plain"], rows,
-                notes="Ratios are each repeat's (one side right after the other, same server), as median (range). "
-                      "On this 2-core machine, shared with other work; the server runs on it too. Goal: raygrad at "
-                      "least 0.9 of the plain processes at each N. raygrad's numbers include its journal writes and "
-                      "per-sample scoring; the plain processes only send the calls. Without Ray: raygrad's own "
+                ["processes = Ray workers", "plain, OpenAI SDK: samples/s", "raygrad, OpenAI SDK (default): samples/s",
+                 "raygrad / plain, OpenAI SDK", "plain, litellm: samples/s", "raygrad, litellm: samples/s",
+                 "raygrad / plain, litellm", "plain, samples/s: litellm / OpenAI SDK",
+                 "raygrad without Ray, 1 process / plain, OpenAI SDK"], rows,
+                notes="Samples/s are medians over the repeats; ratios are each repeat's (one side right after the "
+                      "other, same server), as median (range). On this 2-core machine, shared with other work; the "
+                      "server runs on it too. Goal: raygrad at least 0.9 of the plain processes at each N, each "
+                      "sending through the same client. raygrad's numbers include its journal writes and per-sample "
+                      "scoring; the plain processes only send the calls. `plain, samples/s: litellm / OpenAI SDK` is "
+                      "litellm's own cost measured apart: the same plain loop through each. Without Ray: raygrad's own "
                       "evaluation (client, journal, trace, metric) in one process, which tells what of the gap is "
-                      "Ray's. Ray starts worker processes at niceness 15; raygrad's actors run at 0 "
-                      "(`runtime.niceness`); the column at 15 is that setting switched off.\n\n"
-                      "## Where the CPU went during raygrad's runs (niceness 0)\n\n"
-                      + table(["Ray workers", "raygrad wall s", "forward workers' CPU s", "worker CPU ms per sample",
-                               "simulated server CPU s", "raygrad's other actors and Ray's own (ray::) CPU s",
-                               "without Ray, 1 process: CPU ms per sample"], cpu_rows)
+                      "Ray's.\n\n"
+                      "## Where the CPU went during raygrad's runs\n\n"
+                      + table(["Ray workers", "transport", "raygrad wall s", "forward workers' CPU s",
+                               "worker CPU ms per sample", "simulated server CPU s",
+                               "raygrad's other actors and Ray's own (ray::) CPU s"], cpu_rows)
                       + "\n\nCPU seconds each process used between the start and the end of the evaluation, read "
                         "from /proc.")
 

@@ -7,7 +7,7 @@ list read by the driver), put in Ray's object store once, so shard calls carry i
 row positions and each worker fetches it once. Peak resident memory is read from each process's
 ru_maxrss; the driver's is cumulative over the sizes run before it, the actors' are fresh per size.
 
-    python benchmarks/ray_scale.py [--rows 10000 100000 1000000] [--paths sharded in-memory]
+    python benchmarks/ray_scale.py [--rows 10000 100000 1000000] [--paths sharded in-memory] [--in-memory-up-to N]
 """
 from __future__ import annotations
 
@@ -66,12 +66,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--paths", nargs="+", default=["sharded", "in-memory"], choices=["sharded", "in-memory"])
+    parser.add_argument("--in-memory-up-to", type=int, default=100_000,
+                        help="larger sizes run the sharded path only (a driver holding 1M rows is not the use)")
     args = parser.parse_args()
     connect()
     rows = []
     with simulated_server(latency_s=0.0, responder="object_count") as url, tempfile.TemporaryDirectory() as folder:
         for n in args.rows:
             for path in args.paths:
+                if path == "in-memory" and n > args.in_memory_up_to:
+                    continue
                 rows.append(run(n, url, Path(folder), path))
                 print(rows[-1], flush=True)
     write_table("ray_scale", "Validation on Ray (2 workers, zero-latency simulated server)",
