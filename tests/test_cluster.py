@@ -45,8 +45,11 @@ def head_cluster(tmp_path_factory):
     head_env = {**node_env, "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}"}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
     logs = open(tmp_path / "ray_start.log", "w")
+    # Each node's job agent on a port of its own: at Ray's fixed default (52365) it fails to bind when any
+    # other Ray instance runs on this machine, and `ray job submit` then finds no agent, for good.
     nodes = [subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
-                               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *common],
+                               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                               f"--dashboard-agent-listen-port={free_port()}", *common],
                               stdout=logs, stderr=subprocess.STDOUT, env=head_env)]
     address = f"http://127.0.0.1:{dashboard}"
     env = {**head_env, "RAY_ADDRESS": address}
@@ -54,7 +57,8 @@ def head_cluster(tmp_path_factory):
     while subprocess.run([RAY, "job", "list"], env=env, capture_output=True, timeout=60).returncode != 0:
         assert time.monotonic() < deadline, (tmp_path / "ray_start.log").read_text()[-3000:]
         time.sleep(2)
-    nodes.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common],
+    nodes.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}",
+                                   f"--dashboard-agent-listen-port={free_port()}", *common],
                                   stdout=logs, stderr=subprocess.STDOUT, env=node_env))
     yield env
     for node in reversed(nodes):
