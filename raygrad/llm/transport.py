@@ -31,8 +31,8 @@ class Reply(NamedTuple):
 
 
 def uses_openai_sdk(config: ModelConfig) -> bool:
-    """`transport: auto` sends through the OpenAI SDK an `openai/` model whose `api_base` is set; litellm
-    does nothing for those that the SDK does not."""
+    """`transport: auto` sends through the OpenAI SDK an `openai/` model whose `api_base` is set: for such a
+    server litellm passes the request through that SDK, and adds only its own cost."""
     if config.transport != "auto":
         return config.transport == "openai"
     return bool(config.api_base) and (config.model or "").startswith("openai/")
