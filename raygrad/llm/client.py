@@ -261,8 +261,9 @@ class LLMClient:
                 internal = internal_error(err)
                 if internal is not None:
                     self.usage.failed_calls += 1
-                    raise LLMCallFailed(f"{cfg.model}: litellm failed in its own code, not at the provider (not "
-                                        f"retried): {type(internal).__name__}: {_short(internal)}") from err
+                    raise LLMCallFailed(f"{cfg.model}: {self._transport.name} failed in its own code, not at the "
+                                        f"provider (not retried): {type(internal).__name__}: {_short(internal)}"
+                                        ) from err
                 wait = _retry_after(err)
                 if isinstance(err, openai.RateLimitError):
                     self.usage.rate_limited += 1
@@ -351,8 +352,8 @@ def parse_structured(text: str, schema: type[T]) -> T:
         raise InvalidReply(f"reply does not match {schema.__name__}: {_short(err)}", text) from None
 
 
-# Programming errors: raised inside litellm (a parameter it cannot translate, a bug), they come wrapped in
-# its catch-all APIConnectionError, and no retry cures them. A network or a provider never raises these.
+# Programming errors: raised inside litellm or the OpenAI SDK (a parameter it cannot translate, a bug), they
+# come wrapped in its catch-all APIConnectionError, and no retry cures them. A network or a provider never raises these.
 _INTERNAL = (TypeError, AttributeError, NameError, AssertionError, ImportError, NotImplementedError)
 
 

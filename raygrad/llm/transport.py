@@ -39,6 +39,8 @@ def uses_openai_sdk(config: ModelConfig) -> bool:
 
 
 class LiteLLMTransport:
+    name = "litellm"
+
     def __init__(self, config: ModelConfig, litellm: Any, api_key: ApiKey):
         self.config, self._litellm, self._api_key = config, litellm, api_key
 
@@ -64,6 +66,8 @@ class LiteLLMTransport:
 
 class OpenAITransport:
     """The SDK's client is made at the warm-up or the first send, with the key read then."""
+
+    name = "the OpenAI SDK"
 
     def __init__(self, config: ModelConfig, litellm: Any, api_key: ApiKey):
         self.config, self._api_key = config, api_key
