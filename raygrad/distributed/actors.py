@@ -24,6 +24,7 @@ from raygrad.llm.client import Usage
 from raygrad.llm.endpoints import RoleClients
 from raygrad.llm.ledger import Lease, RateLedger
 from raygrad.llm.limits import LeasedWindow
+from raygrad.llm.transport import import_transports
 from raygrad.optim.evaluate import SampleResult
 from raygrad.optim.events import TrainerEvent
 from raygrad.optim.execution import (
@@ -83,6 +84,7 @@ class KeyVault:
 def actor_clients(spec: RuntimeSpec, actor: str, budget: Any) -> RoleClients:
     """An actor's LLM clients, created inside its event loop; limited endpoints pace by the shared RateBudget."""
     spec.load_api_keys()
+    import_transports(spec.models.values())
     holder = spec.holder(actor)
 
     def shared(endpoint: str) -> LeasedWindow:

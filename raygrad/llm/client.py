@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from raygrad.errors import ConfigError
-from raygrad.llm import import_litellm
 from raygrad.llm.journal import Journal, call_key
 from raygrad.llm.limits import EndpointLimiter, Slot, parse_duration
 from raygrad.llm.models import ModelConfig
@@ -101,10 +100,9 @@ class LLMClient:
         self._in_flight: dict[str, asyncio.Task] = {}  # replayable calls being made, by journal key
         # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
         self.budget_guard: Callable[[], str | None] | None = None
-        self._litellm = import_litellm()
-        self._transport = transport_for(config, self._litellm, self._api_key)
+        self._transport = transport_for(config, self._api_key)
         self._warm_up_task: asyncio.Task | None = None
-        self._schema_support: bool | None = None  # does the model take json_schema (asked of litellm once)
+        self._schema_support: bool | None = None  # does the model take json_schema (read from the price map once)
         import openai  # litellm's own errors derive from openai's
 
         self._openai = openai
@@ -191,12 +189,8 @@ class LLMClient:
         for json_schema, such a provider refuses the request. A model litellm does not know (a self-hosted
         server) is asked for json_schema, as its config says."""
         if self._schema_support is None:
-            try:
-                self._litellm.get_model_info(self.config.model)
-            except Exception:  # noqa: BLE001 - litellm raises several kinds for a model it does not know
-                self._schema_support = True
-            else:
-                self._schema_support = bool(self._litellm.supports_response_schema(model=self.config.model))
+            facts = self._transport.model_facts()
+            self._schema_support = facts is None or facts.takes_json_schema
         return self._schema_support
 
     async def _warm_up(self) -> None:

@@ -52,8 +52,8 @@ class ModelConfig(Strict):
     @field_validator("model")
     @classmethod
     def _known_provider(cls, model: str | None) -> str | None:
-        if model is None:
-            return None
+        if model is None or model.startswith("openai/"):  # litellm knows that provider; no need to import it
+            return model
         from raygrad.llm import import_litellm  # deferred: litellm is slow to import
 
         litellm = import_litellm()

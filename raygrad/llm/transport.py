@@ -10,15 +10,21 @@ OpenAITransport    an OpenAI-compatible server (`openai/<model>` with an `api_ba
                    on a self-hosted endpoint that CPU, not the provider, bounds a run's speed.
 
 Both raise the OpenAI SDK's errors (litellm's derive from them) and give the same `Reply`, so the client's
-retries, limits and journal do not know which one ran.
+retries, limits and journal do not know which one ran. Both read prices and structured-output support from
+litellm's price map; the SDK's path reads the map's file without importing litellm, which costs a process
+3 s of CPU and 140 MB.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from raygrad.errors import ConfigError
+from raygrad.llm import import_litellm
 from raygrad.llm.models import ModelConfig
 
 ApiKey = Callable[[], "str | None"]  # read from the environment when needed, never stored in a config
@@ -28,6 +34,13 @@ class Reply(NamedTuple):
     response: Any  # a chat completion in OpenAI's shape: .choices[0].message, .usage
     headers: Mapping[str, str]  # the provider's, for its rate-limit state
     cost: float | None  # None: the price is unknown (not free)
+
+
+class ModelFacts(NamedTuple):
+    """What litellm's price map says of a model it knows."""
+
+    prices: tuple[float, float]  # (input, output) dollars per token; litellm counts a missing price as 0
+    takes_json_schema: bool
 
 
 def uses_openai_sdk(config: ModelConfig) -> bool:
@@ -41,8 +54,8 @@ def uses_openai_sdk(config: ModelConfig) -> bool:
 class LiteLLMTransport:
     name = "litellm"
 
-    def __init__(self, config: ModelConfig, litellm: Any, api_key: ApiKey):
-        self.config, self._litellm, self._api_key = config, litellm, api_key
+    def __init__(self, config: ModelConfig, api_key: ApiKey):
+        self.config, self._litellm, self._api_key = config, import_litellm(), api_key
 
     async def send(self, messages: list[dict], sampling: dict[str, Any]) -> Reply:
         cfg = self.config
@@ -63,16 +76,25 @@ class LiteLLMTransport:
         except Exception:  # noqa: BLE001 - a warm-up only saves time; the real call reports real errors
             pass
 
+    def model_facts(self) -> ModelFacts | None:
+        """None for a model litellm does not know (a self-hosted one)."""
+        try:
+            info = self._litellm.get_model_info(self.config.model)
+        except Exception:  # noqa: BLE001 - litellm raises several kinds for a model it does not know
+            return None
+        return ModelFacts((info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0),
+                          bool(self._litellm.supports_response_schema(model=self.config.model)))
+
 
 class OpenAITransport:
     """The SDK's client is made at the warm-up or the first send, with the key read then."""
 
     name = "the OpenAI SDK"
 
-    def __init__(self, config: ModelConfig, litellm: Any, api_key: ApiKey):
+    def __init__(self, config: ModelConfig, api_key: ApiKey):
         self.config, self._api_key = config, api_key
         self._model = config.model.split("/", 1)[1] if config.model.startswith("openai/") else config.model
-        self._prices = token_prices(config, litellm)
+        self._prices = token_prices(config, self.model_facts())
         self._client: Any = None
 
     def _sdk(self) -> Any:
@@ -115,20 +137,49 @@ class OpenAITransport:
         except ConfigError:  # a key variable not set: the first send reports it
             pass
 
+    def model_facts(self) -> ModelFacts | None:
+        """As litellm's get_model_info finds an `openai/<name>` (checked against it in the tests): the map's
+        entry for the whole name or for <name>, if that is an OpenAI model, its alias followed."""
+        price_map = bundled_price_map()
+        name = self.config.model.split("/", 1)[-1]
+        for key in (self.config.model, name):
+            entry = price_map.get(key) or {}
+            entry = price_map.get(entry.get("alias_of"), entry)
+            if entry.get("litellm_provider") == "openai":
+                return ModelFacts((entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0),
+                                  bool(entry.get("supports_response_schema")))
+        return None
 
-def token_prices(config: ModelConfig, litellm: Any) -> tuple[float, float] | None:
-    """(input, output) dollars per token: the config's own, else litellm's price map; None when neither
-    knows them."""
+
+@functools.cache  # a file of the installed package: read once per process
+def bundled_price_map() -> dict[str, dict[str, Any]]:
+    """litellm's own copy of its price map, the one raygrad has litellm use (LITELLM_LOCAL_MODEL_COST_MAP)."""
+    spec = importlib.util.find_spec("litellm")  # finds the package without running it
+    folder = next(iter(spec.submodule_search_locations or [])) if spec else None
+    if folder is None:
+        return {}
+    with open(os.path.join(folder, "model_prices_and_context_window_backup.json"), encoding="utf-8") as file:
+        return json.load(file)
+
+
+def token_prices(config: ModelConfig, facts: ModelFacts | None) -> tuple[float, float] | None:
+    """(input, output) dollars per token: the config's own, else the price map's; None when neither knows them."""
     if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
         return config.input_cost_per_token or 0.0, config.output_cost_per_token or 0.0
-    try:
-        info = litellm.get_model_info(config.model)
-    except Exception:  # noqa: BLE001 - litellm raises several kinds for a model it does not know
-        return None
-    prices = info.get("input_cost_per_token"), info.get("output_cost_per_token")
-    return None if prices == (None, None) else (prices[0] or 0.0, prices[1] or 0.0)
+    return None if facts is None else facts.prices
 
 
-def transport_for(config: ModelConfig, litellm: Any, api_key: ApiKey) -> LiteLLMTransport | OpenAITransport:
+def import_transports(models: Iterable[ModelConfig]) -> None:
+    """Import what these models are sent through when a process starts, not within its first call (litellm
+    takes 3 s, the SDK 0.5 s): a Ray worker is then ready to send when it is up."""
+    for config in models:
+        if uses_openai_sdk(config):
+            import openai  # noqa: F401
+        else:
+            import_litellm()
+
+
+def transport_for(config: ModelConfig, api_key: ApiKey) -> LiteLLMTransport | OpenAITransport:
+    """litellm is imported only when its transport is used."""
     kind = OpenAITransport if uses_openai_sdk(config) else LiteLLMTransport
-    return kind(config, litellm, api_key)
+    return kind(config, api_key)

@@ -285,6 +285,60 @@ def test_the_openai_sdk_sends_to_openai_compatible_servers_and_litellm_to_the_re
     assert uses_openai_sdk(ModelConfig(model="openai/gpt-4o-mini", transport="openai"))
 
 
+def test_the_sdk_path_reads_litellms_price_map_as_litellm_does():
+    """Prices and structured-output support, read from litellm's map without litellm, for every model in the
+    map (as `openai/<key>`: most are no OpenAI model) and names it does not know: as litellm gives them."""
+    from raygrad.llm.models import ModelConfig
+    from raygrad.llm.transport import LiteLLMTransport, OpenAITransport, bundled_price_map
+
+    names = [f"openai/{key}" for key in bundled_price_map() if key != "sample_spec"]
+    differ, known = [], 0
+    for name in [*names, "openai/simulated", "openai/meta-llama/Llama-3.1-8B-Instruct"]:
+        config = ModelConfig(model=name, api_base="http://127.0.0.1:1/v1")
+        ours = OpenAITransport(config, lambda: "k").model_facts()
+        theirs = LiteLLMTransport(config, lambda: "k").model_facts()
+        known += ours is not None
+        if ours != theirs:
+            differ.append((name, ours, theirs))
+    assert not differ
+    assert known > 100 and ModelConfig(model="openai/gpt-4o").model == "openai/gpt-4o"
+
+
+def test_a_client_of_an_openai_compatible_server_never_imports_litellm(sim_server, tmp_path):
+    """litellm costs a process 3 s of CPU and 140 MB to import: a Ray worker calling a self-hosted server
+    would pay them at every start. A call, a structured call and a journal, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    server = sim_server(responder_fn=lambda messages, body: '{"answer": 4, "reason": "counted"}')
+    code = f"""
+import asyncio, sys
+from pydantic import BaseModel
+import raygrad.distributed.actors  # a forward worker's modules
+from raygrad.llm.client import LLMClient
+from raygrad.llm.journal import Journal
+from raygrad.llm.models import ModelConfig
+
+class Verdict(BaseModel):
+    answer: int
+    reason: str
+
+client = LLMClient(ModelConfig(model="openai/simulated", api_base={server.url!r}),
+                   journal=Journal({str(tmp_path / "journal.sqlite")!r}))
+async def main():
+    print((await client.complete([{{"role": "user", "content": "count"}}])).text)
+    print(await client.complete_structured([{{"role": "user", "content": "count"}}], Verdict))
+
+asyncio.run(main())
+print("litellm imported:", "litellm" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ['{"answer": 4, "reason": "counted"}', "answer=4 reason='counted'",
+                                        "litellm imported: False"]
+    assert len(server.log) == 2 and server.log[1].response_format["type"] == "json_schema"
+
+
 def test_parse_structured_rejects_prose():
     with pytest.raises(InvalidReply):
         parse_structured("I think the answer is four.", Verdict)
@@ -300,7 +354,7 @@ async def test_a_programming_error_fails_at_once_and_is_not_retried_as_a_provide
     async def broken(**kwargs):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
 
-    monkeypatch.setattr(client._litellm, "acompletion", broken)
+    monkeypatch.setattr(litellm, "acompletion", broken)
     started = time.monotonic()
     with pytest.raises(TypeError, match="unsupported operand"):
         await client.complete([{"role": "user", "content": "hi"}])
@@ -326,7 +380,7 @@ async def test_litellms_own_error_wrapped_as_a_connection_error_fails_at_once_an
                                                  model="simulated")
         return acompletion
 
-    monkeypatch.setattr(client._litellm, "acompletion", wrapped(AttributeError("'NoneType' has no attribute 'get'")))
+    monkeypatch.setattr(litellm, "acompletion", wrapped(AttributeError("'NoneType' has no attribute 'get'")))
     started = time.monotonic()
     with pytest.raises(LLMCallFailed, match="litellm failed in its own code.*AttributeError"):
         await client.complete([{"role": "user", "content": "hi"}])
@@ -341,7 +395,7 @@ async def test_litellms_own_error_wrapped_as_a_connection_error_fails_at_once_an
             return await network(**kwargs)
         return await real(**kwargs)
 
-    monkeypatch.setattr(client._litellm, "acompletion", flaky)
+    monkeypatch.setattr(litellm, "acompletion", flaky)
     assert (await client.complete([{"role": "user", "content": "hello"}])).text == "hello"
     assert client.usage.retries == 1
 
