@@ -3,10 +3,10 @@
 The simulated server (its own process) answers at once and has no budget, so the client side is
 all there is to measure. A plain process sends the same chat completions from an asyncio loop, through
 the OpenAI SDK or through litellm; N of them split the samples and start together once each has
-imported its client (as raygrad's workers have before its clock starts). raygrad runs the samples as a
-sharded validation on N ForwardWorker actors with the same calls in flight in all, sending through the
-OpenAI SDK (its default for an OpenAI-compatible server) or through litellm (`transport: litellm`). Each
-side in turn, N = 1 then N = 2, `--repeats` times.
+imported its client. raygrad's clock starts once its workers are up, their clients imported. raygrad runs
+the samples as a sharded validation on N ForwardWorker actors with the same calls in flight in all,
+sending through the OpenAI SDK (its default for an OpenAI-compatible server) or through litellm
+(`transport: litellm`). Each side in turn, N = 1 then N = 2, `--repeats` times.
 
     python benchmarks/ray_overhead.py [--samples 5000] [--workers 1 2] [--repeats 3]
 """
@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import multiprocessing
 import os
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
 
+import ray
 from common import simulated_server, table, write_table
 
 from raygrad.distributed.runtime import connect, distributed_run
@@ -115,8 +121,47 @@ def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
     return spent
 
 
-def raygrad_run(url: str, output: str, samples: int, workers: int,
-                transport: str) -> tuple[float, int, dict[str, float]]:
+COMPONENTS = [  # a frame's file -> what it belongs to, first match
+    ("raygrad/llm/journal", "raygrad: call journal (SQLite)"), ("raygrad/llm/", "raygrad: LLM client and limits"),
+    ("raygrad/", "raygrad: trace, workflow, metric, evaluation"), ("openai/", "OpenAI SDK"),
+    ("httpx", "HTTP (httpx, httpcore, h11, anyio)"), ("httpcore", "HTTP (httpx, httpcore, h11, anyio)"),
+    ("h11/", "HTTP (httpx, httpcore, h11, anyio)"), ("anyio/", "HTTP (httpx, httpcore, h11, anyio)"),
+    ("asyncio/", "asyncio event loop"), ("selectors", "asyncio event loop"), ("ray/", "Ray"),
+    ("msgpack", "Ray"), ("pydantic", "pydantic"), ("json/", "json"), ("litellm/", "litellm")]
+
+
+def component(frame: str) -> str:
+    return next((name for key, name in COMPONENTS if key in frame), "other")
+
+
+def profile_tables(raw: str) -> str:
+    """py-spy's samples of a worker's busy threads: own time by component, and the top functions."""
+    by_component, by_function, total = collections.Counter(), collections.Counter(), 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        by_component[component(leaf)] += int(count)
+        by_function[leaf] += int(count)
+        total += int(count)
+    share = lambda n: f"{100 * n / total:.1f}%"  # noqa: E731
+    return (table(["component (the sampled frame's own time)", "share of the worker's busy samples"],
+                  [[name, share(n)] for name, n in by_component.most_common()])
+            + "\n\n" + table(["function (file:line)", "own share"],
+                              [[f"`{name}`", share(n)] for name, n in by_function.most_common(15)])
+            + f"\n\n{total} samples at 100 Hz.")
+
+
+def profiled(pid: int, output: str) -> subprocess.Popen | None:
+    """py-spy recording a process until interrupted; None without py-spy (`pip install py-spy`)."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    if spy is None:
+        return None
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", output, "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def raygrad_run(url: str, output: str, samples: int, workers: int, transport: str,
+                profile: str | None = None) -> tuple[float, int, dict[str, float]]:
     config = RunConfig.model_validate({
         "name": f"overhead-{workers}", "output_dir": output, "workflow": {"name": "object_count"},
         "data": {"generator": {"size": samples, "seed": 2}, "splits": {"val": f"0:{samples}"}},
@@ -126,10 +171,20 @@ def raygrad_run(url: str, output: str, samples: int, workers: int,
         "runtime": {"workers": workers, "cpus_per_worker": 0.5, "shards_per_worker": 2}})
     examples = load_split(config.data, "val")
     with distributed_run(config) as run:
+        run.stats()  # every worker is up (its client imported): plain processes start their clocks so too
+        spy = None
+        if profile:
+            worker = next(iter(ray.get(run.optimizer.workers.remote()).values()))
+            spy = profiled(ray.get(worker.__ray_call__.remote(lambda _: os.getpid())), profile)
+            time.sleep(1)  # py-spy attached
         before, started = cpu_seconds(), time.monotonic()
         result = run.evaluate({}, examples)
         wall = time.monotonic() - started
-        return wall, result.evaluated, cpu_spent(before, cpu_seconds())
+        spent = cpu_spent(before, cpu_seconds())
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+            spy.wait()
+        return wall, result.evaluated, spent
 
 
 def one_process(url: str, output: str, samples: int) -> tuple[float, float]:
@@ -193,6 +248,10 @@ def main() -> None:
                      rate["plain"]["litellm"], rate["ours"]["litellm"], spread(ratio["litellm"]),
                      spread(litellm_share), spread(alone) if alone else "-"])
         print(rows[-1], flush=True)
+    with simulated_server(latency_s=0.0, responder="object_count") as url, tempfile.TemporaryDirectory() as output:
+        raw = os.path.join(output, "worker.txt")  # one more run at N = 1 through the SDK, a worker profiled
+        raygrad_run(url, output, args.samples, 1, "openai", profile=raw)
+        profile = profile_tables(open(raw).read()) if os.path.exists(raw) else "py-spy is not installed: no profile."
     write_table("ray_overhead", f"Samples/s at zero latency, no budget ({args.samples} samples, {IN_FLIGHT} in flight, "
                                 f"{args.repeats} repeats)",
                 ["processes = Ray workers", "plain, OpenAI SDK: samples/s", "raygrad, OpenAI SDK (default): samples/s",
@@ -212,7 +271,9 @@ def main() -> None:
                                "worker CPU ms per sample", "simulated server CPU s",
                                "raygrad's other actors and Ray's own (ray::) CPU s"], cpu_rows)
                       + "\n\nCPU seconds each process used between the start and the end of the evaluation, read "
-                        "from /proc.")
+                        "from /proc.\n\n## Where a worker's CPU goes\n\nOne more run on 1 worker through the OpenAI "
+                        "SDK, its worker sampled by py-spy while it evaluated (not one of the runs above):\n\n"
+                      + profile)
 
 
 if __name__ == "__main__":
