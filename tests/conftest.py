@@ -27,6 +27,19 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# The suite's longest modules (minutes each on 2 cores), longest first. `make test` runs two workers,
+# each taking whole modules (`-n 2 --dist loadfile`): started first, the long ones end together instead
+# of one worker waiting out a long module the other started last. Stale weights only cost wall time.
+LONGEST_FIRST = ["distributed/test_sweep.py", "test_cluster.py", "test_cli.py", "test_local_instance.py",
+                 "distributed/test_runtime.py", "tasks/test_end_to_end.py", "test_api.py", "test_packaging.py",
+                 "runs/test_tracking.py", "tasks/test_item_kind.py", "test_example_projects.py"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {f"tests/{module}": place for place, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: in-module order kept
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Print a failure when it happens: if native code (Ray's, llama.cpp's) later crashes this process,
     the end-of-run summary, and with it the reason, would be lost."""
