@@ -53,10 +53,11 @@ def _read_rows(path: Path, fmt: str, skipping: list[str] | None = None) -> Itera
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            batches = pq.ParquetFile(path).iter_batches(batch_size=10_000)
+            for batch in batches:  # a batch of rows as dicts at a time, not the whole file's
+                yield from batch.to_pylist()
         except (pa.ArrowException, OSError) as err:
             raise DatasetError(f"{path}: not a readable Parquet file ({err})") from None
-        yield from table.to_pylist()
         return
     try:
         with path.open(encoding="utf-8", newline="") as handle:
