@@ -5,9 +5,11 @@ import collections
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,11 +41,16 @@ def head_cluster(tmp_path_factory):
     # and the cluster's token, which `ray start` does not create (a fresh machine has no ~/.ray/auth_token).
     # The head holds a provider key in its environment, as a Kubernetes secret would put it there; the worker
     # node does not, so its actors get the key from the run's KeyVault (the job's driver runs on the head).
+    # A temp dir of its own: a job's supervisor finds its cluster's address in the temp dir's
+    # ray_current_cluster file, which any other Ray cluster started on this machine rewrites in /tmp/ray
+    # (another pytest worker's), and the job's driver then joins that cluster. Short: Ray's socket paths live there.
+    temp_dir = tempfile.mkdtemp(prefix="rg", dir="/tmp")
     node_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-                "RAYGRAD_TEST_CLUSTER_STARTED": str(time.time())}
+                "RAYGRAD_TEST_CLUSTER_STARTED": str(time.time()), "RAYGRAD_TEST_RAY_TEMP_DIR": temp_dir}
     head_env = {**node_env, "RAYGRAD_TEST_API_KEY": f"sk-test-{secrets.token_hex(16)}"}
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block"]
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", "--block",
+              f"--temp-dir={temp_dir}"]
     logs = open(tmp_path / "ray_start.log", "w")
     # Each node's job agent on a port of its own: at Ray's fixed default (52365) it fails to bind when any
     # other Ray instance runs on this machine, and `ray job submit` then finds no agent, for good.
@@ -65,6 +72,7 @@ def head_cluster(tmp_path_factory):
         node.terminate()
         node.wait(60)
     logs.close()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def submit_job(env: dict, job_id: str, working_dir: Path, entrypoint: list[str]) -> tuple[str, str]:
@@ -194,7 +202,7 @@ def installed_in_a_job_env(cluster_env: dict[str, str]) -> list[Path]:
     """raygrad as pip installed it into a job's virtualenv on this machine's nodes, since the cluster
     started (any session: `session_latest` is not always the cluster's, nor always kept up to date)."""
     since = float(cluster_env["RAYGRAD_TEST_CLUSTER_STARTED"])
-    return sorted(p for p in Path("/tmp/ray").glob(
+    return sorted(p for p in Path(cluster_env["RAYGRAD_TEST_RAY_TEMP_DIR"]).glob(
         "session_*/runtime_resources/pip/*/virtualenv/lib/python*/site-packages/raygrad-*.dist-info")
         if p.stat().st_mtime >= since)
 

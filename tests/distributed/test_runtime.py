@@ -130,6 +130,7 @@ def cpu_hog(processes: int = 2):
             hog.wait()
 
 
+@pytest.mark.serial  # its hog takes both cores; a test beside it would make three busy processes, not "every core"
 def test_four_workers_share_one_budget_and_use_it_with_every_core_busy_beside_them(ray_cluster, sim_server,
                                                                                    tmp_path):
     """Ray renices the worker processes it starts to 15: beside a busy process they got a small share of a
