@@ -80,7 +80,10 @@ def test_a_missing_api_key_variable_stops_the_sweep_before_any_call(sim_server, 
 
 def test_sweep_runs_side_by_side_keeps_a_failure_to_its_run_and_skips_finished_runs(ray_cluster, sim_server,
                                                                                      tmp_path, capsys):
-    server = sim_server(responder="object_count_trainer", latency_s=0.02)
+    # Replies slow enough that each run's calls span many seconds: at 0.02 s a run's took 4.5 s, and with
+    # the machine busy (another test beside it in CI; two CPU hogs, tried) its twin started too late to
+    # overlap half of it. At 0.1 s it holds beside the same two hogs.
+    server = sim_server(responder="object_count_trainer", latency_s=0.1)
     runs = """runs:
   - {name: oc}
   - {name: broken, data: {generator: null, path: no-such-file.jsonl}}
