@@ -16,7 +16,7 @@ demo: install
 	$(BIN)/raygrad optimize raygrad/configs/item_kind_local.yaml --report
 
 # Two workers, each taking whole modules (a module's tests share its Ray cluster): most tests wait on
-# processes, servers and clusters, so two at once use the 2 cores the suite otherwise leaves half idle.
+# processes, servers and clusters: one after another they left three quarters of the 2 cores idle.
 # Then the tests marked serial, alone. Both parts run; either failing fails the target.
 test: install
 	status=0; \

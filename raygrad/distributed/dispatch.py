@@ -110,6 +110,9 @@ class SharedRows:
         return self.size
 
 
+EXAMPLE_FIELDS = tuple(Example.model_fields)
+
+
 class PackedRows(Sequence[Example]):
     """A list of examples as it goes into the object store: each row's fields pickled into an Arrow binary
     column. Ray then writes a few buffers, where pickling the list kept every object in the pickler's memo
@@ -117,9 +120,12 @@ class PackedRows(Sequence[Example]):
     its shards' rows instead of holding every row as an object."""
 
     def __init__(self, examples: list[Example], chunk: int = 10_000):
-        self.column = pa.chunked_array([pa.array([pickle.dumps(tuple(getattr(e, f) for f in EXAMPLE_FIELDS), protocol=5)
-                                                  for e in examples[start:start + chunk]], pa.large_binary())
-                                        for start in range(0, len(examples), chunk)], pa.large_binary())
+        def packed(rows: list[Example]) -> pa.Array:
+            fields = (tuple(getattr(row, name) for name in EXAMPLE_FIELDS) for row in rows)
+            return pa.array([pickle.dumps(values, protocol=5) for values in fields], pa.large_binary())
+
+        chunks = [packed(examples[start:start + chunk]) for start in range(0, len(examples), chunk)]
+        self.column = pa.chunked_array(chunks, pa.large_binary())
 
     def __len__(self) -> int:
         return len(self.column)
@@ -131,9 +137,6 @@ class PackedRows(Sequence[Example]):
         if isinstance(index, slice):
             return [self._row(p) for p in range(*index.indices(len(self)))]
         return self._row(index)
-
-
-EXAMPLE_FIELDS = tuple(Example.model_fields)
 
 
 def share(data: Dataset) -> Dataset | SharedRows:
