@@ -121,11 +121,11 @@ def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
     return spent
 
 
+HTTP = "HTTP (httpx, httpcore, h11, anyio)"
 COMPONENTS = [  # a frame's file -> what it belongs to, first match
     ("raygrad/llm/journal", "raygrad: call journal (SQLite)"), ("raygrad/llm/", "raygrad: LLM client and limits"),
     ("raygrad/", "raygrad: trace, workflow, metric, evaluation"), ("openai/", "OpenAI SDK"),
-    ("httpx", "HTTP (httpx, httpcore, h11, anyio)"), ("httpcore", "HTTP (httpx, httpcore, h11, anyio)"),
-    ("h11/", "HTTP (httpx, httpcore, h11, anyio)"), ("anyio/", "HTTP (httpx, httpcore, h11, anyio)"),
+    ("httpx", HTTP), ("httpcore", HTTP), ("h11/", HTTP), ("anyio/", HTTP),
     ("asyncio/", "asyncio event loop"), ("selectors", "asyncio event loop"), ("ray/", "Ray"),
     ("msgpack", "Ray"), ("pydantic", "pydantic"), ("json/", "json"), ("litellm/", "litellm")]
 

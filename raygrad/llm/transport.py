@@ -42,6 +42,12 @@ class ModelFacts(NamedTuple):
     prices: tuple[float, float]  # (input, output) dollars per token; litellm counts a missing price as 0
     takes_json_schema: bool
 
+    @classmethod
+    def of(cls, entry: Mapping[str, Any], takes_json_schema: bool) -> ModelFacts:
+        """From a price-map entry (or litellm's model info, which has the same fields)."""
+        return cls((entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0),
+                   bool(takes_json_schema))
+
 
 def uses_openai_sdk(config: ModelConfig) -> bool:
     """`transport: auto` sends through the OpenAI SDK an `openai/` model whose `api_base` is set: for such a
@@ -82,8 +88,7 @@ class LiteLLMTransport:
             info = self._litellm.get_model_info(self.config.model)
         except Exception:  # noqa: BLE001 - litellm raises several kinds for a model it does not know
             return None
-        return ModelFacts((info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0),
-                          bool(self._litellm.supports_response_schema(model=self.config.model)))
+        return ModelFacts.of(info, self._litellm.supports_response_schema(model=self.config.model))
 
 
 class OpenAITransport:
@@ -146,8 +151,7 @@ class OpenAITransport:
             entry = price_map.get(key) or {}
             entry = price_map.get(entry.get("alias_of"), entry)
             if entry.get("litellm_provider") == "openai":
-                return ModelFacts((entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0),
-                                  bool(entry.get("supports_response_schema")))
+                return ModelFacts.of(entry, entry.get("supports_response_schema"))
         return None
 
 
