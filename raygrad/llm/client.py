@@ -97,7 +97,7 @@ class LLMClient:
         self.endpoint_id = endpoint_id or config.api_base
         self.limiter = limiter or EndpointLimiter(config.rpm, config.tpm, config.max_in_flight)
         self.usage = Usage()
-        self._in_flight: dict[str, asyncio.Task] = {}  # replayable calls being made, by journal key
+        self._in_flight: dict[str, asyncio.Future] = {}  # replayable calls being made, by journal key
         # Set by whoever enforces a budget: returns why no more calls may be paid for, or None.
         self.budget_guard: Callable[[], str | None] | None = None
         self._transport = transport_for(config, self._api_key)
@@ -128,20 +128,33 @@ class LLMClient:
         if not replayable:
             return await self._call_and_journal(key, messages, sampling, response_schema)
         if key in self._in_flight:  # the same call is on its way (a repeated question): wait, don't pay twice
-            task = self._in_flight[key]
+            shared = self._in_flight[key]
             try:
-                completion = await asyncio.shield(task)
+                completion = await asyncio.shield(shared)
             except asyncio.CancelledError:
-                if not task.cancelled():
+                if not shared.cancelled():
                     raise  # this caller was cancelled
                 return await self.complete(messages, journal_tag=journal_tag, response_schema=response_schema,
                                            **params)  # the caller that made it was: make it again
             self.usage.cached_calls += 1
             return completion.model_copy(update={"cached": True, "latency_s": 0.0})
-        task = asyncio.ensure_future(self._call_and_journal(key, messages, sampling, response_schema))
-        self._in_flight[key] = task
-        task.add_done_callback(lambda done: self._in_flight.pop(key) if self._in_flight.get(key) is done else None)
-        return await task
+        # The caller makes the call itself and hands its outcome to those who ask meanwhile: a future, not a
+        # task of its own per call.
+        shared = self._in_flight[key] = asyncio.get_running_loop().create_future()
+        try:
+            completion = await self._call_and_journal(key, messages, sampling, response_schema)
+        except asyncio.CancelledError:
+            shared.cancel()
+            raise
+        except BaseException as err:
+            shared.set_exception(err)
+            shared.exception()  # retrieved: nobody may be waiting, and the caller raises it anyway
+            raise
+        else:
+            shared.set_result(completion)
+        finally:
+            del self._in_flight[key]
+        return completion
 
     async def _call_and_journal(self, key: str, messages: list[dict], sampling: dict,
                                 response_schema: dict | None) -> Completion:
@@ -197,7 +210,8 @@ class LLMClient:
         """Once per client, before its first send time is taken (the transport's set-up)."""
         if self._warm_up_task is None:
             self._warm_up_task = asyncio.ensure_future(self._transport.warm_up())
-        await asyncio.shield(self._warm_up_task)
+        if not self._warm_up_task.done():  # after the first call, no shield (a future each) on every call
+            await asyncio.shield(self._warm_up_task)
 
     def _retrying(self, why: str) -> None:
         self.usage.retries += 1

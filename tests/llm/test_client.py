@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from raygrad.data import Example
-from raygrad.llm.client import InvalidReply, LLMClient, _retry_after, parse_structured
+from raygrad.llm.client import InvalidReply, LLMCallFailed, LLMClient, _retry_after, parse_structured
 from raygrad.llm.journal import Journal
 from raygrad.llm.limits import EndpointLimiter, parse_duration
 from raygrad.optim.evaluate import evaluate
@@ -192,6 +192,23 @@ async def test_identical_calls_in_flight_at_once_are_paid_once(sim_server, tmp_p
     # Sampled calls are separate draws: each is made.
     await asyncio.gather(*(client.complete(same, temperature=1.0) for _ in range(2)))
     assert len(server.log) == 4
+
+
+async def test_callers_waiting_on_a_call_whose_maker_is_cancelled_make_it_themselves(sim_server, tmp_path):
+    server = sim_server(responder="echo", latency_s=0.3)
+    client = LLMClient(server.model_config(), journal=Journal(tmp_path / "journal.sqlite"))
+    same = [{"role": "user", "content": "asked by three samples"}]
+    maker, *waiters = [asyncio.ensure_future(client.complete(same)) for _ in range(3)]
+    while not server.log:
+        await asyncio.sleep(0.01)
+    maker.cancel()
+    replies = await asyncio.gather(*waiters)
+    assert maker.cancelled() and len({r.text for r in replies}) == 1 and "asked by three samples" in replies[0].text
+    assert len(server.log) == 2 and client.usage.cached_calls == 1  # one waiter made it again, the other waited
+    # A failed call reaches its waiters as the maker's error, each raised once.
+    failing = LLMClient(sim_server(responder="echo", error_rate=1.0).model_config(retry_deadline_s=0.5))
+    outcomes = await asyncio.gather(*(failing.complete(same) for _ in range(2)), return_exceptions=True)
+    assert all(isinstance(o, LLMCallFailed) for o in outcomes) and not failing._in_flight
 
 
 async def test_a_sent_call_whose_caller_is_cancelled_is_journaled_and_an_unsent_one_is_never_sent(sim_server,
