@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import multiprocessing
 import os
 import shutil
@@ -29,6 +30,7 @@ from typing import Any
 import ray
 from common import simulated_server, table, write_table
 
+from raygrad.distributed.actors import GC_THRESHOLDS
 from raygrad.distributed.runtime import connect, distributed_run
 from raygrad.llm import import_litellm
 from raygrad.runs.assemble import load_split
@@ -66,19 +68,25 @@ async def plain_loop(url: str, questions: list[str], in_flight: int, client: str
         await sdk.close()  # in this loop: closed after it, the SDK's connections complain
 
 
-def plain_process(url: str, questions: list[str], in_flight: int, client: str, start: Any, done: Any) -> None:
+def plain_process(url: str, questions: list[str], in_flight: int, client: str, start: Any, done: Any,
+                  gc_thresholds: tuple[int, ...] | None) -> None:
     import_litellm()  # imports openai too
+    if gc_thresholds:
+        gc.set_threshold(*gc_thresholds)
     start.wait()
     asyncio.run(plain_loop(url, questions, in_flight, client))
     done.put(time.monotonic())
 
 
-def plain_processes(url: str, questions: list[str], processes: int, client: str) -> float:
-    """Wall time of `processes` plain loops over an equal part of the questions each, started together."""
+def plain_processes(url: str, questions: list[str], processes: int, client: str,
+                    gc_thresholds: tuple[int, ...] | None = None) -> float:
+    """Wall time of `processes` plain loops over an equal part of the questions each, started together;
+    Python's own garbage collector thresholds unless given."""
     context = multiprocessing.get_context("spawn")
     start, done = context.Event(), context.Queue()
     parts = [questions[i::processes] for i in range(processes)]
-    running = [context.Process(target=plain_process, args=(url, part, IN_FLIGHT // processes, client, start, done))
+    running = [context.Process(target=plain_process,
+                               args=(url, part, IN_FLIGHT // processes, client, start, done, gc_thresholds))
                for part in parts]
     for process in running:
         process.start()
@@ -224,7 +232,7 @@ def main() -> None:
         plain = {client: [] for client in CLIENTS}  # wall times
         ours = {client: [] for client in CLIENTS}
         ratio = {client: [] for client in CLIENTS}  # raygrad / plain, same client, same repeat
-        litellm_share, alone = [], []
+        litellm_share, alone, tuned = [], [], []  # tuned: raygrad / a plain SDK loop with its actors' GC
         with simulated_server(latency_s=0.0, responder="object_count") as url:
             for _ in range(args.repeats):  # each side in turn: the machine's load drifts within minutes
                 for client in CLIENTS:
@@ -238,6 +246,7 @@ def main() -> None:
                                      f"{1000 * workers / evaluated:.2f}", f"{spent.get('simulated server', 0):.1f}",
                                      f"{sum(v for k, v in spent.items() if k.startswith('ray::')):.1f}"])
                 litellm_share.append(plain["openai"][-1] / plain["litellm"][-1])
+                tuned.append(plain_processes(url, questions, n, "openai", GC_THRESHOLDS) / ours["openai"][-1])
                 if n == 1:
                     with tempfile.TemporaryDirectory() as output:
                         wall, cpu = one_process(url, output, args.samples)
@@ -246,7 +255,7 @@ def main() -> None:
                 for side, times in (("plain", plain), ("ours", ours))}
         rows.append([n, rate["plain"]["openai"], rate["ours"]["openai"], spread(ratio["openai"]),
                      rate["plain"]["litellm"], rate["ours"]["litellm"], spread(ratio["litellm"]),
-                     spread(litellm_share), spread(alone) if alone else "-"])
+                     spread(litellm_share), spread(tuned), spread(alone) if alone else "-"])
         print(rows[-1], flush=True)
     with simulated_server(latency_s=0.0, responder="object_count") as url, tempfile.TemporaryDirectory() as output:
         raw = os.path.join(output, "worker.txt")  # one more run at N = 1 through the SDK, a worker profiled
@@ -257,14 +266,19 @@ def main() -> None:
                 ["processes = Ray workers", "plain, OpenAI SDK: samples/s", "raygrad, OpenAI SDK (default): samples/s",
                  "raygrad / plain, OpenAI SDK", "plain, litellm: samples/s", "raygrad, litellm: samples/s",
                  "raygrad / plain, litellm", "plain, samples/s: litellm / OpenAI SDK",
+                 "raygrad / plain with raygrad's GC thresholds, OpenAI SDK",
                  "raygrad without Ray, 1 process / plain, OpenAI SDK"], rows,
                 notes="Samples/s are medians over the repeats; ratios are each repeat's (one side right after the "
                       "other, same server), as median (range). On this 2-core machine, shared with other work; the "
                       "server runs on it too. Goal: raygrad at least 0.9 of the plain processes at each N, each "
                       "sending through the same client. raygrad's numbers include its journal writes and per-sample "
                       "scoring; the plain processes only send the calls. `plain, samples/s: litellm / OpenAI SDK` is "
-                      "litellm's own cost measured apart: the same plain loop through each. Without Ray: raygrad's own "
-                      "evaluation (client, journal, trace, metric) in one process, which tells what of the gap is "
+                      "litellm's own cost measured apart: the same plain loop through each. raygrad's actors set "
+                      f"Python's garbage collector thresholds to {GC_THRESHOLDS} (the default is (700, 10, 10)); "
+                      "the plain loops keep the default, as a user's script would, and the column `raygrad / plain "
+                      "with raygrad's GC thresholds` compares with a plain SDK loop that sets them too. Without "
+                      "Ray: raygrad's own evaluation (client, journal, trace, metric) in one process, which tells "
+                      "what of the gap is "
                       "Ray's.\n\n"
                       "## Where the CPU went during raygrad's runs\n\n"
                       + table(["Ray workers", "transport", "raygrad wall s", "forward workers' CPU s",
