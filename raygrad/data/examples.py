@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
 from raygrad.data.remote import count_lines, is_uri, local_copy, open_remote, suffix, text_lines
 from raygrad.errors import DatasetError
+
+if TYPE_CHECKING:
+    from raygrad.data.packed import PackedRows
 
 InputFields = Union[str, list[str]]  # one field: passed to forward() positionally; a list: as keyword arguments
 
@@ -137,37 +140,41 @@ def load_examples(path: str | Path, input_field: InputFields = "input", target_f
     With `skipped` (a list), a bad row is left out and its error appended there instead; a file
     that cannot be read at all (not UTF-8, not JSON) still raises.
     """
+    return list(iter_examples(path, input_field, target_field, fmt, skipped))
+
+
+def iter_examples(path: str | Path, input_field: InputFields = "input", target_field: str = "target",
+                  fmt: str | None = None, skipped: list[str] | None = None) -> Iterator[Example]:
+    """load_examples's rows one at a time, as the file is read."""
     if is_uri(path):
-        return _load_remote(str(path), input_field, target_field, fmt, skipped)
+        yield from _remote_examples(str(path), input_field, target_field, fmt, skipped)
+        return
     path = Path(path)
     fmt = fmt or _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DatasetError(f"{path}: unknown dataset format; use .json, .jsonl, .csv or .parquet, or set data.format")
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file")
-    examples = []
     for row_number, row in enumerate(_read_rows(path, fmt, skipped)):
         try:
-            examples.append(_checked(row, row_number, path, input_field, target_field))
+            yield _checked(row, row_number, path, input_field, target_field)
         except DatasetError as err:
             if skipped is None:
                 raise
             skipped.append(str(err))
-    return examples
 
 
-def _load_remote(uri: str, input_field: InputFields, target_field: str, fmt: str | None,
-                 skipped: list[str] | None) -> list[Example]:
+def _remote_examples(uri: str, input_field: InputFields, target_field: str, fmt: str | None,
+                     skipped: list[str] | None) -> Iterator[Example]:
     """Read from a local copy; every message names the URI, not the copy."""
     with local_copy(uri) as local:
         mine: list[str] | None = [] if skipped is not None else None
         try:
-            examples = load_examples(local, input_field, target_field, fmt or _FORMATS.get(suffix(uri)), mine)
+            yield from iter_examples(local, input_field, target_field, fmt or _FORMATS.get(suffix(uri)), mine)
         except DatasetError as err:
             raise DatasetError(str(err).replace(str(local), uri)) from None
         if skipped is not None:
             skipped.extend(message.replace(str(local), uri) for message in mine or [])
-        return examples
 
 
 def _checked(row: Any, row_number: int, path: Path, input_field: InputFields, target_field: str) -> Example:
@@ -290,12 +297,12 @@ class RowSource(BaseModel):
             return Example(id=str(number), inputs={}, target=None, skipped=str(err))
 
 
-Dataset = Union[list[Example], RowSource]
+Dataset = Union[list[Example], RowSource, "PackedRows"]  # a list, or anything with rows() and take()
 
 
 def take(dataset: Dataset, positions: list[int]) -> list[Example]:
-    return dataset.take(positions) if isinstance(dataset, RowSource) else [dataset[p] for p in positions]
+    return [dataset[p] for p in positions] if isinstance(dataset, list) else dataset.take(positions)
 
 
 def shard(dataset: Dataset, start: int, stop: int) -> list[Example]:
-    return dataset.rows(start, stop) if isinstance(dataset, RowSource) else dataset[start:stop]
+    return dataset[start:stop] if isinstance(dataset, list) else dataset.rows(start, stop)

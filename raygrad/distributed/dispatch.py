@@ -15,18 +15,16 @@ import collections
 import functools
 import itertools
 import os
-import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import pyarrow as pa
 import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray.exceptions import RayActorError, TaskCancelledError
 
 from raygrad.core.workflow import Workflow
-from raygrad.data import Dataset, Example
+from raygrad.data import Dataset, PackedRows
 from raygrad.llm.client import Usage, check_budget
 from raygrad.llm.models import ROLES, ModelConfig, role_of
 from raygrad.optim.evaluate import SampleResult
@@ -110,38 +108,11 @@ class SharedRows:
         return self.size
 
 
-EXAMPLE_FIELDS = tuple(Example.model_fields)
-
-
-class PackedRows(Sequence[Example]):
-    """A list of examples as it goes into the object store: each row's fields pickled into an Arrow binary
-    column. Ray then writes a few buffers, where pickling the list kept every object in the pickler's memo
-    (at 100,000 rows 86 MB more peak memory; packed, 5), and a worker maps those buffers and unpacks only
-    its shards' rows instead of holding every row as an object."""
-
-    def __init__(self, examples: list[Example], chunk: int = 10_000):
-        def packed(rows: list[Example]) -> pa.Array:
-            fields = (tuple(getattr(row, name) for name in EXAMPLE_FIELDS) for row in rows)
-            return pa.array([pickle.dumps(values, protocol=5) for values in fields], pa.large_binary())
-
-        chunks = [packed(examples[start:start + chunk]) for start in range(0, len(examples), chunk)]
-        self.column = pa.chunked_array(chunks, pa.large_binary())
-
-    def __len__(self) -> int:
-        return len(self.column)
-
-    def _row(self, position: int) -> Example:
-        return Example.model_construct(**dict(zip(EXAMPLE_FIELDS, pickle.loads(self.column[position].as_py()))))
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self._row(p) for p in range(*index.indices(len(self)))]
-        return self._row(index)
-
-
 def share(data: Dataset) -> Dataset | SharedRows:
-    """A list of examples put in the object store once (packed); a RowSource (a path and a range) travels as it is."""
-    return SharedRows(ray.put(PackedRows(data)), len(data)) if isinstance(data, list) else data
+    """Examples in memory put in the object store once (packed); a RowSource (a path and a range) travels as it is."""
+    if isinstance(data, list):
+        data = PackedRows.pack(data)
+    return SharedRows(ray.put(data), len(data)) if isinstance(data, PackedRows) else data
 
 
 class RowCache:

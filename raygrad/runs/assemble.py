@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from raygrad.core.workflow import LLMCall, Workflow
-from raygrad.data import Dataset, Example, RowSource, load_examples, parse_range
+from raygrad.data import Dataset, Example, PackedRows, RowSource, iter_examples, parse_range
 from raygrad.errors import ConfigError, DatasetError, last_line
 from raygrad.llm.models import ROLES
 from raygrad.optim.metrics import EVALS, Metric, as_metric
@@ -137,7 +137,8 @@ def check_models(workflow: Workflow, models: Mapping[str, object]) -> None:
 def load_split(config: DataConfig, split: str, skipped: list[str] | None = None) -> Dataset:
     """The examples of one named split; an unknown or empty split is an error.
 
-    With `data.shards`, a RowSource (the file's path and the split's row range) instead of a list.
+    A file's split is read into PackedRows; with `data.shards`, a RowSource (the file's path and the
+    split's row range) instead. A generator's is a list.
     With `data.skip_bad_rows`, bad rows are left out and listed in `skipped` (if given).
     """
     if split not in config.splits:
@@ -150,29 +151,31 @@ def load_split(config: DataConfig, split: str, skipped: list[str] | None = None)
             raise DatasetError(f"data.splits.{split}: {err}") from None
         _check_overlap(config, split, source.total)
         return source
-    rows_in_file = None
-    if config.path is not None:
-        bad: list[str] | None = [] if config.skip_bad_rows else None
-        examples = load_examples(config.path, config.inputs, config.target_field, config.format, bad)
-        rows_in_file = len(examples) + len(bad or [])
-        if bad and skipped is not None:
-            skipped.extend(b for b in bad if b not in skipped)
-        source = config.path
-    else:
+    if config.path is None:
         generator = config.generator
         assert generator is not None
         rows = GENERATORS[generator.name](generator.size, generator.seed)
         examples = [Example(id=str(i), **row) for i, row in enumerate(rows)]
         source = f"generator {generator.name} (seed {generator.seed})"
-    size = rows_in_file if rows_in_file is not None else len(examples)
+        return examples[_split_rows(config, split, len(examples), source)]
+    # A file's rows are held packed as they are read: never all of them as objects at once.
+    bad: list[str] = []
+    packed = PackedRows.pack(iter_examples(config.path, config.inputs, config.target_field, config.format,
+                                           bad if config.skip_bad_rows else None))
+    if skipped is not None:
+        skipped.extend(b for b in bad if b not in skipped)
+    rows = _split_rows(config, split, len(packed) + len(bad), config.path)  # a split keeps the file's row numbers
+    chosen = packed.between_ids(rows.start, rows.stop) if bad else packed[rows]
+    return chosen if len(chosen) == len(packed) else chosen.compacted()
+
+
+def _split_rows(config: DataConfig, split: str, size: int, source: str) -> slice:
     try:
         rows = parse_range(config.splits[split], size)
     except ValueError as err:
         raise DatasetError(f"data.splits.{split}: {err} ({source})") from None
     _check_overlap(config, split, size)
-    if rows_in_file is not None and rows_in_file != len(examples):  # rows skipped: a split keeps its row numbers
-        return [e for e in examples if rows.start <= int(e.id) < rows.stop]
-    return examples[rows]
+    return rows
 
 
 def _check_overlap(config: DataConfig, split: str, size: int) -> None:

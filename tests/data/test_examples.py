@@ -153,3 +153,33 @@ def test_a_skipped_row_leaves_every_other_row_in_its_split(tmp_path):
     assert [e.id for e in load_split(skipping, "val")] == [e.id for e in load_split(clean, "val")] == \
         ["5", "6", "7", "8", "9"]
     assert [e.id for e in load_split(skipping, "train")] == ["0", "1", "3", "4"]
+
+
+def test_a_file_split_in_memory_is_held_packed_and_never_as_every_row_at_once(tmp_path):
+    """A driver reading 100,000 rows held them as objects (~94 MB) before packing them for Ray: read packed,
+    it holds at most one chunk of rows as objects, and a split keeps only its own rows' bytes."""
+    import pickle
+    import tracemalloc
+
+    from raygrad.data import PackedRows
+
+    rows = [{"input": f"question {i} " + "x" * 200, "target": str(i)} for i in range(30_000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=5_000)
+    config = DataConfig(path=str(tmp_path / "big.parquet"), splits={"train": ":3000", "val": "3000:"})
+    load_split(config, "train")  # the readers' modules imported before measuring
+
+    def peak(load) -> tuple[object, int]:
+        tracemalloc.start()
+        try:
+            return load(), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    val, packed_peak = peak(lambda: load_split(config, "val"))
+    listed, list_peak = peak(lambda: load_examples(tmp_path / "big.parquet"))
+    assert isinstance(val, PackedRows) and len(val) == 27_000
+    assert val[0].id == "3000" and val[-1].input == listed[-1].input
+    assert packed_peak < list_peak / 2
+    train = load_split(config, "train")
+    assert [e.id for e in train] == [str(i) for i in range(3000)]
+    assert len(pickle.dumps(train)) < len(pickle.dumps(val)) / 5  # its own rows, not the file's

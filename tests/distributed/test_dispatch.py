@@ -89,21 +89,3 @@ def test_early_acceptance_across_workers_waits_for_the_misses_though_other_shard
     assert not set(done[0] + done[1]) & set(misses) and len(done) > 4
     assert result.estimated and result.evaluated == 22 and result.strict_score == 1.0
     assert executor.cancelled_shards == len(cancelled)
-
-
-def test_a_packed_split_gives_back_each_example_as_it_was_by_position_and_by_range():
-    """Rows are unpacked one at a time where they run; every field, and a target's Python type, survive."""
-    import pickle
-
-    from raygrad.data import Example
-    from raygrad.distributed.dispatch import PackedRows
-
-    split = [Example(id=str(i), input=f"question {i}", target=target)
-             for i, target in enumerate(["4", 4, (1, 2), {"answer": [1, None]}, None] * 5)]
-    split += [Example(id="kw", inputs={"a": 1, "b": "two"}, target="x", keywords=True),
-              Example(id="bad", inputs={}, target=None, skipped="row 26: no 'input' field")]
-    packed = pickle.loads(pickle.dumps(PackedRows(split, chunk=4)))  # as a worker gets it, across chunk edges
-    assert len(packed) == len(split)
-    assert [packed[p] for p in range(len(split))] == split
-    assert packed[3:11] == split[3:11] and packed[25:] == split[25:] and packed[-1] == split[-1]
-    assert type(packed[2].target) is tuple and packed[25].input == {"a": 1, "b": "two"}
