@@ -234,6 +234,11 @@ def main() -> None:
         ratio = {client: [] for client in CLIENTS}  # raygrad / plain, same client, same repeat
         litellm_share, alone, tuned = [], [], []  # tuned: raygrad / a plain SDK loop with its actors' GC
         with simulated_server(latency_s=0.0, responder="object_count") as url:
+            # Not measured: the first runs after Ray starts share the cores with its own processes starting up
+            # (a first raygrad run at N = 1 took 1.8 times as long as the next ones).
+            plain_processes(url, questions[:1000], n, "openai")
+            with tempfile.TemporaryDirectory() as output:
+                raygrad_run(url, output, 1000, n, "openai")
             for _ in range(args.repeats):  # each side in turn: the machine's load drifts within minutes
                 for client in CLIENTS:
                     plain[client].append(plain_processes(url, questions, n, client))
@@ -269,7 +274,8 @@ def main() -> None:
                  "raygrad / plain with raygrad's GC thresholds, OpenAI SDK",
                  "raygrad without Ray, 1 process / plain, OpenAI SDK"], rows,
                 notes="Samples/s are medians over the repeats; ratios are each repeat's (one side right after the "
-                      "other, same server), as median (range). On this 2-core machine, shared with other work; the "
+                      "other, same server), as median (range), after one run of each side at each N that is not "
+                      "counted. On this 2-core machine, shared with other work; the "
                       "server runs on it too. Goal: raygrad at least 0.9 of the plain processes at each N, each "
                       "sending through the same client. raygrad's numbers include its journal writes and per-sample "
                       "scoring; the plain processes only send the calls. `plain, samples/s: litellm / OpenAI SDK` is "
