@@ -275,8 +275,8 @@ def main() -> None:
                  "raygrad without Ray, 1 process / plain, OpenAI SDK"], rows,
                 notes="Samples/s are medians over the repeats; ratios are each repeat's (one side right after the "
                       "other, same server), as median (range), after one run of each side at each N that is not "
-                      "counted. On this 2-core machine, shared with other work; the "
-                      "server runs on it too. Goal: raygrad at least 0.9 of the plain processes at each N, each "
+                      "counted. On this 2-core machine, shared with other work; the server runs on it too. Goal: "
+                      "raygrad at least 0.9 of the plain processes at each N, each "
                       "sending through the same client. raygrad's numbers include its journal writes and per-sample "
                       "scoring; the plain processes only send the calls. `plain, samples/s: litellm / OpenAI SDK` is "
                       "litellm's own cost measured apart: the same plain loop through each. raygrad's actors set "
@@ -284,8 +284,7 @@ def main() -> None:
                       "the plain loops keep the default, as a user's script would, and the column `raygrad / plain "
                       "with raygrad's GC thresholds` compares with a plain SDK loop that sets them too. Without "
                       "Ray: raygrad's own evaluation (client, journal, trace, metric) in one process, which tells "
-                      "what of the gap is "
-                      "Ray's.\n\n"
+                      "what of the gap is Ray's.\n\n"
                       "## Where the CPU went during raygrad's runs\n\n"
                       + table(["Ray workers", "transport", "raygrad wall s", "forward workers' CPU s",
                                "worker CPU ms per sample", "simulated server CPU s",
