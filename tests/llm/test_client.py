@@ -291,6 +291,43 @@ async def test_both_transports_send_the_same_body_and_read_the_same_reply_tokens
     assert verdicts["openai"] == verdicts["litellm"] == Verdict(answer=4, reason="counted")
 
 
+async def test_the_sdk_transport_sends_what_the_sdks_create_sends_without_its_typed_walk(sim_server):
+    """raygrad posts the body as it is; the SDK's `create` first walks it against its typed parameters. On
+    the wire the two are the same request, for text, image parts, tools and their replies, a schema and a
+    server's own settings; the same key arrives; the reply reads the same."""
+    import openai
+
+    from raygrad.llm.transport import OpenAITransport
+
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
+    word = {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}
+    tool = {"type": "function", "function": {"name": "lookup", "description": "Look a word up.", "parameters": word}}
+    messages = [{"role": "system", "content": "Answer."},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"}, image]},
+                {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"word": "x"}'}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "a letter"}]
+    schema = {"type": "json_schema",
+              "json_schema": {"name": "Verdict", "strict": True, "schema": Verdict.model_json_schema()}}
+    sampling = {"temperature": 0.0, "max_tokens": 50, "seed": 3, "stop": ["\n\n"], "tools": [tool],
+                "tool_choice": "auto", "response_format": schema, "top_k": 5}
+    bodies: list[dict] = []
+    server = sim_server(responder_fn=lambda _messages, body: bodies.append(body) or "four apples", rpm=600,
+                        api_key="sk-test-123")
+    ours = await OpenAITransport(server.model_config(), lambda: "sk-test-123").send(messages, sampling)
+    sdk = openai.AsyncOpenAI(base_url=server.url, api_key="sk-test-123", max_retries=0)
+    typed = {name: value for name, value in sampling.items() if name != "top_k"}
+    theirs = await sdk.chat.completions.create(model="simulated", messages=messages, extra_body={"top_k": 5}, **typed)
+    await sdk.close()
+    assert bodies[0] == bodies[1] and bodies[0]["messages"][1]["content"][1] == image
+    assert bodies[0]["tools"] == [tool] and bodies[0]["top_k"] == 5 and "stream" not in bodies[0]
+    assert [e.status for e in server.log] == [200, 200]  # the server takes only that key
+    assert type(ours.response) is type(theirs)
+    assert ours.response.model_dump(exclude={"id", "created"}) == theirs.model_dump(exclude={"id", "created"})
+    assert ours.response.choices[0].message.content == "four apples"
+    assert ours.headers["x-ratelimit-limit-requests"] == "600"
+
+
 def test_the_openai_sdk_sends_to_openai_compatible_servers_and_litellm_to_the_rest():
     from raygrad.llm.models import ModelConfig
     from raygrad.llm.transport import uses_openai_sdk
