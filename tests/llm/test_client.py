@@ -54,9 +54,9 @@ async def test_configured_rpm_is_never_exceeded_on_the_server_log(sim_server):
     await asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(25)))
     times = sorted(e.time for e in server.log)
     assert len(times) == 25
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) > 0.09  # never two requests closer than the pace (server clock, small jitter allowed)
-    assert times[-1] - times[0] >= 24 * 0.1 - 0.02
+    # Never k requests closer than k paces, on the server's clock. An arrival may lag its send by up to
+    # 20 ms (the first request opens a connection; CI is busy): a lag shortens one gap, it does not add up.
+    assert all(times[j] - times[i] >= (j - i) * 0.1 - 0.02 for i in range(25) for j in range(i + 1, 25))
 
 
 async def test_a_fresh_client_sets_litellm_up_before_its_first_send_time_without_a_request(sim_server, monkeypatch):
