@@ -114,8 +114,10 @@ class OpenAITransport:
             key = self._api_key() or os.environ.get("OPENAI_API_KEY")  # none set: OpenAI's usual variable
             if not key:
                 raise ConfigError(f"{self.config.model}: no key; set api_key_env, or OPENAI_API_KEY")
+            # A Timeout, not a float: the SDK builds each request's from the client's, and from a float that
+            # costs a runtime Protocol check (typing.SupportsFloat), 30 us a call.
             self._client = openai.AsyncOpenAI(base_url=self.config.api_base, api_key=key, max_retries=0,
-                                              timeout=self.config.timeout_s)
+                                              timeout=openai.Timeout(self.config.timeout_s))
             self._http_response, self._chat_completion = httpx.Response, ChatCompletion
         return self._client
 
