@@ -210,8 +210,7 @@ class LLMClient:
         """Once per client, before its first send time is taken (the transport's set-up)."""
         if self._warm_up_task is None:
             self._warm_up_task = asyncio.ensure_future(self._transport.warm_up())
-        if not self._warm_up_task.done():  # after the first call, no shield (a future each) on every call
-            await asyncio.shield(self._warm_up_task)
+        await asyncio.shield(self._warm_up_task)
 
     def _retrying(self, why: str) -> None:
         self.usage.retries += 1
@@ -222,7 +221,8 @@ class LLMClient:
         """`answered_late` gets the reply to a request that was sent before its caller was cancelled (a
         validation shard cut by early rejection): paid for, so journaled, and a resume replays it."""
         openai = self._openai  # both transports raise the SDK's errors (litellm's derive from them)
-        await self._warm_up()
+        if self._warm_up_task is None or not self._warm_up_task.done():  # no coroutine a call once it is done
+            await self._warm_up()
         cfg = self.config
         fatal = (openai.BadRequestError, openai.NotFoundError)
         refused = (openai.AuthenticationError, openai.PermissionDeniedError)  # the key: no call will pass
