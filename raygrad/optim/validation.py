@@ -57,12 +57,15 @@ class TwoStageValidation:
     accepted, those after it are stopped. What it costs is their stage-1 calls.
     `stage1` off sends every candidate to stage 2. `stage2_per_group` bounds the stage-2 validations of one
     call's candidates: once that many failed, the gradients were likely noise and the rest are dropped.
+    `min_gain`: a candidate must beat the best validation score by more than this to pass stage 2 (a gain
+    within a small validation set's noise is then not taken).
     """
 
     def __init__(self, executor: Executor, *, stage1: bool = True, early_rejection: bool = True,
                  early_acceptance: float | None = None, stage2_per_group: int | None = None, chunk: int = 16,
-                 width: int = 1):
+                 width: int = 1, min_gain: float = 0.0):
         self.executor, self.stage1, self.early_rejection = executor, stage1, early_rejection
+        self.min_gain = min_gain
         self.early_acceptance = early_acceptance
         self.stage2_per_group, self.chunk, self.width = stage2_per_group, chunk, width
 
@@ -88,9 +91,10 @@ class TwoStageValidation:
                 trial.turn.set()
                 await ahead[number]
                 state.candidates.append(trial.record)
-                known = _known(state, trial)
+                known = self._known(state, trial)
                 if known is not None:  # proposed again: its score is known
-                    trial.reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}")
+                    trial.reject(f"stage 2 before: at most {known:.3f} <= best {state.best_val:.3f}"
+                                 f"{self._gain_text()}")
                     continue
                 if self.stage1 and not trial.beats_bar():
                     continue
@@ -106,7 +110,7 @@ class TwoStageValidation:
     async def _through(self, state: TrainState, trial: _Trial, train: Dataset, val: Dataset) -> None:
         """A candidate's stages as far as it gets with the values as they are: none when its score is known,
         stage 2 only if it beats its bar in stage 1, and only once its turn has come."""
-        if _known(state, trial) is not None:
+        if self._known(state, trial) is not None:
             return
         if self.stage1:
             if trial.stage1 is None:
@@ -114,7 +118,7 @@ class TwoStageValidation:
             if trial.stage1[0] <= trial.candidate.bar + TIE:
                 return
         await trial.turn.wait()
-        if _known(state, trial) is not None:  # the same values, proposed before it, were validated meanwhile
+        if self._known(state, trial) is not None:  # the same values, proposed before it, were validated meanwhile
             return
         trial.stage2 = await self._stage2(state, trial.values, val, f"{trial.label}-stage2",
                                           full=trial.admit is not None)
@@ -130,14 +134,15 @@ class TwoStageValidation:
         note_skipped(state, result.skipped)
         pooled = not result.failed and not result.stopped_early and trial.admit is not None and \
             trial.admit(trial.values, result, trial.candidate.parents)
-        if result.failed and not result.stopped_early and result.strict_score > state.best_val + TIE:
+        bar = state.best_val + self.min_gain
+        if result.failed and not result.stopped_early and result.strict_score > bar + TIE:
             raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                 f"{trial.record.parameter} failed, so it cannot be kept as best (the first: "
                                 f"{result.first_error})")
-        if result.stopped_early or result.strict_score <= state.best_val + TIE:
-            trial.reject(f"stage 2: cannot beat {state.best_val:.3f} after {result.evaluated}/{result.total} "
-                         "samples" if result.stopped_early else
-                         f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}"
+        if result.stopped_early or result.strict_score <= bar + TIE:
+            trial.reject(f"stage 2: cannot beat {state.best_val:.3f}{self._gain_text()} after {result.evaluated}/"
+                         f"{result.total} samples" if result.stopped_early else
+                         f"stage 2: {result.strict_score:.3f} <= best {state.best_val:.3f}{self._gain_text()}"
                          f"{' (kept in the pool)' if pooled else ''}")
             return False
         trial.record.accepted = True
@@ -147,9 +152,18 @@ class TwoStageValidation:
 
     async def _stage2(self, state: TrainState, values: dict[str, str], val: Dataset, label: str,
                       full: bool = False) -> Stage2Result:
-        must_beat, first = (state.best_val, state.val_weak) if self.early_rejection and not full else (None, [])
+        must_beat, first = (state.best_val + self.min_gain, state.val_weak) if self.early_rejection and not full \
+            else (None, [])
         return await self.executor.validate(values, val, must_beat=must_beat, chunk=self.chunk, label=label,
                                             first=first, accept_confidence=self.early_acceptance)
+
+    def _known(self, state: TrainState, trial: _Trial) -> float | None:
+        """The most the trial's values could score, when they were validated before and cannot pass."""
+        known = state.validated.get(values_digest(trial.values))
+        return known if known is not None and known <= state.best_val + self.min_gain + TIE else None
+
+    def _gain_text(self) -> str:
+        return f" + min_gain {self.min_gain:g}" if self.min_gain else ""
 
     async def stage1_score(self, values: dict[str, str], train: Dataset, positions: list[int],
                       current: list[float | None] | None, label: str) -> tuple[float, bool]:
@@ -204,10 +218,6 @@ class _Trial:
         return True
 
 
-def _known(state: TrainState, trial: _Trial) -> float | None:
-    """The most the trial's values could score, when they were validated before and cannot beat the best."""
-    known = state.validated.get(values_digest(trial.values))
-    return known if known is not None and known <= state.best_val + TIE else None
 
 
 def _numbers(candidates: list[Candidate]) -> list[int]:

@@ -91,3 +91,22 @@ def test_steps_run_at_once_are_numbered_in_turn_decide_whatever_finishes_first_a
     assert fit(3).step == 3
     resumed = fit(8)
     assert decisions(resumed) == decisions(state)
+
+
+def accepted_gains(state) -> list[float]:
+    """How much each accepted candidate raised the best validation score."""
+    best, gains = state.initial_val, []
+    for record in state.candidates:
+        if record.accepted:
+            gains.append(record.stage2 - best)
+            best = record.stage2
+    return gains
+
+
+@pytest.mark.parametrize("task", ["objectcount", "multihop"])
+def test_a_minimum_gain_accepts_only_candidates_that_beat_the_best_by_more_than_it(task):
+    plain, _, _ = optimize(task, 0)
+    assert min(accepted_gains(plain)) <= 0.1  # without it, a candidate passes on a gain of a sample or two
+    strict, _, _ = optimize(task, 0, min_gain=0.1)
+    assert accepted_gains(strict) and all(gain > 0.1 for gain in accepted_gains(strict))
+    assert any("+ min_gain 0.1" in record.reason for record in strict.candidates if not record.accepted)
