@@ -108,7 +108,8 @@ def run_gepa(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, bud
     return float(getattr(score, "score", score)) / 100, optimized.signature.instructions
 
 
-def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, budget: int) -> tuple[float, str]:
+def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, budget: int,
+                trainer: dict | None = None) -> tuple[float, str]:
     from raygrad.data import Example
     from raygrad.llm.endpoints import role_clients
     from raygrad.optim.evaluate import evaluate
@@ -128,7 +129,8 @@ def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, 
 
         async def fit() -> float:
             with role_clients(config.role_models(), config.journal_path) as clients:
-                settings = TrainerConfig(steps=1000, batch_size=4, proposals=5, seed=seed, max_calls=budget)
+                settings = TrainerConfig(steps=1000, batch_size=4, proposals=5, seed=seed, max_calls=budget,
+                                         **(trainer or {}))
                 await Trainer(workflow, number_match, clients, settings, eval_name="number").fit(
                     examples(data["train"]), examples(data["val"]))
                 meter.counting = False

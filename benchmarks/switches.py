@@ -52,7 +52,8 @@ SWITCHES = {"default": {}, "early_rejection: false": {"early_rejection": False},
             "parents: pareto, merges: 5": {"parents": "pareto", "merges": 5},
             "parents: pareto, candidates: per_parameter": {"parents": "pareto", "candidates": "per_parameter"},
             "parents: pareto, candidates: per_parameter, merges: 5": {"parents": "pareto", "merges": 5,
-                                                                     "candidates": "per_parameter"}}
+                                                                     "candidates": "per_parameter"},
+            "min_gain: 0.03": {"min_gain": 0.03}, "min_gain: 0.05": {"min_gain": 0.05}}
 
 
 def run(task: str, responder: str, switches: dict, seed: int, latency_s: float = 0.0,
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--switches", nargs="+", default=list(SWITCHES), choices=list(SWITCHES),
                         help="the settings to run (the first is the baseline of 'calls / default')")
+    parser.add_argument("--output", default="switches", help="the results file's name (a subset of the switches "
+                                                               "writes its own file beside the whole table)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     rows = []
@@ -107,13 +110,15 @@ def main() -> None:
             baseline = baseline or calls
             rows.append([label, name, f"{gain:+.3f}", f"{test:.3f}", f"{calls:.0f}", f"{calls / baseline:.2f}"])
             print(rows[-1], flush=True)
-    write_table("switches", f"Trainer switches on the built-in tasks (12 steps, batch 4, 5 proposals; "
+    named = " ".join(f'"{name}"' for name in args.switches)
+    subset = "" if args.switches == list(SWITCHES) else f" --switches {named} --output {args.output}"
+    write_table(args.output, f"Trainer switches on the built-in tasks (12 steps, batch 4, 5 proposals; "
                             f"seeds {args.seeds})",
                 ["task", "trainer setting", "validation gain", "test after", "calls", "calls / default"], rows,
                 notes=f"""Mean over the seeds, one run each on the simulated provider over HTTP; calls counted at the
 server (all roles, test scoring left out). Validation and test are the tasks' own small splits.
 
-    python benchmarks/switches.py --seeds {' '.join(map(str, args.seeds))}""")
+    python benchmarks/switches.py --seeds {' '.join(map(str, args.seeds))}{subset}""")
 
 
 if __name__ == "__main__":
