@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -145,6 +146,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000])
+    parser.add_argument("--raygrad", nargs="+", default=["{}"], metavar="JSON",
+                        help='raygrad trainer settings to run, each its own row (e.g. \'{"min_gain": 0.05}\')')
+    parser.add_argument("--no-gepa", action="store_true", help="raygrad only (GEPA's rows stand in peers_gepa.md)")
+    parser.add_argument("--output", default="peers_gepa")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
@@ -152,7 +157,12 @@ def main() -> None:
 
     os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(litellm.__file__).parent / "litellm_core_utils" / "tokenizers")
     data = peers_cost_questions(50)
-    runners = {"raygrad (default)": run_raygrad, "GEPA (dspy.GEPA, pareto, merge)": run_gepa}
+    runners = {}
+    for settings in map(json.loads, args.raygrad):
+        label = ", ".join(f"{k}: {v}" for k, v in settings.items()) or "default"
+        runners[f"raygrad ({label})"] = functools.partial(run_raygrad, trainer=settings)
+    if not args.no_gepa:
+        runners["GEPA (dspy.GEPA, pareto, merge)"] = run_gepa
     rows, means = [], {}
     for budget in args.budgets:
         for name, runner in runners.items():
@@ -168,7 +178,9 @@ def main() -> None:
                 print(name, budget, seed, test, spent, final[:120], flush=True)
             means[name, budget] = statistics.mean(tests)
             rows.append([budget, name, spread(tests, 3), spread(calls, 0), spread(dollars, 3)])
-    write_table("peers_gepa", f"raygrad and GEPA at equal budgets: test accuracy over spend (ObjectCount, 50 "
+    options = ("" if args.raygrad == ["{}"] else " --raygrad " + " ".join(f"'{raw}'" for raw in args.raygrad)) + \
+        (" --no-gepa" if args.no_gepa else "") + (f" --output {args.output}" if args.output != "peers_gepa" else "")
+    write_table(args.output, f"raygrad and GEPA at equal budgets: test accuracy over spend (ObjectCount, 50 "
                               f"validation questions, 100 test; seeds {args.seeds})",
                 ["budget (calls)", "framework", "test (100 held out)", "calls spent", "$ spent"], rows,
                 notes=f"""Mean (range) over the seeds; calls and dollars counted at the simulated server (all roles;
@@ -176,7 +188,7 @@ the test scoring left out). raygrad stops at its budget (its last step rolled ba
 `max_metric_calls` is 0.98 of the budget, its reflection calls on top.
 
     cd benchmarks && python peers_gepa.py --seeds {' '.join(map(str, args.seeds))} \
-        --budgets {' '.join(map(str, args.budgets))}""")
+        --budgets {' '.join(map(str, args.budgets))}{options}""")
 
 
 if __name__ == "__main__":
