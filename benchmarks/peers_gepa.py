@@ -180,7 +180,8 @@ def main() -> None:
             rows.append([budget, name, spread(tests, 3), spread(calls, 0), spread(dollars, 3)])
     options = ("" if args.raygrad == ["{}"] else " --raygrad " + " ".join(f"'{raw}'" for raw in args.raygrad)) + \
         (" --no-gepa" if args.no_gepa else "") + (f" --output {args.output}" if args.output != "peers_gepa" else "")
-    write_table(args.output, f"raygrad and GEPA at equal budgets: test accuracy over spend (ObjectCount, 50 "
+    who = "raygrad" if args.no_gepa else "raygrad and GEPA"
+    write_table(args.output, f"{who} at equal budgets: test accuracy over spend (ObjectCount, 50 "
                               f"validation questions, 100 test; seeds {args.seeds})",
                 ["budget (calls)", "framework", "test (100 held out)", "calls spent", "$ spent"], rows,
                 notes=f"""Mean (range) over the seeds; calls and dollars counted at the simulated server (all roles;
