@@ -116,8 +116,12 @@ class OpenAITransport:
                 raise ConfigError(f"{self.config.model}: no key; set api_key_env, or OPENAI_API_KEY")
             # A Timeout, not a float: the SDK builds each request's from the client's, and from a float that
             # costs a runtime Protocol check (typing.SupportsFloat), 30 us a call.
+            # Its HTTP client made here, with the SDK's defaults: the one the SDK makes for itself closes itself
+            # when collected, on whatever loop then runs, and a client left by an ended loop (one asyncio.run
+            # after another) printed "Event loop is closed" tracebacks. Unclosed, its sockets go with it.
             self._client = openai.AsyncOpenAI(base_url=self.config.api_base, api_key=key, max_retries=0,
-                                              timeout=openai.Timeout(self.config.timeout_s))
+                                              timeout=openai.Timeout(self.config.timeout_s),
+                                              http_client=openai.DefaultAsyncHttpxClient())
             self._http_response, self._chat_completion = httpx.Response, ChatCompletion
         return self._client
 

@@ -393,6 +393,36 @@ print("litellm imported:", "litellm" in sys.modules)
     assert len(server.log) == 2 and server.log[1].response_format["type"] == "json_schema"
 
 
+def test_a_client_left_by_an_ended_event_loop_is_collected_quietly_in_the_next(sim_server):
+    """One asyncio.run after another (a notebook, a script that evaluates twice): the SDK's own HTTP client
+    closed itself when collected, on the loop then running, and printed "Event loop is closed" tracebacks."""
+    import subprocess
+    import sys
+
+    server = sim_server()
+    code = f"""
+import asyncio, gc
+from raygrad.llm.client import LLMClient
+from raygrad.llm.models import ModelConfig
+
+async def once():
+    client = LLMClient(ModelConfig(model="openai/simulated", api_base={server.url!r}))
+    await client.complete([{{"role": "user", "content": "hi"}}])
+
+async def later():
+    gc.collect()  # the first loop's client, its connection open, collected while this loop runs
+    await asyncio.sleep(0.1)
+
+asyncio.run(once())
+asyncio.run(later())
+print("done")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
+    assert len(server.log) == 1
+
+
 def test_parse_structured_rejects_prose():
     with pytest.raises(InvalidReply):
         parse_structured("I think the answer is four.", Verdict)
