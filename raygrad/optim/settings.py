@@ -53,8 +53,8 @@ class TrainerConfig(SpendLimits):
         "(default: an accepted candidate runs the whole validation set)"))
     min_gain: float = Field(0.0, ge=0, lt=1, description=(
         "a candidate passes stage 2 only when it beats the best validation score by more than this (e.g. "
-        "0.03 on 50 validation samples: at least 2 more right); a gain within the validation set's noise is "
-        "then not taken, and decoys that win a sample by chance do not pile up in the prompts"))
+        "0.03 on 50 validation samples: at least 2 more right), so that a prompt winning a sample by chance "
+        "is not taken (default 0: any gain)"))
     stage1: bool = Field(True, description="score a candidate on the minibatch (stage 1) before it may have a "
                                            "stage-2 validation; off, every candidate goes to stage 2, where "
                                            "early rejection runs the current values' misses first")

@@ -129,8 +129,8 @@ class TwoStageValidation:
         trial.record.stage2 = result.strict_score  # failed samples count against the candidate
         record.raised = add_raised(record.raised, result.raised)
         if not result.failed:
-            state.validated[values_digest(trial.values)] = state.best_val if result.stopped_early else \
-                result.strict_score
+            state.validated[values_digest(trial.values)] = state.best_val + self.min_gain if result.stopped_early \
+                else result.strict_score
         note_skipped(state, result.skipped)
         pooled = not result.failed and not result.stopped_early and trial.admit is not None and \
             trial.admit(trial.values, result, trial.candidate.parents)
@@ -216,8 +216,6 @@ class _Trial:
                         "on the minibatch")
             return False
         return True
-
-
 
 
 def _numbers(candidates: list[Candidate]) -> list[int]:
