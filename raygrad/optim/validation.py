@@ -129,12 +129,12 @@ class TwoStageValidation:
         trial.record.stage2 = result.strict_score  # failed samples count against the candidate
         record.raised = add_raised(record.raised, result.raised)
         if not result.failed:
-            state.validated[values_digest(trial.values)] = state.best_val + self.min_gain if result.stopped_early \
-                else result.strict_score
+            state.validated[values_digest(trial.values)] = self._bar(state) if result.stopped_early else \
+                result.strict_score
         note_skipped(state, result.skipped)
         pooled = not result.failed and not result.stopped_early and trial.admit is not None and \
             trial.admit(trial.values, result, trial.candidate.parents)
-        bar = state.best_val + self.min_gain
+        bar = self._bar(state)
         if result.failed and not result.stopped_early and result.strict_score > bar + TIE:
             raise SamplesFailed(f"{result.failed} of {result.evaluated} validation samples of a candidate for "
                                 f"{trial.record.parameter} failed, so it cannot be kept as best (the first: "
@@ -152,15 +152,18 @@ class TwoStageValidation:
 
     async def _stage2(self, state: TrainState, values: dict[str, str], val: Dataset, label: str,
                       full: bool = False) -> Stage2Result:
-        must_beat, first = (state.best_val + self.min_gain, state.val_weak) if self.early_rejection and not full \
-            else (None, [])
+        must_beat, first = (self._bar(state), state.val_weak) if self.early_rejection and not full else (None, [])
         return await self.executor.validate(values, val, must_beat=must_beat, chunk=self.chunk, label=label,
                                             first=first, accept_confidence=self.early_acceptance)
 
     def _known(self, state: TrainState, trial: _Trial) -> float | None:
         """The most the trial's values could score, when they were validated before and cannot pass."""
         known = state.validated.get(values_digest(trial.values))
-        return known if known is not None and known <= state.best_val + self.min_gain + TIE else None
+        return known if known is not None and known <= self._bar(state) + TIE else None
+
+    def _bar(self, state: TrainState) -> float:
+        """What a candidate's validation score must exceed to pass stage 2."""
+        return state.best_val + self.min_gain
 
     def _gain_text(self) -> str:
         return f" + min_gain {self.min_gain:g}" if self.min_gain else ""
