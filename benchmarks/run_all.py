@@ -46,8 +46,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     "peers_cost_val200": ("peers_cost.py", ["--seeds", *map(str, range(10)), "--val", "200", "--only", "raygrad",
                                             "raygrad, stage 1 off", "raygrad, early acceptance at 0.95", "AdalFlow",
                                             "AdalFlow, again"], "bench extras"),
-    "peers_gepa": ("peers_gepa.py", ["--seeds", "0", "1", "2", "3", "4", "--budgets", "250", "500", "1000"],
-                   "bench extras"),
+    "peers_budget": ("peers_budget.py", [*SEEDS, "--budgets", "250", "500", "1000", "--raygrad", "{}",
+                                         '{"min_gain": 0.05}'], "bench extras"),
     "local_model": ("local_model.py", [], "the embedded model"),
     "demo_task": ("demo_task.py", ["--seeds", "0", "1", "2"], "the embedded model"),
 }
