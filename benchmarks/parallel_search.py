@@ -27,7 +27,10 @@ SETTINGS = {"one at a time (default)": {},
             "parallel_steps: 3, parallel_candidates: 10": {"parallel_steps": 3, "parallel_candidates": 10},
             "parents: pareto": {"parents": "pareto"},
             "parents: pareto, parallel_steps: 3, parallel_candidates: 10": {"parents": "pareto", "parallel_steps": 3,
-                                                                          "parallel_candidates": 10}}
+                                                                          "parallel_candidates": 10},
+            "lookahead: 1": {"lookahead": 1},
+            "lookahead: 1, parallel_candidates: 5": {"lookahead": 1, "parallel_candidates": 5},
+            "lookahead: 2, parallel_candidates: 5": {"lookahead": 2, "parallel_candidates": 5}}
 
 
 def main() -> None:
@@ -35,13 +38,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--latency", type=float, default=0.1, help="seconds the server takes to answer a call")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="the rows to run (the first is what the others are compared with)")
+    parser.add_argument("--output", default="parallel_search")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    rows, ratios = [], {name: ([], [], []) for name in SETTINGS}
+    settings = {name: SETTINGS[name] for name in args.settings}
+    rows, ratios = [], {name: ([], [], []) for name in settings}
     for label in args.tasks:
         task, responder = TASKS[label]
         base = None
-        for name, setting in SETTINGS.items():
+        for name, setting in settings.items():
             states: list[TrainState] = []
             runs = [run(task, responder, setting, seed, args.latency, on_state=states.append) for seed in args.seeds]
             by_role = " / ".join(f"{statistics.mean(s.usage[role].calls for s in states):.0f}"
@@ -56,9 +63,11 @@ def main() -> None:
                          spread(calls, 0), by_role, spread(walls, 1), f"{wall_ratio:.2f}", f"{call_ratio:.2f}"])
             print(rows[-1], flush=True)
     summary = "\n".join(f"- {name}: wall {statistics.mean(w):.2f}x, calls {statistics.mean(c):.2f}x, test "
-                        f"{statistics.mean(t):+.3f} (means over the tasks of the ratios to one at a time)"
+                        f"{statistics.mean(t):+.3f} (means over the tasks of the ratios to the first row)"
                         for name, (w, c, t) in ratios.items())
-    write_table("parallel_search", f"One run's steps and candidates at once (12 steps, batch 4, 5 proposals; "
+    options = "" if args.settings == list(SETTINGS) else " --settings " + " ".join(f"'{n}'" for n in args.settings)
+    options += "" if args.output == "parallel_search" else f" --output {args.output}"
+    write_table(args.output, f"One run's steps and candidates at once (12 steps, batch 4, 5 proposals; "
                                    f"{args.latency} s a call, no rate limit; seeds {args.seeds})",
                 ["task", "trainer setting", "validation gain", "test after", "calls", "task / backward / optimizer",
                  "wall s", "wall / default", "calls / default"], rows,
@@ -70,7 +79,7 @@ most 1.2x its calls and no lower test score.
 
 {summary}
 
-    python benchmarks/parallel_search.py --seeds {' '.join(map(str, args.seeds))} --latency {args.latency}""")
+    python benchmarks/parallel_search.py --seeds {' '.join(map(str, args.seeds))} --latency {args.latency}{options}""")
 
 
 if __name__ == "__main__":
