@@ -1,5 +1,6 @@
-"""When a run ends: finished (its steps done, or a perfect validation score that nothing can beat), or
-stopped by a spending limit or from outside, in which case the same run resumes with more."""
+"""When a run ends: finished (its steps done, a perfect validation score that nothing can beat, or with
+trainer.patience, that many steps in a row that accepted nothing), or stopped by a spending limit or from
+outside, in which case the same run resumes with more."""
 from __future__ import annotations
 
 from raygrad.llm.client import Usage
@@ -10,12 +11,18 @@ from raygrad.optim.state import TrainState
 class Stopper:
     """Checked before every step (finished) and before every paid call (stopped)."""
 
-    def __init__(self, steps: int, limits: SpendLimits):
-        self.steps, self.limits = steps, limits
+    def __init__(self, steps: int, limits: SpendLimits, patience: int | None = None):
+        self.steps, self.limits, self.patience = steps, limits, patience
         self.outside: str | None = None  # set from outside (a sweep's limit): stops like a budget
 
     def finished(self, state: TrainState) -> bool:
-        return state.step >= self.steps or state.best_val >= 1.0
+        return state.step >= self.steps or state.best_val >= 1.0 or self.stalled(state)
+
+    def stalled(self, state: TrainState) -> bool:
+        """The last `patience` steps accepted nothing (read from the steps' records, so a resumed run agrees)."""
+        if not self.patience or len(state.steps) < self.patience:
+            return False
+        return not any(record.accepted for record in state.steps[-self.patience:])
 
     def stopped(self, usage: dict[str, Usage], elapsed_s: float) -> str | None:
         """Why no more may be spent, or None."""

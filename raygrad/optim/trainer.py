@@ -80,7 +80,7 @@ class Trainer:
             self.executor, stage1=cfg.stage1, early_rejection=cfg.early_rejection,
             early_acceptance=cfg.early_acceptance, stage2_per_group=cfg.stage2_per_parameter,
             chunk=cfg.validation_chunk, width=cfg.parallel_candidates, min_gain=cfg.min_gain)
-        self.stopper = stopper or Stopper(cfg.steps, cfg)
+        self.stopper = stopper or Stopper(cfg.steps, cfg, cfg.patience)
         self._spent_before = {role: Usage() for role in ROLES}
         self._elapsed_before, self._started = 0.0, time.monotonic()
 
