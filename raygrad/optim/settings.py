@@ -35,9 +35,10 @@ class TrainerConfig(SpendLimits):
     """How the trainer optimizes; its spending limits apply to one run."""
 
     steps: int = Field(12, ge=0)
-    patience: int | None = Field(None, ge=1, description=(
+    patience: int | None = Field(12, ge=1, description=(
         "finish once this many steps in a row accepted nothing: the search has stalled, and each further "
-        "step mostly pays the optimizer for proposals that fail (default: run every step)"))
+        "step mostly pays the optimizer for proposals that fail (None: run every step; at the default 12, a "
+        "run of 12 steps or fewer is never cut)"))
     batch_size: int = Field(4, ge=1)
     proposals: int = Field(5, ge=1, description="candidates asked of the optimizer per parameter per step")
     error_threshold: float = Field(1.0, description="a sample scoring below this is an error sample")
