@@ -4,7 +4,8 @@ Every framework optimizes the prompt of one ObjectCount call from the same text 
 reasoning question. Respond with the final answer as a number on the last line.") on the same 50
 training and 50 validation questions, with no few-shot demos; the prompt each holds when its spend
 reaches a budget is scored on 100 held-out test questions (uncounted).
-- raygrad trains its instruction and output format (batch 4, 5 proposals), stopped by `max_calls`.
+- raygrad trains its instruction and output format (batch 4, 5 proposals), stopped by `max_calls` or,
+  at its default patience, after 12 steps in a row that accepted nothing.
 - GEPA (`dspy.GEPA`, dspy 3.4, gepa 0.1.4) at the settings its authors recommend: Pareto candidate
   selection, merge on (up to 5), reflection minibatches of 3; `max_metric_calls` is 0.98 of the budget
   (its reflection calls come on top).
@@ -35,7 +36,7 @@ models' prices (task gpt-3.5-turbo; backward engine, optimizer and the peers' re
 models gpt-4o).
 
     pip install -e ".[bench]"
-    cd benchmarks && python peers_budget.py [--seeds 0 1 2 3 4] [--budgets 250 500 1000]
+    cd benchmarks && python peers_budget.py [--seeds 0 1 2 3 4] [--budgets 250 500 750 1000]
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from adalflow_task import client, exact, import_adalflow, object_count_task, samples
-from common import peers_cost_questions, spread, write_table
+from common import peers_cost_questions, spread, table, write_table
 from peers_cost import CORRECT, PRICES, Meter, section
 
 from raygrad.tasks.object_count import solve_object_counting
@@ -322,7 +323,7 @@ def spent_first(meter: Meter, calls: int) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--raygrad", nargs="+", default=["{}"], metavar="JSON",
                         help='raygrad trainer settings to run, each its own row (e.g. \'{"min_gain": 0.05}\')')
     parser.add_argument("--peers", nargs="*", default=["gepa", "mipro", "adalflow"],
@@ -370,33 +371,54 @@ def main() -> None:
         write_results(args, names, runs, options)
 
 
+def best_within(cells: dict[tuple[str, int], tuple[float, float]], name: str, dollars: float) -> str:
+    """A framework's best mean test score at a budget whose mean spend was at most `dollars`, or '-'."""
+    scores = [test for (framework, _), (test, spent) in cells.items() if framework == name and spent <= dollars + 5e-4]
+    return f"{max(scores):.3f}" if scores else "-"
+
+
 def write_results(args: argparse.Namespace, names: list[str], runs: dict, options: str) -> None:
-    rows, means = [], {}
+    rows, cells = [], {}  # cells: (framework, budget) -> (mean test, mean $)
     for budget in args.budgets:
         for name in names:
             done = runs[name, budget]
             if done:
-                means[name, budget] = statistics.mean(t for t, _, _ in done)
+                cells[name, budget] = statistics.mean(t for t, _, _ in done), statistics.mean(d for _, _, d in done)
                 rows.append([budget, name, spread([t for t, _, _ in done], 3), spread([c for _, c, _ in done], 0),
                              spread([d for _, _, d in done], 3)])
     seeds = len(runs[names[0], args.budgets[0]])
-    best = []
+    ours, peers = [n for n in names if n.startswith("raygrad")], [n for n in names if not n.startswith("raygrad")]
+    lines = []
     for budget in args.budgets:
-        peers = {n: means[n, budget] for n in names if not n.startswith("raygrad") and (n, budget) in means}
-        ours = {n: means[n, budget] for n in names if n.startswith("raygrad") and (n, budget) in means}
-        if peers and ours:
-            top = max(peers, key=peers.get)
-            best.append(f"- {budget} calls: best peer {top} {peers[top]:.3f}; "
-                        + "; ".join(f"{n} {v:.3f} ({v - peers[top]:+.3f})" for n, v in ours.items()))
+        scored = {n: cells[n, budget][0] for n in names if (n, budget) in cells}
+        if peers and ours and scored:
+            top = max(peers, key=lambda n: scored.get(n, -1.0))
+            lines.append(f"- {budget} calls: best peer {top} {scored[top]:.3f}; "
+                         + "; ".join(f"{n} {scored[n]:.3f} ({scored[n] - scored[top]:+.3f})" for n in ours))
+    # At equal dollars: at each peer's spend, the best mean test each framework reached for no more.
+    levels = sorted({round(cells[n, b][1], 3) for n in peers for b in args.budgets if (n, b) in cells})
+    dollars = [[f"{level:.3f}", *(best_within(cells, name, level) for name in names)] for level in levels]
+    final = max((n for n in peers if (n, max(args.budgets)) in cells), key=lambda n: cells[n, max(args.budgets)][0],
+                default=None)
+    if final is not None:
+        target, paid = cells[final, max(args.budgets)]
+        for name in ours:
+            reached = sorted(d for (n, _), (t, d) in cells.items() if n == name and t >= target - 5e-4)
+            lines.append(f"- {name} reaches {final}'s final test score ({target:.3f}, for ${paid:.3f}) "
+                         + (f"for ${reached[0]:.3f}, {reached[0] / paid:.2f} of its dollars" if reached
+                            else "at no budget measured"))
     write_table(args.output, f"raygrad and its peers at equal budgets: test accuracy over spend (ObjectCount, 50 "
                              f"validation questions, 100 test; {seeds} of seeds {args.seeds})",
                 ["budget (calls)", "framework", "test (100 held out)", "calls spent", "$ spent"], rows,
                 notes="Mean (range) over the seeds; calls and dollars counted at the simulated server (all roles; "
                       "the test scoring\nleft out), replies as long as real ones (the rules are in the script's "
-                      "docstring). raygrad stops at\nits budget (its last step rolled back); GEPA's "
-                      "`max_metric_calls` is 0.98 of the budget, its reflection calls on\ntop; MIPROv2's trials "
-                      "are fitted to the budget (`mipro_settings`); AdalFlow is read at each budget\n(its prompt at "
-                      "its last step record before that spend).\n\n" + "\n".join(best) +
+                      "docstring). raygrad stops at\nits budget (its last step rolled back) or when it stalls "
+                      "(trainer.patience); GEPA's `max_metric_calls` is 0.98\nof the budget, its reflection calls on "
+                      "top; MIPROv2's trials are fitted to the budget (`mipro_settings`);\nAdalFlow is read at each "
+                      "budget (its prompt at its last step record before that spend).\n\n" + "\n".join(lines) +
+                      "\n\nAt equal dollars: at each peer's mean spend at a budget, the best mean test score each "
+                      "framework\nreached at a budget whose mean spend was no more (- : none that cheap).\n\n"
+                      + table(["$ (a peer's mean spend)", *names], dollars) +
                       f"\n\n    cd benchmarks && python peers_budget.py {options}")
 
 
