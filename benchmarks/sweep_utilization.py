@@ -8,7 +8,8 @@ server accepted over what the budget allowed from the first request to the last 
 calls / (10/s x span). One after another, each run's own utilization is also reported: that is
 what a single run leaves of the budget while it waits on its backward and optimizer calls; a third
 schedule runs them one after another with both steps of a run as one round and its candidates at once
-(trainer.parallel_steps, trainer.parallel_candidates).
+(trainer.parallel_steps, trainer.parallel_candidates), a fourth with the next minibatches run ahead
+and the candidates at once (trainer.lookahead, trainer.parallel_candidates).
 
     python benchmarks/sweep_utilization.py [--runs 8]
 """
@@ -59,7 +60,9 @@ def schedules(runs: int) -> dict[str, tuple[int, dict]]:
     """Label -> (runs at once, trainer settings)."""
     return {f"{runs} runs at once": (runs, {}), f"{runs} runs one after another": (1, {}),
             f"{runs} runs one after another, parallel_steps 2, parallel_candidates 4":
-                (1, {"parallel_steps": 2, "parallel_candidates": 4})}
+                (1, {"parallel_steps": 2, "parallel_candidates": 4}),
+            f"{runs} runs one after another, lookahead 2, parallel_candidates 4":
+                (1, {"lookahead": 2, "parallel_candidates": 4})}
 
 
 def single_run(created: list[float]) -> float:
@@ -70,10 +73,14 @@ def single_run(created: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--only", type=int, nargs="+", help="the schedules to run, by position (0: at once)")
+    parser.add_argument("--output", default="sweep_utilization")
     args = parser.parse_args()
     connect()
     rows, singles, refused_at = [], {}, {}
-    for label, (concurrency, trainer) in schedules(args.runs).items():
+    chosen = list(schedules(args.runs).items())
+    chosen = [chosen[i] for i in args.only] if args.only else chosen
+    for label, (concurrency, trainer) in chosen:
         with simulated_server(rpm=RPM, window_s=WINDOW, latency_s=LATENCY, responder="object_count_trainer") as url, \
                 tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()
@@ -92,7 +99,9 @@ def main() -> None:
         if concurrency == 1:  # each run alone: its own calls over its own first call to last reply
             singles[label] = [single_run(calls) for calls in runs_calls]
         print(rows[-1], flush=True)
-    write_table("sweep_utilization", f"{args.runs} optimization runs on one {RPM} rpm budget "
+    options = (f" --only {' '.join(map(str, args.only))}" if args.only else "") + \
+        (f" --output {args.output}" if args.output != "sweep_utilization" else "")
+    write_table(args.output, f"{args.runs} optimization runs on one {RPM} rpm budget "
                                      f"(60 per 6 s, {LATENCY} s latency)",
                 ["schedule", "runs finished", "requests accepted", "refused (429)", "first request to last reply s",
                  "wall s", "budget utilization"], rows,
@@ -105,7 +114,7 @@ Refused requests, seconds after the schedule's first request:
 """ + "\n".join(f"- {label}: {', '.join(f'{t:.1f}' for t in times) or 'none'}" for label, times in refused_at.items())
                 + f"""
 
-    python benchmarks/sweep_utilization.py --runs {args.runs}""")
+    python benchmarks/sweep_utilization.py --runs {args.runs}{options}""")
 
 
 if __name__ == "__main__":
