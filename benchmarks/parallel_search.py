@@ -27,10 +27,7 @@ SETTINGS = {"one at a time (default)": {},
             "parallel_steps: 3, parallel_candidates: 10": {"parallel_steps": 3, "parallel_candidates": 10},
             "parents: pareto": {"parents": "pareto"},
             "parents: pareto, parallel_steps: 3, parallel_candidates: 10": {"parents": "pareto", "parallel_steps": 3,
-                                                                          "parallel_candidates": 10},
-            "lookahead: 1": {"lookahead": 1},
-            "lookahead: 1, parallel_candidates: 5": {"lookahead": 1, "parallel_candidates": 5},
-            "lookahead: 2, parallel_candidates: 5": {"lookahead": 2, "parallel_candidates": 5}}
+                                                                          "parallel_candidates": 10}}
 
 
 def main() -> None:

@@ -8,8 +8,7 @@ server accepted over what the budget allowed from the first request to the last 
 calls / (10/s x span). One after another, each run's own utilization is also reported: that is
 what a single run leaves of the budget while it waits on its backward and optimizer calls; a third
 schedule runs them one after another with both steps of a run as one round and its candidates at once
-(trainer.parallel_steps, trainer.parallel_candidates), a fourth with the next minibatches run ahead
-and the candidates at once (trainer.lookahead, trainer.parallel_candidates).
+(trainer.parallel_steps, trainer.parallel_candidates).
 
     python benchmarks/sweep_utilization.py [--runs 8]
 """
@@ -60,9 +59,7 @@ def schedules(runs: int) -> dict[str, tuple[int, dict]]:
     """Label -> (runs at once, trainer settings)."""
     return {f"{runs} runs at once": (runs, {}), f"{runs} runs one after another": (1, {}),
             f"{runs} runs one after another, parallel_steps 2, parallel_candidates 4":
-                (1, {"parallel_steps": 2, "parallel_candidates": 4}),
-            f"{runs} runs one after another, lookahead 2, parallel_candidates 4":
-                (1, {"lookahead": 2, "parallel_candidates": 4})}
+                (1, {"parallel_steps": 2, "parallel_candidates": 4})}
 
 
 def single_run(created: list[float]) -> float:

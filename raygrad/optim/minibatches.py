@@ -4,17 +4,9 @@ error pool of earlier minibatches.
 The pool (trainer.error_pool) keeps error samples of the current values until a candidate is accepted:
 until then their scores and gradients still hold, so later steps learn from them without paying for them
 again. Stage 1 scores them beside the minibatch.
-
-Running ahead (trainer.lookahead) runs the coming steps' minibatches under the current values while this
-step's candidates are proposed and validated. A step that keeps the values then takes its minibatch as run
-ahead: the same results and gradients it would have paid for, so the same decisions, without waiting on
-them. A step that accepts a candidate paid for them in vain.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import random
 from dataclasses import dataclass
 
@@ -44,49 +36,9 @@ class Minibatches:
     above 1, draws again (up to that many) until a minibatch holds an error sample."""
 
     def __init__(self, batch_size: int, batches_until_error: int = 1, error_pool: int = 0,
-                 error_threshold: float = 1.0, lookahead: int = 0):
+                 error_threshold: float = 1.0):
         self.batch_size, self.batches_until_error = batch_size, batches_until_error
-        self.error_pool, self.error_threshold, self.lookahead = error_pool, error_threshold, lookahead
-        self._ahead: dict[tuple[str, tuple[int, ...]], asyncio.Task] = {}  # (values, positions) -> its run
-        self.taken = self.wasted = 0  # minibatches run ahead, taken by their step or cancelled unused
-
-    def run_ahead(self, state: TrainState, train: Dataset, executor: Executor, values: dict[str, str]) -> None:
-        """Start the next `lookahead` minibatches under `values` (those of this pass only: a new pass's order
-        is drawn when it starts), unless already running."""
-        key = json.dumps(values, sort_keys=True)
-        for ahead in range(1, self.lookahead + 1):
-            start = state.cursor + (ahead - 1) * self.batch_size
-            if start + self.batch_size > len(state.order):
-                break
-            positions = tuple(state.order[start:start + self.batch_size])
-            if (key, positions) not in self._ahead:
-                task = asyncio.ensure_future(executor.train_batch(
-                    values, train, list(positions), label=f"step{state.step + ahead}-batch-ahead"))
-                # A run ahead that is never taken may have failed: its error is the taker's, or nobody's.
-                task.add_done_callback(lambda done: done.cancelled() or done.exception())
-                self._ahead[key, positions] = task
-
-    async def discard(self) -> None:
-        """Cancel what runs ahead (the run stops, or rolls a step back)."""
-        ahead, self._ahead = list(self._ahead.values()), {}
-        self.wasted += len(ahead)
-        for task in ahead:
-            task.cancel()
-        for task in ahead:
-            with contextlib.suppress(BaseException):
-                await task
-
-    async def _run(self, executor: Executor, values: dict[str, str], train: Dataset, positions: list[int],
-                   label: str) -> BatchOutcome:
-        """A minibatch's run: the one run ahead under these values, if any, else a new one. Runs ahead under
-        other values (a candidate was accepted since) are cancelled."""
-        key = json.dumps(values, sort_keys=True)
-        for stale in [k for k in self._ahead if k[0] != key]:
-            self._ahead.pop(stale).cancel()
-            self.wasted += 1
-        ahead = self._ahead.pop((key, tuple(positions)), None)
-        self.taken += ahead is not None
-        return await ahead if ahead is not None else await executor.train_batch(values, train, positions, label=label)
+        self.error_pool, self.error_threshold = error_pool, error_threshold
 
     async def draw(self, state: TrainState, rng: random.Random, train: Dataset, executor: Executor,
                    values: list[dict[str, str]], pooling: list[int]) -> list[Minibatch]:
@@ -101,8 +53,8 @@ class Minibatches:
         for attempt in range(self.batches_until_error):  # a minibatch with no error sample teaches nothing
             for lane in waiting:  # drawn in lane order, run at once: the same draws whatever finishes first
                 positions[lane] = self._next_positions(state, rng, len(train))
-            runs = await gather_all(*(self._run(executor, values[lane], train, positions[lane],
-                                                label=f"step{state.step + lane}-batch{attempt or ''}")
+            runs = await gather_all(*(executor.train_batch(values[lane], train, positions[lane],
+                                                           label=f"step{state.step + lane}-batch{attempt or ''}")
                                       for lane in waiting))
             for lane, outcome in zip(waiting, runs):
                 outcomes[lane] = outcome

@@ -74,11 +74,6 @@ class TrainerConfig(SpendLimits):
         "candidates whose stage 1 runs at once; each has its stage 2 in turn and they are decided in order, so "
         "the decisions are those of one at a time, for the stage-1 calls of candidates after an accepted one "
         "(1: one after another)"))
-    lookahead: int = Field(0, ge=0, description=(
-        "minibatches of the coming steps run ahead under the current values while a step's candidates are "
-        "proposed and validated (with parents: best and one step a round); a step that keeps the values takes "
-        "its minibatch as run ahead, the same results and decisions without the wait; one that accepts a "
-        "candidate paid for them in vain (0: none)"))
     demos_per_candidate: int = Field(3, ge=1, description="few-shot demos in one candidate of a demos parameter")
     demo_pool_size: int = Field(64, ge=1, description="correct calls kept per demos parameter to draw demos from")
     parameters: list[str] | None = Field(None, description="the parameters to train, by name (e.g. [demos]); "

@@ -73,7 +73,7 @@ class Trainer:
         self.optimizers: list[Optimizer] = [BootstrapDemos(cfg.demos_per_candidate),
                                             TextualGradientDescent(clients["optimizer"])]
         self.minibatches = minibatches or Minibatches(cfg.batch_size, cfg.batches_until_error, cfg.error_pool,
-                                                      cfg.error_threshold, cfg.lookahead)
+                                                      cfg.error_threshold)
         self.candidates = candidates or candidates_of(cfg.candidates)
         self.parents = parents or parents_of(cfg.parents)
         self.validation = validation or TwoStageValidation(
@@ -139,10 +139,8 @@ class Trainer:
                 self.workflow.load_state(values)
                 state.stopped = str(err)
                 break
-            except BaseException as err:
-                await self.minibatches.discard()
-                if isinstance(err, SamplesFailed):  # the step is not kept: the checkpoint stays at the last whole step
-                    self.workflow.load_state(before[2])
+            except SamplesFailed:  # the step is not kept: the checkpoint stays at the last whole step
+                self.workflow.load_state(before[2])
                 raise
             ended = [record for record in state.steps if record.step >= state.step]  # the round's steps
             state.step = ended[-1].step + 1
@@ -155,7 +153,6 @@ class Trainer:
                                     accepted=[name for r in ended for name in r.accepted], usage=usage,
                                     raised=functools.reduce(add_raised, (r.raised for r in ended), {}),
                                     unparsed=sum(r.unparsed_gradients + r.unparsed_proposals for r in ended)))
-        await self.minibatches.discard()
         self._save(state)
         return state
 
@@ -194,8 +191,6 @@ class Trainer:
             if any(parameters[n].role != "demos" for n in names) else []
         batches = await self.minibatches.draw(state, rng, train, self.executor, [base or best for base in bases],
                                               pooling)
-        if lanes == 1 and not bases[0] and not self.parents.pool:
-            self.minibatches.run_ahead(state, train, self.executor, best)
         records = [self._record(state.step + lane, state.best_val, batch) for lane, batch in enumerate(batches)]
         for record, parent, base in zip(records, drawn, bases):
             record.parent = parent if base else None
