@@ -56,7 +56,7 @@ from typing import Any
 
 from adalflow_task import client, exact, import_adalflow, object_count_task, samples
 from common import peers_cost_questions, spread, table, write_table
-from peers_cost import CORRECT, PRICES, Meter, section
+from peers_cost import PRICES, Meter, respond_adalflow
 
 from raygrad.tasks.object_count import solve_object_counting
 from raygrad.tasks.simulated import (
@@ -134,30 +134,11 @@ def respond_dspy(messages: list[dict], body: dict[str, Any]) -> str:
     return f"[[ ## answer ## ]]\n{reply}\n\n[[ ## completed ## ]]"
 
 
-def respond_adalflow(text: str, body: dict[str, Any]) -> str:
-    rng = random.Random(hashlib.sha256(text.encode()).digest())
-    if body.get("model") == "backward":
-        if "OUTPUTS/SCORE: 1.0" in text or CORRECT in text:
-            return CORRECT
-        question = QUESTION.search(text)
-        return EXPLANATION + feedback(question.group(0) if question else "", rng)
-    if body.get("model") == "optimizer":
-        value = re.search(r"<VARIABLE>(.*?)</VARIABLE>", text, re.S)
-        context, failed = section(text, "CONTEXT_FEEDBACK"), section(text, "CURRENT_ITERATION")
-        peers = section(text, "VARIABLE_AND_PEERS_INFO") + section(text, "SYSTEM_VARIABLES")
-        proposal = proposals(value.group(1).strip() if value else "", context, 1, rng, peers, failed)[0]
-        return (f"<response><reasoning>{REASONING}</reasoning><method>editing</method>"
-                f"<proposed_variable>{proposal}</proposed_variable></response>")
-    system = text.split("<START_OF_SYSTEM_PROMPT>", 1)[1].split("<END_OF_SYSTEM_PROMPT>", 1)[0].strip()
-    question = text.split("<START_OF_USER>", 1)[1].split("<END_OF_USER>", 1)[0].strip()
-    return task_reply(system, question)
-
-
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
     """Each framework's requests in its own format, by the rules above."""
     text = "\n".join(str(m.get("content", "")) for m in messages)
     if "<START_OF_SYSTEM_PROMPT>" in text:
-        return respond_adalflow(text, body)
+        return respond_adalflow(text, body, task_reply, EXPLANATION, REASONING)
     if "[[ ## " in text:
         return respond_dspy(messages, body)
     return respond_raygrad(messages, body)

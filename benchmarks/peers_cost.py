@@ -36,6 +36,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,22 +90,31 @@ def respond(messages: list[dict], body: dict[str, Any]) -> str:
     text = "\n".join(str(m.get("content", "")) for m in messages)
     if "<START_OF_SYSTEM_PROMPT>" not in text:
         return RESPONDERS["object_count_trainer"](messages, body)
+    return respond_adalflow(text, body, lambda system, question: object_count(
+        [{"role": "system", "content": system}, {"role": "user", "content": question}], body))
+
+
+def respond_adalflow(text: str, body: dict[str, Any], task: Callable[[str, str], str], explanation: str = "",
+                     reasoning: str = "Apply the feedback.") -> str:
+    """AdalFlow's requests (one rendered text each): its backward engine, its optimizer (one proposal, XML),
+    and the task model (`task(system, question)`). `explanation` goes before each diagnosis of an error,
+    `reasoning` in the optimizer's reasoning tag."""
     rng = random.Random(hashlib.sha256(text.encode()).digest())
     if body.get("model") == "backward":  # the sample's question is in the call it is shown
         if "OUTPUTS/SCORE: 1.0" in text or CORRECT in text:  # AdalFlow also asks about right answers
             return CORRECT
         question = QUESTION.search(text)
-        return feedback(question.group(0) if question else "", rng)
+        return explanation + feedback(question.group(0) if question else "", rng)
     if body.get("model") == "optimizer":
         value = re.search(r"<VARIABLE>(.*?)</VARIABLE>", text, re.S)
         context, failed = section(text, "CONTEXT_FEEDBACK"), section(text, "CURRENT_ITERATION")
         peers = section(text, "VARIABLE_AND_PEERS_INFO") + section(text, "SYSTEM_VARIABLES")
         proposal = proposals(value.group(1).strip() if value else "", context, 1, rng, peers, failed)[0]
-        return (f"<response><reasoning>Apply the feedback.</reasoning><method>editing</method>"
+        return (f"<response><reasoning>{reasoning}</reasoning><method>editing</method>"
                 f"<proposed_variable>{proposal}</proposed_variable></response>")
     system = text.split("<START_OF_SYSTEM_PROMPT>", 1)[1].split("<END_OF_SYSTEM_PROMPT>", 1)[0].strip()
     question = text.split("<START_OF_USER>", 1)[1].split("<END_OF_USER>", 1)[0].strip()
-    return object_count([{"role": "system", "content": system}, {"role": "user", "content": question}], body)
+    return task(system, question)
 
 
 def section(text: str, tag: str) -> str:
