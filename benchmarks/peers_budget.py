@@ -8,7 +8,8 @@ reaches a budget is scored on 100 held-out test questions (uncounted).
   at its default patience, after 12 steps in a row that accepted nothing.
 - GEPA (`dspy.GEPA`, dspy 3.4, gepa 0.1.4) at the settings its authors recommend: Pareto candidate
   selection, merge on (up to 5), reflection minibatches of 3; `max_metric_calls` is 0.98 of the budget
-  (its reflection calls come on top).
+  (its reflection calls come on top). And the gepa package on its own (`gepa.optimize`, its
+  DefaultAdapter: the prompt as the system message), at the same settings.
 - MIPROv2 (dspy 3.4) instruction-only (no demos: under these rules a demo fixes nothing, so a user
   who knew that would turn them off, and the others have none), its trials and candidates scaled to
   the budget as its `auto` presets scale them (trials = 1.5 x candidates; see `mipro_settings`).
@@ -22,8 +23,8 @@ the same written rules, each request only from its own text:
   an instruction in the system prompt; one answer in ten a coin flip). Its reply is as long as a real
   one: a line per item the question lists, then the answer; only a prompt that holds "Give only the
   final answer." gets the answer alone. DSPy's format gets the same text in its answer field.
-- Feedback on an error sample (raygrad's backward engine, AdalFlow's, each wrong example in a GEPA
-  reflection call) names the fix of its question's cause with probability 0.7, else a random catalog
+- Feedback on an error sample (raygrad's backward engine, AdalFlow's, each wrong example in either
+  GEPA's reflection call) names the fix of its question's cause with probability 0.7, else a random catalog
   instruction, after a paragraph that explains it (EXPLANATION, about 50 tokens). AdalFlow also asks
   about samples answered right, and is told so in a sentence.
 - A proposal adds to the value the instruction the feedback in its request names most (with
@@ -73,6 +74,7 @@ from raygrad.testing import ServerSettings, SimulatedServer
 START = ("You will answer a reasoning question.", "Respond with the final answer as a number on the last line.")
 QUESTION = re.compile(r"I have [^\n\"<]*?\. How many [^\n\"<]+? do I have\?")
 SHORT = "Give only the final answer."
+GEPA_REFLECTION = "I provided an assistant with the following instructions to perform a task for me:"
 EXPLANATION = ("The model's count does not match the expected answer. The question lists several things, each "
                "with a quantity, and only some of them belong to the kind it asks about; a wrong total means "
                "the model counted one it should not have, missed one, or misread how many there were. ")
@@ -134,9 +136,25 @@ def respond_dspy(messages: list[dict], body: dict[str, Any]) -> str:
     return f"[[ ## answer ## ]]\n{reply}\n\n[[ ## completed ## ]]"
 
 
+def respond_gepa(text: str) -> str:
+    """The gepa package's reflection call (its default template): the current instruction and the examples,
+    each with its feedback, in ``` blocks; the new instruction is asked for in one."""
+    blocks = re.findall(r"```\n(.*?)\n```", text, re.S)
+    current, examples = (blocks + ["", ""])[:2]
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    wrong = [part for part in examples.split("# Example ")[1:] if "The answer is wrong" in part]
+    lines = "\n".join(feedback(part.split("## Inputs", 1)[-1].split("## Generated Outputs", 1)[0].strip(), rng)
+                      for part in wrong)
+    value = proposals(current.strip(), lines, 1, rng)[0]
+    diagnosis = " ".join(EXPLANATION + line for line in lines.splitlines())
+    return f"{diagnosis} {REASONING}".strip() + f"\n\n```\n{value}\n```"
+
+
 def respond(messages: list[dict], body: dict[str, Any]) -> str:
     """Each framework's requests in its own format, by the rules above."""
     text = "\n".join(str(m.get("content", "")) for m in messages)
+    if text.startswith(GEPA_REFLECTION):
+        return respond_gepa(text)
     if "<START_OF_SYSTEM_PROMPT>" in text:
         return respond_adalflow(text, body, task_reply, EXPLANATION, REASONING)
     if "[[ ## " in text:
@@ -185,6 +203,39 @@ def run_gepa(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, bud
                                   valset=dspy_examples(dspy, data["val"]))
     meter.counting = False
     return dspy_test(dspy, optimized, data["test"]), optimized.signature.instructions
+
+
+def run_gepa_package(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, budget: int
+                     ) -> tuple[float, str]:
+    """The gepa package on its own (`gepa.optimize` with its DefaultAdapter: the prompt as the system message,
+    the question as the user's), at the settings dspy.GEPA is run with here; its metric the same."""
+    import gepa
+    from gepa.adapters.default_adapter.default_adapter import DefaultAdapter, EvaluationResult
+    from gepa.lm import LM
+
+    def evaluator(row: dict, response: str) -> EvaluationResult:
+        found = re.findall(r"-?\d+", response)
+        right = bool(found) and found[-1] == row["answer"]
+        return EvaluationResult(score=float(right), feedback="The answer is right." if right else
+                                f"The answer is wrong: it is {row['answer']}.")
+
+    def rows(split: list[dict]) -> list[dict]:
+        return [{"input": r["input"], "additional_context": {}, "answer": r["target"]} for r in split]
+
+    server = {"api_base": url, "api_key": "sk-bench"}
+    adapter = DefaultAdapter("openai/task", evaluator=evaluator, max_litellm_workers=4,
+                             litellm_batch_completion_kwargs=server)
+    with tempfile.TemporaryDirectory() as folder:
+        result = gepa.optimize(seed_candidate={"system_prompt": " ".join(START)}, trainset=rows(data["train"]),
+                               valset=rows(data["val"]), adapter=adapter,
+                               reflection_lm=LM("openai/optimizer", **server), candidate_selection_strategy="pareto",
+                               use_merge=True, max_merge_invocations=5, reflection_minibatch_size=3,
+                               max_metric_calls=int(budget * 0.98), seed=seed, run_dir=folder,
+                               display_progress_bar=False)
+    meter.counting = False
+    best = result.best_candidate
+    tested = adapter.evaluate(rows(data["test"]), best)
+    return sum(tested.scores) / len(tested.scores), best["system_prompt"]
 
 
 def mipro_settings(budget: int, val: int = 50, minibatch: int = 35, full_every: int = 5) -> tuple[int, int]:
@@ -307,8 +358,8 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--raygrad", nargs="+", default=["{}"], metavar="JSON",
                         help='raygrad trainer settings to run, each its own row (e.g. \'{"min_gain": 0.05}\')')
-    parser.add_argument("--peers", nargs="*", default=["gepa", "mipro", "adalflow"],
-                        choices=["gepa", "mipro", "adalflow"])
+    parser.add_argument("--peers", nargs="*", default=["gepa", "gepa-package", "mipro", "adalflow"],
+                        choices=["gepa", "gepa-package", "mipro", "adalflow"])
     parser.add_argument("--output", default="peers_budget")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -323,6 +374,8 @@ def main() -> None:
         budgeted[f"raygrad ({label})"] = functools.partial(run_raygrad, trainer=settings)
     if "gepa" in args.peers:
         budgeted["GEPA (dspy.GEPA: pareto, merge)"] = run_gepa
+    if "gepa-package" in args.peers:
+        budgeted["GEPA (gepa.optimize: pareto, merge)"] = run_gepa_package
     if "mipro" in args.peers:
         budgeted["MIPROv2 (dspy, instructions only)"] = run_mipro
     names = [*budgeted, *(["AdalFlow (constrained)"] if "adalflow" in args.peers else [])]
