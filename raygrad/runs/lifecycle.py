@@ -25,6 +25,7 @@ from raygrad.llm.local import LocalModelServer
 from raygrad.optim.execution import LocalExecutor, Stage2Result
 from raygrad.optim.metrics import Metric
 from raygrad.optim.state import TrainState
+from raygrad.optim.stopping import Stopper
 from raygrad.optim.trainer import Trainer, select_trainable
 from raygrad.runs.assemble import check_models, check_workflow, load_split
 from raygrad.runs.changes import changes_since_checkpoint, refuse_changed
@@ -160,6 +161,7 @@ def _run_lifecycle(config: RunConfig, workflow: Workflow, splits: Splits, start:
         test_size=len(splits.test) if splits.test is not None else 0,
         failed_samples=(before.failed if before else 0) + (after.failed if after else 0), values=state.values,
         start_values=start_values, usage=usage, wall_s=time.monotonic() - started, stopped=state.stopped,
+        stalled=_stalled(state, config),
         resumed_from=resumed_from, ray=stats, raised=run_raised(state, before, after),
         failed_gradients=sum(step.failed_gradients for step in state.steps),
         failed_proposals=sum(step.failed_proposals for step in state.steps),
@@ -288,3 +290,11 @@ def local_runner(config: RunConfig, workflow: Workflow, metric: Metric,
             finally:
                 run.close()
     return start
+
+
+def _stalled(state: TrainState, config: RunConfig) -> str | None:
+    """Why a run that was not stopped ended before its steps, when trainer.patience ended it."""
+    cfg = config.trainer
+    if state.stopped or state.step >= cfg.steps or not Stopper(cfg.steps, cfg, cfg.patience).stalled(state):
+        return None
+    return f"the last {cfg.patience} steps accepted nothing (trainer.patience)"

@@ -59,6 +59,7 @@ class RunResult(BaseModel):
     usage: dict[str, Usage]
     wall_s: float
     stopped: str | None = None
+    stalled: str | None = None  # why the run finished before its steps: trainer.patience
     skipped_rows: int = 0  # bad rows left out (data.skip_bad_rows), listed in skipped_rows.json
     resumed_from: str | None = None  # the checkpoint's location, when the run continued from one
     ray: dict[str, Any] = Field(default_factory=dict)

@@ -39,7 +39,8 @@ def result_summary(result: RunResult, run_dir: Path) -> list[str]:
     lines = [f"resumed from {result.resumed_from}"] if result.resumed_from else []
     lines.append(f"optimized {result.workflow} for {result.steps} steps ({result.accepted} of {result.candidates} "
                  f"candidates accepted) in {result.wall_s:.0f} s" + (f"; stopped: {result.stopped}" if result.stopped
-                                                                      else ""))
+                                                                      else "")
+                 + (f"; finished early: {result.stalled}" if result.stalled else ""))
     if result.skipped_rows:
         lines.append(f"  skipped {result.skipped_rows} bad rows of the dataset: {run_dir / SKIPPED_ROWS}")
     lines.append(f"  {'':<12}{'before':>8}{'after':>8}")

@@ -39,3 +39,9 @@ def test_in_a_notebook_one_runs_bar_is_redrawn_on_its_line(monkeypatch):
     text = out.getvalue()
     assert "\x1b[" not in text and text.count("\r") >= 2 and text.endswith("\n")
     assert text.rsplit("\r", 1)[-1].startswith("nb") and "  1/2" in text.rsplit("\r", 1)[-1]
+
+
+def test_a_run_that_stalled_says_why_it_finished_before_its_steps():
+    line = result_summary(finished(stalled="the last 12 steps accepted nothing (trainer.patience)"), Path("r"))[0]
+    assert line.endswith("; finished early: the last 12 steps accepted nothing (trainer.patience)")
+    assert "finished early" not in result_summary(finished(), Path("r"))[0]
