@@ -334,8 +334,8 @@ def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, 
 
         async def fit() -> float:
             with role_clients(config.role_models(), config.journal_path) as clients:
-                settings = TrainerConfig(steps=1000, batch_size=4, proposals=5, seed=seed, max_calls=budget,
-                                         **(trainer or {}))
+                settings = TrainerConfig(**{"steps": 1000, "batch_size": 4, "proposals": 5, "seed": seed,
+                                            "max_calls": budget, **(trainer or {})})
                 await Trainer(workflow, number_match, clients, settings, eval_name="number").fit(
                     examples(data["train"]), examples(data["val"]))
                 meter.counting = False
