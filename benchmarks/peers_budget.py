@@ -106,8 +106,13 @@ def field(text: str, name: str) -> str:
     return found.group(1).strip() if found else ""
 
 
+# raygrad's requests (told apart by the JSON schema they ask for), with the task model's replies above.
+RAYGRAD_ROLES = with_optimizer_roles(lambda messages, _: task_reply(last(messages, "system"), last(messages, "user")))
+
+
 def respond_raygrad(messages: list[dict], body: dict[str, Any]) -> str:
-    reply = with_optimizer_roles(lambda m, b: task_reply(last(m, "system"), last(m, "user")))(messages, body)
+    """raygrad's requests; a diagnosis comes after its explanation, as in every framework's."""
+    reply = RAYGRAD_ROLES(messages, body)
     if requested_schema(body, messages) == "FeedbackReply":
         return json.dumps({"feedback": EXPLANATION + json.loads(reply)["feedback"]})
     return reply
