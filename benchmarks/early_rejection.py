@@ -30,8 +30,9 @@ def run(early: bool, val_size: int, steps: int, output: str) -> tuple[object, in
             "data": {"generator": {"size": 100 + val_size, "seed": 3},
                      "splits": {"train": "0:100", "val": f"100:{100 + val_size}"}},
             "models": {"task": model, "backward": model, "optimizer": model},
+            # Every step runs (no patience): what is compared is the calls of the same steps, with and without.
             "trainer": {"steps": steps, "batch_size": 4, "proposals": 5, "seed": 7, "validation_chunk": 20,
-                        "early_rejection": early},
+                        "early_rejection": early, "patience": None},
             "runtime": {"workers": 2, "cpus_per_worker": 0.5}})
         with distributed_run(config) as ray_run:
             state = ray_run.fit(load_split(config.data, "train"), load_split(config.data, "val"))
