@@ -351,10 +351,13 @@ def run_raygrad(url: str, meter: Meter, data: dict[str, list[dict]], seed: int, 
         return asyncio.run(fit()), " ".join(workflow.state().values())
 
 
-def spent_first(meter: Meter, calls: int) -> tuple[int, float]:
-    """(calls, $) of the first `calls` answers a meter recorded."""
+def spent_first(meter: Meter, calls: int | None = None) -> tuple[int, float, dict[str, float]]:
+    """(calls, $, $ per role) of the first `calls` answers a meter recorded (all by default)."""
+    by_role = dict.fromkeys(PRICES, 0.0)
     rows = sorted(meter.records)[:calls]
-    return len(rows), sum((i * PRICES[m][0] + o * PRICES[m][1]) / 1e6 for _, m, i, o in rows)
+    for _, model, tokens_in, tokens_out in rows:
+        by_role[model] += (tokens_in * PRICES[model][0] + tokens_out * PRICES[model][1]) / 1e6
+    return len(rows), sum(by_role.values()), by_role
 
 
 def main() -> None:
@@ -384,7 +387,8 @@ def main() -> None:
     if "mipro" in args.peers:
         budgeted["MIPROv2 (dspy, instructions only)"] = run_mipro
     names = [*budgeted, *(["AdalFlow (constrained)"] if "adalflow" in args.peers else [])]
-    runs: dict[tuple[str, int], list[tuple[float, int, float]]] = {(n, b): [] for n in names for b in args.budgets}
+    runs: dict[tuple[str, int], list[tuple[float, int, float, dict[str, float]]]] = {
+        (n, b): [] for n in names for b in args.budgets}
     options = " ".join(f"--{k} {' '.join(map(str, v))}" for k, v in
                        (("seeds", args.seeds), ("budgets", args.budgets), ("peers", args.peers)))
     options += "".join(f" '{raw}'" if i else f" --raygrad '{raw}'" for i, raw in enumerate(args.raygrad)) \
@@ -396,16 +400,16 @@ def main() -> None:
                 meter = Meter(respond)
                 with SimulatedServer(ServerSettings(), responder=meter) as server:
                     test, final = runner(server.url, meter, data, seed, budget)
-                calls, _, dollars = meter.spent()
-                runs[name, budget].append((test, calls, dollars))
+                calls, dollars, by_role = spent_first(meter)
+                runs[name, budget].append((test, calls, dollars, by_role))
                 print(name, budget, seed, test, calls, round(dollars, 4), final[:160], flush=True)
         if "adalflow" in args.peers:
             meter = Meter(respond)
             with SimulatedServer(ServerSettings(), responder=meter) as server:
                 tests = run_adalflow(server.url, meter, data, seed, args.budgets)
             for budget, (test, final) in tests.items():
-                calls, dollars = spent_first(meter, budget)
-                runs["AdalFlow (constrained)", budget].append((test, calls, dollars))
+                calls, dollars, by_role = spent_first(meter, budget)
+                runs["AdalFlow (constrained)", budget].append((test, calls, dollars, by_role))
                 print("AdalFlow", budget, seed, test, calls, round(dollars, 4), final[:160], flush=True)
         write_results(args, names, runs, options)
 
@@ -422,9 +426,10 @@ def write_results(args: argparse.Namespace, names: list[str], runs: dict, option
         for name in names:
             done = runs[name, budget]
             if done:
-                cells[name, budget] = statistics.mean(t for t, _, _ in done), statistics.mean(d for _, _, d in done)
-                rows.append([budget, name, spread([t for t, _, _ in done], 3), spread([c for _, c, _ in done], 0),
-                             spread([d for _, _, d in done], 3)])
+                cells[name, budget] = statistics.mean(r[0] for r in done), statistics.mean(r[2] for r in done)
+                roles = " / ".join(f"{statistics.mean(r[3][role] for r in done):.3f}" for role in PRICES)
+                rows.append([budget, name, spread([r[0] for r in done], 3), spread([r[1] for r in done], 0),
+                             spread([r[2] for r in done], 3), roles])
     seeds = len(runs[names[0], args.budgets[0]])
     ours, peers = [n for n in names if n.startswith("raygrad")], [n for n in names if not n.startswith("raygrad")]
     lines = []
@@ -448,7 +453,8 @@ def write_results(args: argparse.Namespace, names: list[str], runs: dict, option
                             else "at no budget measured"))
     write_table(args.output, f"raygrad and its peers at equal budgets: test accuracy over spend (ObjectCount, 50 "
                              f"validation questions, 100 test; {seeds} of seeds {args.seeds})",
-                ["budget (calls)", "framework", "test (100 held out)", "calls spent", "$ spent"], rows,
+                ["budget (calls)", "framework", "test (100 held out)", "calls spent", "$ spent",
+                 "$ task / backward / optimizer (mean)"], rows,
                 notes="Mean (range) over the seeds; calls and dollars counted at the simulated server (all roles; "
                       "the test scoring\nleft out), replies as long as real ones (the rules are in the script's "
                       "docstring). raygrad stops at\nits budget (its last step rolled back) or when it stalls "
