@@ -57,6 +57,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     "peers_budget_patience": ("peers_budget.py", [*SEEDS, "--budgets", "250", "500", "1000", "--peers", "--raygrad",
                                                   '{"patience": 6}', '{"patience": 12}', "--output",
                                                   "peers_budget_patience"], "bench extras"),
+    "peers_budget_roles": ("peers_budget.py", [*SEEDS, "--budgets", "250", "500", "--peers", "gepa-package",
+                                               "--output", "peers_budget_roles"], "bench extras"),
     "peers_budget_proposals": ("peers_budget.py", [*SEEDS, "--peers", "--raygrad", '{"proposals": 3}',
                                                    '{"proposals": 2}', "--output", "peers_budget_proposals"],
                                "bench extras"),
