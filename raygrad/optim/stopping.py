@@ -16,13 +16,15 @@ class Stopper:
         self.outside: str | None = None  # set from outside (a sweep's limit): stops like a budget
 
     def finished(self, state: TrainState) -> bool:
-        return state.step >= self.steps or state.best_val >= 1.0 or self.stalled(state)
+        return state.step >= self.steps or state.best_val >= 1.0 or self.stalled(state) is not None
 
-    def stalled(self, state: TrainState) -> bool:
-        """The last `patience` steps accepted nothing (read from the steps' records, so a resumed run agrees)."""
-        if not self.patience or len(state.steps) < self.patience:
-            return False
-        return not any(record.accepted for record in state.steps[-self.patience:])
+    def stalled(self, state: TrainState) -> str | None:
+        """Why the run has stalled, when the last `patience` steps accepted nothing (read from the steps'
+        records, so a resumed run agrees), else None."""
+        if not self.patience or len(state.steps) < self.patience or \
+                any(record.accepted for record in state.steps[-self.patience:]):
+            return None
+        return f"the last {self.patience} steps accepted nothing (trainer.patience)"
 
     def stopped(self, usage: dict[str, Usage], elapsed_s: float) -> str | None:
         """Why no more may be spent, or None."""

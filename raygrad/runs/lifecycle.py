@@ -295,6 +295,4 @@ def local_runner(config: RunConfig, workflow: Workflow, metric: Metric,
 def _stalled(state: TrainState, config: RunConfig) -> str | None:
     """Why a run that was not stopped ended before its steps, when trainer.patience ended it."""
     cfg = config.trainer
-    if state.stopped or state.step >= cfg.steps or not Stopper(cfg.steps, cfg, cfg.patience).stalled(state):
-        return None
-    return f"the last {cfg.patience} steps accepted nothing (trainer.patience)"
+    return None if state.stopped or state.step >= cfg.steps else Stopper(cfg.steps, cfg, cfg.patience).stalled(state)
